@@ -1,0 +1,63 @@
+"""Audit log entries (DESIGN §10): what is written for every decision, allowed or denied."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["allow", "deny", "error"]
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditDraft:
+    """An entry before the store chains it. ``input`` is already masked: no tokens, no rows."""
+
+    decision_id: str
+    timestamp: str  # RFC 3339, UTC, microseconds
+    path: str  # the policy rule consulted
+    principal: str  # SPIFFE id, or "unauthenticated"
+    agency: str
+    action: str  # "ingest", "query", "list_datasets", "audit.list", ...
+    outcome: Outcome
+    reasons: tuple[str, ...] = ()
+    agreement_id: str = ""
+    purpose: str = ""
+    policy_revision: str = ""
+    query_fingerprint: str = ""
+    cells_released: int = 0
+    cells_withheld: int = 0
+    latency_ms: float = 0.0
+    input: Mapping[str, Any] = field(default_factory=dict)
+    result: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEntry(AuditDraft):
+    """A chained entry: ``hash`` = SHA-256 over the canonical encoding of every other field."""
+
+    seq: int = 0
+    prev_hash: str = GENESIS_HASH
+    hash: str = ""
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    since: str = ""
+    until: str = ""
+    principal: str = ""
+    agency: str = ""
+    agreement_id: str = ""
+    outcome: str = ""
+    decision_id: str = ""
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    entries_checked: int
+    first_bad_seq: int = 0
+    problem: str = ""
+    head_hash: str = GENESIS_HASH

@@ -1,0 +1,56 @@
+"""The policy engine interface (OPAL-style): one small protocol, engines chosen by configuration.
+
+An engine evaluates a decision rule of the loaded bundle against an input document and returns
+the rule's value. Undefined, a non-object result, an engine error or a timeout all become a
+deny: callers get a ``PolicyDecision`` with ``allow=False`` and ``error`` set, never an exception
+that could be mistaken for an allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# The decision rules the gateway consults (DESIGN §8). Paths are OPA data paths.
+INGEST_RULE = "datashare/ingest/decision"
+QUERY_RULE = "datashare/query/decision"
+AUDIT_RULE = "datashare/audit/decision"
+LISTING_RULE = "datashare/listing/datasets"
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """What the policy said. ``result`` is the raw decision document, for the audit log."""
+
+    allow: bool
+    reasons: tuple[str, ...]
+    revision: str
+    path: str
+    result: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None  # set when the engine failed; allow is then always False
+
+    @property
+    def agreement(self) -> Mapping[str, Any]:
+        value = self.result.get("agreement")
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def obligations(self) -> Mapping[str, Any]:
+        value = self.result.get("obligations")
+        return value if isinstance(value, Mapping) else {}
+
+
+class PolicyEngine(Protocol):
+    @property
+    def revision(self) -> str:
+        """The bundle revision every decision of this engine is stamped with."""
+        ...
+
+    def decide(self, path: str, input_doc: Mapping[str, Any]) -> PolicyDecision:
+        """Evaluate the decision document at ``path``; fail closed on anything unexpected."""
+        ...
+
+    def query(self, path: str, input_doc: Mapping[str, Any]) -> Any:
+        """The raw value of the rule at ``path`` (for listings); raises PolicyEngineError."""
+        ...

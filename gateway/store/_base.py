@@ -1,0 +1,72 @@
+"""The store interface: one small protocol, the backend (SQLite or PostgreSQL) chosen by URL.
+
+Each dataset lives in its own typed table so aggregation is a plain SQL GROUP BY in the
+database. Tokens are stored re-keyed (HMAC-SHA256 with the gateway's rest key) and never read
+back out: the store answers only aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.audit._types import AuditDraft, AuditEntry, AuditFilter
+from gateway.query._spec import QuerySpec, RawResult
+
+
+@dataclass(frozen=True)
+class BatchMeta:
+    batch_id: str
+    agency: str
+    dataset: str
+    contract_version: int
+    record_count: int
+    content_digest: str  # SHA-256 hex of header || ciphertext: same id, other content is a conflict
+
+
+@dataclass(frozen=True)
+class RecordColumns:
+    """Validated, re-keyed records in columns; row i is element i of each sequence."""
+
+    subjects: Sequence[bytes]  # HMAC-SHA256(K_rest, T0), 32 bytes
+    event_days: Sequence[int]  # days since 1970-01-01
+    dimensions: Mapping[str, Sequence[str]]
+    measures: Mapping[str, Sequence[float]]  # already clamped
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    stored: bool  # False: the batch id was stored before, nothing written now
+    records: int
+
+
+class Store(Protocol):
+    def create_schema(self) -> None:
+        """Create any missing table and index; safe to call on every start."""
+        ...
+
+    def ping(self) -> None:
+        """Raise StoreError if the database cannot be reached."""
+        ...
+
+    def store_batch(self, meta: BatchMeta, records: RecordColumns) -> StoreOutcome:
+        """Store a batch and its records in one transaction, once per batch id.
+
+        A batch id seen before with the same content digest is a duplicate (nothing written);
+        with another digest it is a Conflict. StoreError on database failure, nothing written."""
+        ...
+
+    def aggregate(self, spec: QuerySpec) -> RawResult:
+        """One SQL query (GROUP BY in the database) for the cells and one for the total."""
+        ...
+
+    def append_audit(self, draft: AuditDraft) -> AuditEntry:
+        """Chain and append one entry atomically; AuditWriteError if it could not be written."""
+        ...
+
+    def audit_entries(self, filt: AuditFilter | None = None) -> Iterator[AuditEntry]:
+        """Entries in chain order (seq ascending), filtered."""
+        ...
+
+    def close(self) -> None: ...
