@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from gateway.errors import Unauthenticated
 
@@ -52,7 +51,7 @@ class Principal:
 
 def spiffe_uris(cert: x509.Certificate) -> list[str]:
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
     return [u for u in san.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("spiffe://")]

@@ -1,0 +1,178 @@
+"""Opening a pushed batch: verify the agency signature, open the HPKE seal, check every record
+against the dataset contract, and re-key the tokens (DESIGN §3, §6).
+
+Byte layout (mirrors agents/_seal.py; the .proto comments are the contract):
+    signature = Ed25519(b"datashare/v1/signature\\x00" || len(header) as u32 BE || header || ciphertext)
+    ciphertext = HPKE-single-shot(DHKEM(X25519,HKDF-SHA256), HKDF-SHA256, AES-256-GCM,
+                                  info = b"datashare/v1/batch\\x00" || header)
+The header is signed and bound into the seal as the exact bytes sent, so it cannot be swapped
+between batches. Errors name the part at fault and never a value from inside the batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from google.protobuf.message import DecodeError
+
+from gateway._pb import ingest_pb2
+from gateway.catalogue import Dataset
+from gateway.errors import BatchRejected
+from gateway.store._base import BatchMeta, RecordColumns
+
+SEAL_INFO_PREFIX = b"datashare/v1/batch\x00"
+SIGNATURE_PREFIX = b"datashare/v1/signature\x00"
+TOKEN_BYTES = 32
+MAX_RECORDS_PER_BATCH = 100_000
+# Event days must fall between 1900-01-01 and 2199-12-31: anything else is a mapping error.
+_MIN_DAY, _MAX_DAY = -25567, 84005
+_SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
+
+
+def signed_message(header: bytes, ciphertext: bytes) -> bytes:
+    return SIGNATURE_PREFIX + len(header).to_bytes(4, "big") + header + ciphertext
+
+
+def parse_header(raw: bytes) -> ingest_pb2.BatchHeader:
+    try:
+        header = ingest_pb2.BatchHeader.FromString(raw)
+    except DecodeError as exc:
+        raise BatchRejected("header", "is not a serialised BatchHeader") from exc
+    for name in ("agency", "dataset", "batch_id", "signing_key_id"):
+        value = getattr(header, name)
+        if not value or len(value) > 128 or not value.isprintable():
+            raise BatchRejected(f"header.{name}", "must be a short, printable, non-empty string")
+    if not 0 < header.record_count <= MAX_RECORDS_PER_BATCH:
+        raise BatchRejected("header.record_count", f"must be between 1 and {MAX_RECORDS_PER_BATCH}")
+    return header
+
+
+@dataclass(frozen=True)
+class OpenedBatch:
+    meta: BatchMeta
+    records: RecordColumns
+
+
+class BatchOpener:
+    """Holds the gateway's secrets for opening batches; one per process."""
+
+    def __init__(
+        self,
+        hpke_private: X25519PrivateKey,
+        rest_key: bytes,
+        agency_keys: Mapping[str, Mapping[str, Ed25519PublicKey]],
+    ) -> None:
+        self._hpke_private = hpke_private
+        self._rest = hmac.new(rest_key, digestmod=hashlib.sha256)
+        self._agency_keys = agency_keys
+
+    def open(self, sealed: ingest_pb2.SealedBatch, header: ingest_pb2.BatchHeader, dataset: Dataset) -> OpenedBatch:
+        """Verify, open and validate; BatchRejected (nothing stored) on any failure."""
+        key = self._agency_keys.get(header.agency, {}).get(header.signing_key_id)
+        if key is None:
+            raise BatchRejected("header.signing_key_id", "is not a signing key enrolled for this agency")
+        try:
+            key.verify(sealed.signature, signed_message(sealed.header, sealed.ciphertext))
+        except InvalidSignature as exc:
+            raise BatchRejected("signature", "does not verify against the agency's enrolled key") from exc
+        try:
+            plaintext = _SUITE.decrypt(sealed.ciphertext, self._hpke_private, info=SEAL_INFO_PREFIX + sealed.header)
+        except Exception as exc:  # noqa: BLE001 - any failure to open is the same answer to the caller
+            raise BatchRejected("ciphertext", "cannot be opened with the gateway's key") from exc
+        try:
+            batch = ingest_pb2.RecordBatch.FromString(plaintext)
+        except DecodeError as exc:
+            raise BatchRejected("ciphertext", "does not hold a record batch") from exc
+        records = self._validate(batch, header.record_count, dataset)
+        meta = BatchMeta(
+            batch_id=header.batch_id,
+            agency=header.agency,
+            dataset=header.dataset,
+            contract_version=header.contract_version,
+            record_count=header.record_count,
+            content_digest=hashlib.sha256(sealed.header + b"\x00" + plaintext).hexdigest(),
+        )
+        return OpenedBatch(meta, records)
+
+    def _validate(self, batch: ingest_pb2.RecordBatch, count: int, dataset: Dataset) -> RecordColumns:
+        if len(batch.subject_tokens) != count:
+            raise BatchRejected("records.subject_tokens", "count differs from header.record_count")
+        if len(batch.event_days) != count:
+            raise BatchRejected("records.event_days", "count differs from header.record_count")
+        if any(len(t) != TOKEN_BYTES for t in batch.subject_tokens):
+            raise BatchRejected("records.subject_tokens", f"every token must be {TOKEN_BYTES} bytes")
+        days = list(batch.event_days)
+        if min(days) < _MIN_DAY or max(days) > _MAX_DAY:
+            raise BatchRejected("records.event_days", "a date lies outside 1900-2199")
+        if dataset.granularity == "month" and any(_day_of_month(d) != 1 for d in set(days)):
+            raise BatchRejected("records.event_days", "dates must be coarsened to the first of the month")
+        return RecordColumns(
+            subjects=[self._rekey(t) for t in batch.subject_tokens],
+            event_days=days,
+            dimensions=_dimensions(batch, count, dataset),
+            measures=_measures(batch, count, dataset),
+        )
+
+    def _rekey(self, token: bytes) -> bytes:
+        mac = self._rest.copy()
+        mac.update(token)
+        return mac.digest()
+
+
+def _dimensions(batch: ingest_pb2.RecordBatch, count: int, dataset: Dataset) -> dict[str, list[str]]:
+    columns = {c.name: c for c in batch.dimensions}
+    if len(columns) != len(batch.dimensions):
+        raise BatchRejected("records.dimensions", "a column appears twice")
+    expected = {d.name for d in dataset.dimensions}
+    _same_columns("records.dimensions", set(columns), expected)
+    out: dict[str, list[str]] = {}
+    for dim in dataset.dimensions:
+        column = columns[dim.name]
+        where = f"records.dimensions[{dim.name}]"
+        if len(column.codes) != count:
+            raise BatchRejected(where, "count differs from header.record_count")
+        domain = set(dim.domain)
+        if any(value not in domain for value in column.dictionary):
+            raise BatchRejected(where, "holds a value outside the contract's domain")
+        if column.codes and max(column.codes) >= len(column.dictionary):
+            raise BatchRejected(where, "a code points outside its dictionary")
+        dictionary = list(column.dictionary)
+        out[dim.name] = [dictionary[c] for c in column.codes]
+    return out
+
+
+def _measures(batch: ingest_pb2.RecordBatch, count: int, dataset: Dataset) -> dict[str, list[float]]:
+    columns = {c.name: c for c in batch.measures}
+    if len(columns) != len(batch.measures):
+        raise BatchRejected("records.measures", "a column appears twice")
+    _same_columns("records.measures", set(columns), {m.name for m in dataset.measures})
+    out: dict[str, list[float]] = {}
+    for measure in dataset.measures:
+        values = list(columns[measure.name].values)
+        where = f"records.measures[{measure.name}]"
+        if len(values) != count:
+            raise BatchRejected(where, "count differs from header.record_count")
+        if not all(math.isfinite(v) and measure.min <= v <= measure.max for v in values):
+            raise BatchRejected(where, "a value lies outside the contract's clamp bounds")
+        out[measure.name] = values
+    return out
+
+
+def _same_columns(where: str, got: set[str], expected: set[str]) -> None:
+    if missing := sorted(expected - got):
+        raise BatchRejected(where, f"missing contract column {missing[0]!r}")
+    if got - expected:
+        raise BatchRejected(where, "holds a column the contract does not name")
+
+
+def _day_of_month(day: int) -> int:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).day

@@ -1,0 +1,97 @@
+"""Assembling and running the gateway: settings ▶ keys, bundle, store ▶ gRPC server with mTLS."""
+
+from __future__ import annotations
+
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway._pb import audit_pb2, audit_pb2_grpc, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
+from gateway._settings import GatewaySettings, load_gateway_keys
+from gateway._tls import check_certificate, server_credentials
+from gateway.catalogue import Catalogue
+from gateway.errors import ConfigError
+from gateway.ingest import BatchOpener
+from gateway.policy import make_engine
+from gateway.policy._bundle import load_bundle
+from gateway.server._audit import AuditService
+from gateway.server._ingest import IngestService
+from gateway.server._interceptor import GatewayInterceptor
+from gateway.server._metrics import Metrics
+from gateway.server._query import QueryService
+from gateway.server._state import PolicyState, Shared
+from gateway.store import open_store
+
+log = structlog.get_logger("gateway")
+SERVICES = (
+    ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["Query"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+)
+
+
+def load_policy_state(settings: GatewaySettings) -> PolicyState:
+    bundle = load_bundle(settings.policy_bundle)
+    engine = make_engine(settings.policy_engine, bundle, opa_url=settings.opa_url, timeout_ms=settings.policy_timeout_ms)
+    return PolicyState(engine=engine, catalogue=Catalogue.from_data(bundle.data))
+
+
+@dataclass
+class Gateway:
+    """A configured, not yet started gateway. ``start()`` binds and returns the port."""
+
+    settings: GatewaySettings
+    shared: Shared
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int = 0
+
+    def start(self) -> int:
+        self.port = self.server.add_secure_port(self.settings.listen, server_credentials(self.settings))
+        if self.port == 0:
+            raise ConfigError(f"gateway.listen: cannot bind {self.settings.listen}")
+        self.server.start()
+        for name in ("", *SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("gateway_started", port=self.port, revision=self.shared.policy.revision)
+        return self.port
+
+    def stop(self, grace: float = 2.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.shared.store.close()
+        log.info("gateway_stopped")
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> Gateway:
+    """Everything is read and checked here, once; a bad file is a ConfigError naming it."""
+    for path in (settings.tls.ca, settings.tls.cert):
+        check_certificate(path)
+    keys = load_gateway_keys(settings)
+    policy = load_policy_state(settings)
+    store = open_store(settings.store_url, policy.catalogue)
+    store.create_schema()
+    metrics = metrics or Metrics()
+    shared = Shared(policy, store, BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys), metrics)
+    interceptor = GatewayInterceptor(settings.trust_domain, lambda: shared.policy.catalogue.agencies,
+                                     shared.recorder, metrics)
+    limit = settings.max_message_mb * 1024 * 1024
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
+        interceptors=[interceptor],
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+    )
+    ingest_pb2_grpc.add_IngestServicer_to_server(IngestService(shared), server)
+    query_pb2_grpc.add_QueryServicer_to_server(QueryService(shared), server)
+    audit_pb2_grpc.add_AuditServicer_to_server(AuditService(shared), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return Gateway(settings=settings, shared=shared, server=server, health=health_servicer)

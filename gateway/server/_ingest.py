@@ -1,0 +1,76 @@
+"""The Ingest service: agents fetch their contract and push sealed batches (DESIGN §3)."""
+
+from __future__ import annotations
+
+import grpc
+
+from gateway._pb import common_pb2, ingest_pb2, ingest_pb2_grpc
+from gateway.errors import BatchRejected, GatewayError, InvalidRequest, PermissionDenied
+from gateway.ingest import parse_header
+from gateway.policy._engine import INGEST_RULE
+from gateway.server._context import current
+from gateway.server._state import Shared, policy_input
+
+
+class IngestService(ingest_pb2_grpc.IngestServicer):
+    def __init__(self, shared: Shared) -> None:
+        self._s = shared
+
+    def GetContract(
+        self, request: ingest_pb2.GetContractRequest, context: grpc.ServicerContext
+    ) -> common_pb2.DatasetContract:
+        ctx, policy = current(), self._s.policy
+        if not request.dataset or len(request.dataset) > 64:
+            raise InvalidRequest("dataset", "must name a dataset")
+        req = {"dataset": request.dataset, "contract_version": 0}
+        decision = self._s.decide(ctx, INGEST_RULE, "get_contract", req)
+        self._s.recorder.record(
+            ctx, action="get_contract", outcome="allow" if decision.allow else "deny", path=INGEST_RULE,
+            reasons=decision.reasons, revision=decision.revision,
+            input_doc=policy_input(ctx, "get_contract", req), result=decision.result,
+        )
+        dataset = policy.catalogue.dataset(request.dataset)
+        if not decision.allow or dataset is None:
+            raise PermissionDenied(decision.reasons)
+        return dataset.to_proto()
+
+    def PushBatch(self, request: ingest_pb2.SealedBatch, context: grpc.ServicerContext) -> ingest_pb2.PushAck:
+        ctx, policy = current(), self._s.policy
+        header = parse_header(request.header)
+        req = {"dataset": header.dataset, "contract_version": header.contract_version}
+        audit = {
+            "action": "ingest", "path": INGEST_RULE, "revision": policy.revision,
+            "input_doc": {**policy_input(ctx, "ingest", req), "batch_id": header.batch_id},
+        }
+        if header.agency != ctx.principal.agency:
+            reason = "header.agency: does not match the agency of the calling certificate"
+            self._s.recorder.record(ctx, outcome="deny", reasons=(reason,), **audit)
+            raise PermissionDenied((reason,))
+        decision = self._s.decide(ctx, INGEST_RULE, "ingest", req)
+        dataset = policy.catalogue.dataset(header.dataset)
+        if not decision.allow or dataset is None:
+            self._s.recorder.record(ctx, outcome="deny", reasons=decision.reasons, result=decision.result, **audit)
+            self._s.metrics.batches.labels(dataset=header.dataset if dataset else "?", outcome="denied").inc()
+            raise PermissionDenied(decision.reasons)
+        try:
+            opened = self._s.opener.open(request, header, dataset)
+            outcome = self._s.store.store_batch(opened.meta, opened.records)
+        except BatchRejected as exc:
+            self._s.recorder.record(ctx, outcome="deny", reasons=(exc.message,), result=decision.result, **audit)
+            self._s.metrics.batches.labels(dataset=dataset.name, outcome="rejected").inc()
+            raise
+        except GatewayError as exc:
+            self._s.recorder.record(ctx, outcome="error", reasons=(exc.message,), result=decision.result, **audit)
+            raise
+        self._s.recorder.record(
+            ctx, outcome="allow", reasons=("stored" if outcome.stored else "duplicate batch: nothing stored again",),
+            result=decision.result, **audit,
+        )
+        status = ingest_pb2.PushAck.STATUS_STORED if outcome.stored else ingest_pb2.PushAck.STATUS_DUPLICATE
+        if outcome.stored:
+            self._s.metrics.records_ingested.labels(dataset=dataset.name).inc(outcome.records)
+        self._s.metrics.batches.labels(dataset=dataset.name, outcome="stored" if outcome.stored else "duplicate").inc()
+        return ingest_pb2.PushAck(
+            batch_id=header.batch_id, status=status, records_stored=outcome.records if outcome.stored else 0,
+            decision_id=ctx.decision_id,
+        )

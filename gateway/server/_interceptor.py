@@ -1,0 +1,122 @@
+"""The cross-cutting concerns of every RPC, in one server interceptor (not in handlers):
+
+- identity: the principal comes only from the verified peer certificate (DESIGN §4);
+- log context: the decision id and principal are bound for every log line of the request;
+- errors: GatewayError becomes its gRPC status and message; anything else becomes INTERNAL with
+  no detail (the decision id lets an operator find the log line);
+- metrics: one count and one latency observation per RPC.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import structlog
+
+from gateway.errors import GatewayError, Unauthenticated
+from gateway.identity import Principal, principal_from_pem
+from gateway.server._context import RequestContext, bind, reset
+from gateway.server._metrics import Metrics
+from gateway.server._recorder import Recorder
+
+log = structlog.get_logger("gateway.rpc")
+# Standard services answer without a principal (probes); they are still behind mutual TLS.
+_OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    def __init__(
+        self, trust_domain: str, known_agencies: Callable[[], frozenset[str]], recorder: Recorder, metrics: Metrics
+    ) -> None:
+        self._trust_domain = trust_domain
+        self._known_agencies = known_agencies
+        self._recorder = recorder
+        self._metrics = metrics
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        method: str = details.method
+        if handler is None or method.startswith(_OPEN_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no client-streaming methods yet
+
+    def _principal(self, context: grpc.ServicerContext) -> Principal:
+        pem = (context.auth_context() or {}).get("x509_pem_cert")
+        if not pem:
+            raise Unauthenticated("no client certificate was presented")
+        return principal_from_pem(pem[0], self._trust_domain, self._known_agencies())
+
+    def _enter(self, method: str, context: grpc.ServicerContext) -> RequestContext:
+        try:
+            principal = self._principal(context)
+        except Unauthenticated as exc:
+            ctx_id = RequestContext(Principal(self._trust_domain, "-", "agent", "-"), method).decision_id
+            self._recorder.record_unauthenticated(method, exc.message, ctx_id)
+            self._finish(method, exc.code, time.perf_counter())
+            context.abort(exc.code, exc.message)
+            raise  # unreachable: abort raises
+        return RequestContext(principal, method)
+
+    def _fail(self, method: str, ctx: RequestContext, exc: Exception, context: grpc.ServicerContext) -> None:
+        if isinstance(exc, GatewayError):
+            code, message = exc.code, exc.message
+            log.info("rpc_refused", code=code.name, error=type(exc).__name__)
+        else:
+            code, message = grpc.StatusCode.INTERNAL, f"internal error (decision {ctx.decision_id})"
+            log.exception("rpc_internal_error", error=type(exc).__name__)
+        self._finish(method, code, ctx.started)
+        context.abort(code, message)
+
+    def _finish(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self._metrics.rpcs.labels(method=method, code=code.name).inc()
+        self._metrics.rpc_latency.labels(method=method).observe(time.perf_counter() - started)
+
+    def _wrap_unary(self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            ctx = self._enter(method, context)
+            token = bind(ctx)
+            structlog.contextvars.bind_contextvars(decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id)
+            try:
+                response = behaviour(request, context)
+            except Exception as exc:  # noqa: BLE001 - translated to a status, never leaked
+                self._fail(method, ctx, exc, context)
+                raise  # unreachable
+            finally:
+                structlog.contextvars.clear_contextvars()
+                reset(token)
+            self._finish(method, grpc.StatusCode.OK, ctx.started)
+            return response
+
+        return handle
+
+    def _wrap_stream(self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Any:
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            ctx = self._enter(method, context)
+            token = bind(ctx)
+            structlog.contextvars.bind_contextvars(decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id)
+            try:
+                yield from behaviour(request, context)
+            except Exception as exc:  # noqa: BLE001 - translated to a status, never leaked
+                self._fail(method, ctx, exc, context)
+                raise  # unreachable
+            finally:
+                structlog.contextvars.clear_contextvars()
+                reset(token)
+            self._finish(method, grpc.StatusCode.OK, ctx.started)
+
+        return handle

@@ -1,0 +1,109 @@
+"""The Query service: what an analyst may ask, and aggregate answers that passed disclosure
+control (DESIGN §3, §9). The audit entry is written before the answer leaves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from gateway._pb import query_pb2, query_pb2_grpc
+from gateway.disclosure import apply_disclosure, build_grid, to_proto
+from gateway.errors import InvalidRequest, PermissionDenied, PolicyEngineError
+from gateway.policy._engine import LISTING_RULE, QUERY_RULE
+from gateway.query import validate_request
+from gateway.query._validate import policy_request, query_fingerprint
+from gateway.server._context import current
+from gateway.server._state import Shared, policy_input
+
+K_FLOOR = 10  # the consortium's floor (DESIGN §9): no obligation can go below it
+
+
+class QueryService(query_pb2_grpc.QueryServicer):
+    def __init__(self, shared: Shared) -> None:
+        self._s = shared
+
+    def ListDatasets(
+        self, request: query_pb2.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ListDatasetsResponse:
+        ctx, policy = current(), self._s.policy
+        input_doc = policy_input(ctx, "list_datasets", {})
+        try:
+            entries = policy.engine.query(LISTING_RULE, input_doc)
+        except PolicyEngineError as exc:
+            self._s.recorder.record(ctx, action="list_datasets", outcome="error", path=LISTING_RULE,
+                                    reasons=(exc.message,), revision=policy.revision, input_doc=input_doc)
+            raise
+        entries = entries if isinstance(entries, list) else []
+        response = query_pb2.ListDatasetsResponse()
+        for entry in entries:
+            dataset = policy.catalogue.dataset(str(entry.get("dataset", ""))) if isinstance(entry, Mapping) else None
+            if dataset is None:
+                continue
+            response.datasets.append(
+                query_pb2.QueryableDataset(
+                    agreement_id=str(entry["agreement_id"]),
+                    agreement_title=str(entry.get("agreement_title", "")),
+                    purposes=[str(p) for p in entry.get("purposes", [])],
+                    contract=dataset.to_proto(),
+                    allowed_dimensions=[str(d) for d in entry.get("dimensions", [])],
+                    allowed_measures=[str(m) for m in entry.get("measures", [])],
+                    k=int(entry.get("k", K_FLOOR)),
+                    round_to=int(entry.get("round_to", 5)),
+                    max_cells=int(entry.get("max_cells", 0)),
+                    max_group_by=int(entry.get("max_group_by", 0)),
+                )
+            )
+        self._s.recorder.record(
+            ctx, action="list_datasets", outcome="allow", path=LISTING_RULE, revision=policy.revision,
+            reasons=(f"{len(response.datasets)} dataset(s) listed",), input_doc=input_doc,
+        )
+        return response
+
+    def Aggregate(self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext) -> query_pb2.AggregateResult:
+        ctx, policy = current(), self._s.policy
+        base = {"action": "query", "path": QUERY_RULE, "revision": policy.revision,
+                "agreement_id": request.agreement_id[:64], "purpose": request.purpose[:64]}
+        try:
+            spec = validate_request(request, policy.catalogue)
+        except InvalidRequest as exc:
+            self._s.recorder.record(ctx, outcome="deny", reasons=(exc.message,), **base)
+            raise
+        req = policy_request(spec, request.agreement_id, request.purpose)
+        fingerprint = query_fingerprint(spec)
+        input_doc = policy_input(ctx, "query", req)
+        base.update(fingerprint=fingerprint, input_doc=input_doc)
+        decision = self._s.decide(ctx, QUERY_RULE, "query", req)
+        if not decision.allow:
+            outcome = "error" if decision.error else "deny"
+            self._s.recorder.record(ctx, outcome=outcome, reasons=decision.reasons, result=decision.result, **base)
+            raise PermissionDenied(decision.reasons)
+        k, round_to, max_cells = _obligations(decision.obligations)
+        try:
+            grid = build_grid(spec, policy.catalogue, max_cells=max_cells)
+        except InvalidRequest as exc:
+            self._s.recorder.record(ctx, outcome="deny", reasons=(exc.message,), result=decision.result, **base)
+            raise
+        raw = self._s.store.aggregate(spec)
+        released = apply_disclosure(spec, raw, grid, k=k, round_to=round_to)
+        self._s.recorder.record(
+            ctx, outcome="allow", reasons=decision.reasons, result=decision.result,
+            cells_released=released.cells_released, cells_withheld=released.cells_withheld, **base,
+        )
+        self._s.metrics.cells_withheld.inc(released.cells_withheld)
+        return to_proto(
+            spec, released, k=k, round_to=round_to, decision_id=ctx.decision_id,
+            policy_revision=policy.revision, agreement_id=request.agreement_id,
+        )
+
+
+def _obligations(obligations: Mapping[str, Any]) -> tuple[int, int, int]:
+    """k, rounding base and cell cap from the decision; anything missing or odd fails closed."""
+    try:
+        k, round_to, max_cells = (int(obligations[name]) for name in ("k", "round_to", "max_cells"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PolicyEngineError("policy decision carries no usable disclosure obligations") from exc
+    if k < K_FLOOR or round_to < 1 or max_cells < 1:
+        raise PolicyEngineError("policy decision carries disclosure obligations below the consortium floor")
+    return k, round_to, max_cells

@@ -1,0 +1,94 @@
+"""Writing every decision to the audit log before anything is released (DESIGN §3, §10)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from gateway.audit._types import AuditDraft, AuditEntry, Outcome
+from gateway.errors import AuditWriteError, GatewayError
+from gateway.server._context import RequestContext
+from gateway.server._metrics import Metrics
+from gateway.store._base import Store
+
+log = structlog.get_logger("gateway.audit")
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Recorder:
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    def record(
+        self,
+        ctx: RequestContext,
+        *,
+        action: str,
+        outcome: Outcome,
+        path: str = "",
+        reasons: Sequence[str] = (),
+        revision: str = "",
+        agreement_id: str = "",
+        purpose: str = "",
+        fingerprint: str = "",
+        cells_released: int = 0,
+        cells_withheld: int = 0,
+        input_doc: Mapping[str, Any] | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append the entry or raise AuditWriteError: the caller then releases nothing."""
+        draft = AuditDraft(
+            decision_id=ctx.decision_id,
+            timestamp=utc_now(),
+            path=path,
+            principal=ctx.principal.spiffe_id,
+            agency=ctx.principal.agency,
+            action=action,
+            outcome=outcome,
+            reasons=tuple(reasons),
+            agreement_id=agreement_id,
+            purpose=purpose,
+            policy_revision=revision,
+            query_fingerprint=fingerprint,
+            cells_released=cells_released,
+            cells_withheld=cells_withheld,
+            latency_ms=round(ctx.elapsed_ms(), 3),
+            input=dict(input_doc or {}),
+            result=dict(result or {}),
+        )
+        self._metrics.decisions.labels(action=action, outcome=outcome).inc()
+        try:
+            entry = self._store.append_audit(draft)
+        except GatewayError as exc:
+            self._metrics.audit_failures.inc()
+            log.error("audit_write_failed", action=action, error=type(exc).__name__)
+            raise AuditWriteError("audit log: the decision could not be recorded, so nothing is released") from exc
+        log.info("decision", action=action, outcome=outcome, agreement=agreement_id, seq=entry.seq)
+        return entry
+
+    def record_unauthenticated(self, method: str, reason: str, decision_id: str) -> None:
+        """Audit a refused caller who has no principal; failures here are logged, not raised,
+        because the caller is refused either way."""
+        draft = AuditDraft(
+            decision_id=decision_id,
+            timestamp=utc_now(),
+            path="",
+            principal="unauthenticated",
+            agency="",
+            action=method,
+            outcome="deny",
+            reasons=(reason,),
+        )
+        self._metrics.decisions.labels(action="authenticate", outcome="deny").inc()
+        try:
+            self._store.append_audit(draft)
+        except GatewayError:
+            self._metrics.audit_failures.inc()
+            log.error("audit_write_failed", action="authenticate")
