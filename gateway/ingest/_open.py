@@ -99,7 +99,8 @@ class BatchOpener:
             dataset=header.dataset,
             contract_version=header.contract_version,
             record_count=header.record_count,
-            content_digest=hashlib.sha256(sealed.header + b"\x00" + plaintext).hexdigest(),
+            # the records, not the header: a resend re-sealed later differs only in sealed_at
+            content_digest=hashlib.sha256(plaintext).hexdigest(),
         )
         return OpenedBatch(meta, records)
 

@@ -20,6 +20,7 @@ from gateway.policy import make_engine
 from gateway.policy._bundle import load_bundle
 from gateway.server._audit import AuditService
 from gateway.server._ingest import IngestService
+from gateway.server._logging import configure_logging
 from gateway.server._interceptor import GatewayInterceptor
 from gateway.server._metrics import Metrics
 from gateway.server._query import QueryService
@@ -72,6 +73,8 @@ class Gateway:
 
 def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> Gateway:
     """Everything is read and checked here, once; a bad file is a ConfigError naming it."""
+    if not structlog.is_configured():  # structlog's default pretty tracebacks show local variables
+        configure_logging(settings.log_level, settings.log_format)
     for path in (settings.tls.ca, settings.tls.cert):
         check_certificate(path)
     keys = load_gateway_keys(settings)

@@ -1,5 +1,6 @@
 """structlog set up once at start-up: JSON lines (or console) to stderr, with the decision id and
-principal bound by the interceptor. Nothing that identifies a person is ever a log field."""
+principal bound by the interceptor. Nothing that identifies a person is ever a log field, and
+tracebacks are plain: a pretty traceback with local variables could print a request's rows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import structlog
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from gateway._pb import query_pb2, query_pb2_grpc
-from gateway.disclosure import apply_disclosure, build_grid, to_proto
+from gateway.disclosure import ReleaseInfo, apply_disclosure, build_grid, to_proto
 from gateway.errors import InvalidRequest, PermissionDenied, PolicyEngineError
 from gateway.policy._engine import LISTING_RULE, QUERY_RULE
 from gateway.query import validate_request
@@ -92,10 +92,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
             cells_released=released.cells_released, cells_withheld=released.cells_withheld, **base,
         )
         self._s.metrics.cells_withheld.inc(released.cells_withheld)
-        return to_proto(
-            spec, released, k=k, round_to=round_to, decision_id=ctx.decision_id,
-            policy_revision=policy.revision, agreement_id=request.agreement_id,
-        )
+        info = ReleaseInfo(k=k, round_to=round_to, decision_id=ctx.decision_id,
+                           policy_revision=policy.revision, agreement_id=request.agreement_id)
+        return to_proto(spec, released, info)
 
 
 def _obligations(obligations: Mapping[str, Any]) -> tuple[int, int, int]:

@@ -1,0 +1,11 @@
+"""The gateway's database: per-dataset tables, the batch register and the audit log.
+
+``open_store(url, catalogue)`` picks the backend from the URL: ``sqlite:///file.db`` (embedded,
+WAL) or ``postgresql+psycopg://...`` (production).
+"""
+
+from gateway.store._base import BatchMeta, RecordColumns, Store, StoreOutcome
+from gateway.store._engine import StoreSettings
+from gateway.store._sql import SqlStore, open_store
+
+__all__ = ["BatchMeta", "RecordColumns", "SqlStore", "Store", "StoreOutcome", "StoreSettings", "open_store"]

@@ -1,0 +1,130 @@
+"""Where the agent's secrets come from: a KeySource (files now; an environment or vault later).
+
+Private key files must be readable by their owner only: a key file with any group or other
+permission bit set is refused, naming the file, before a byte of it is used.
+
+Accepted encodings (whichever the PKI tooling wrote):
+  linkage key      hex text of at least 32 bytes (64 hex digits), surrounding whitespace ignored
+  signing key      Ed25519 private key as PEM (PKCS#8), or hex text of the 32-byte raw key
+  gateway HPKE key X25519 public key as PEM (SubjectPublicKeyInfo), hex text, or 32 raw bytes
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from agents._config import GatewaySettings, KeySettings
+from agents.errors import ConfigError
+
+MIN_LINKAGE_KEY_BYTES = 32
+_MAX_KEY_FILE_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+
+class KeySource(Protocol):
+    """The two secrets an agent holds: the consortium linkage key and its own signing key."""
+
+    def linkage_key(self) -> bytes: ...
+
+    def signing_key(self) -> SigningKey: ...
+
+
+@dataclass(frozen=True)
+class FileKeySource:
+    """Keys read from owner-only files named in the [keys] table."""
+
+    settings: KeySettings
+
+    def linkage_key(self) -> bytes:
+        path = self.settings.linkage_key
+        try:
+            key = bytes.fromhex(read_private_file(path).decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"{path}: linkage key file must hold hex text") from exc
+        if len(key) < MIN_LINKAGE_KEY_BYTES:
+            raise ConfigError(
+                f"{path}: linkage key must be at least {MIN_LINKAGE_KEY_BYTES} bytes (256 bits)"
+            )
+        return key
+
+    def signing_key(self) -> SigningKey:
+        path = self.settings.signing_key
+        return SigningKey(self.settings.signing_key_id, _ed25519_private(path, read_private_file(path)))
+
+
+def read_private_file(path: Path) -> bytes:
+    """The bytes of an owner-only file; ConfigError naming the file otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the key file ({exc.strerror or exc})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: key file is not a regular file")
+        if mode & 0o077:
+            raise ConfigError(f"{path}: key file is accessible by group or others; run: chmod 600 {path}")
+        data = handle.read(_MAX_KEY_FILE_BYTES + 1)
+    if not data or len(data) > _MAX_KEY_FILE_BYTES:
+        raise ConfigError(f"{path}: key file is empty or far too large")
+    return data
+
+
+def read_public_file(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
+    if not data:
+        raise ConfigError(f"{path}: the {what} file is empty")
+    return data
+
+
+def load_hpke_public_key(path: Path) -> X25519PublicKey:
+    """The gateway's X25519 public key that batches are sealed to."""
+    data = read_public_file(path, "gateway HPKE public key")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(data)
+            if not isinstance(key, X25519PublicKey):
+                raise ConfigError(f"{path}: the gateway HPKE public key must be an X25519 key")
+            return key
+        raw = data if len(data) == 32 else bytes.fromhex(data.decode("ascii").strip())
+        return X25519PublicKey.from_public_bytes(raw)
+    except (ValueError, UnicodeDecodeError, UnsupportedAlgorithm) as exc:
+        raise ConfigError(f"{path}: not an X25519 public key (PEM, hex or 32 raw bytes)") from exc
+
+
+def load_tls_material(settings: GatewaySettings) -> tuple[bytes, bytes, bytes]:
+    """(CA bundle, client private key, client certificate chain) for mutual TLS."""
+    return (
+        read_public_file(settings.ca, "CA certificate"),
+        read_private_file(settings.key),
+        read_public_file(settings.cert, "client certificate"),
+    )
+
+
+def _ed25519_private(path: Path, data: bytes) -> Ed25519PrivateKey:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            key = serialization.load_pem_private_key(data, password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ConfigError(f"{path}: the signing key must be an Ed25519 key")
+            return key
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(data.decode("ascii").strip()))
+    except (ValueError, TypeError, UnicodeDecodeError, UnsupportedAlgorithm) as exc:
+        raise ConfigError(f"{path}: not an unencrypted Ed25519 private key (PEM or hex)") from exc

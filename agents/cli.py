@@ -1,0 +1,202 @@
+"""The `agent` command line: `agent push --config FILE` and, later, check, preview and run.
+
+Every command is one entry in COMMANDS (name -> (add its arguments, run it)); a new command is a
+new entry. Errors print one line on stderr and end with the exit code of the AgentError class;
+nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from agents._config import load_config
+from agents._pipeline import PushSummary, push
+from agents.errors import AgentError
+
+PROG = "agent"
+
+DESCRIPTION = """\
+The data-sharing agent: reads your agency's records, keeps only the fields the dataset
+contract names, pseudonymises identifiers with the consortium linkage key (which never leaves
+this machine), coarsens dates and ages, seals every batch to the gateway's public key, signs it
+with your agency's key, and pushes it to the gateway over mutual TLS.
+
+examples:
+  agent push --config agent-health.toml     send the CSV export named in the config, once
+  agent push --help                         the options of one command, and the config format
+"""
+
+EXIT_CODES = """\
+exit codes:
+  0  done                           3  the source cannot be read
+  1  internal error                 4  the gateway refused (its reason is printed)
+  2  config, key or contract error  5  the gateway stayed unreachable after retries
+"""
+
+PUSH_DESCRIPTION = """\
+Read the source named in the config, map every record to the dataset contract (fetched from
+the gateway and cached in state_dir), and push sealed, signed batches to the gateway.
+
+A record that does not fit (missing identifier, bad date, value outside the contract) is not
+sent: its line number, field and reason are written to <state_dir>/rejects.csv and the run goes
+on. Re-running over the same file sends the same batch ids; the gateway acknowledges them as
+duplicates and stores nothing twice.
+
+At the end one line sums up the run (your own local figures; nothing is sent about them):
+  read N, sent N, rejected N, batches N (stored N, duplicate N)
+
+config file (TOML; relative paths are read from the config's folder):
+  [agent]    agency, dataset, batch_size, state_dir
+  [gateway]  address, server_name, ca, cert, key, hpke_public_key, timeout_s, retries
+  [keys]     linkage_key, signing_key, signing_key_id   (files readable by their owner only)
+  [source]   type = "csv", path, delimiter, encoding
+  [fields.<name>]  one per contract column, plus subject and event_date, each with a transform:
+             pseudonymise (columns), date (column, format), age_band (column, format),
+             map (column, map), lookup (column, file), number (column),
+             hours_between (columns, format)
+
+examples:
+  agent push --config /etc/datashare/agent-health.toml
+  agent push --config agent-health.toml --json > last-run.json
+  agent push --config agent-health.toml --quiet        # for cron: silent unless it fails
+"""
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the agent's TOML config; relative paths inside it are read from its folder "
+        "(example: --config agent-health.toml)",
+    )
+
+
+def _add_push(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object on stdout instead of a sentence (example: --json "
+        'prints {"read": 20000, "sent": 19996, ...})',
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no summary sentence; errors still go to stderr, and --json still "
+        "prints (example: --quiet in a cron job)",
+    )
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    with _ProgressBar(enabled=show_progress) as bar:
+        summary = push(config, progress=bar if show_progress else None)
+    _report(summary, as_json=args.json, quiet=args.quiet)
+    return 0
+
+
+def _report(summary: PushSummary, *, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary.as_dict(), sort_keys=False) + "\n")
+    elif not quiet:
+        sys.stdout.write(summary.line() + "\n")
+
+
+COMMANDS: dict[
+    str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {
+    "push": ("send a source to the gateway once", PUSH_DESCRIPTION, _add_push, _run_push),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    for name, (summary, description, add_arguments, _run) in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
+        return exc.code if isinstance(exc.code, int) else 2
+    run = COMMANDS[args.command][3]
+    try:
+        return run(args)
+    except AgentError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc.message}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}\n")
+        return 1
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr (only used when stderr is a terminal)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> Self:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]push"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("starting", total=1.0)
+        return self
+
+    def update(self, summary: PushSummary, fraction: float | None) -> None:
+        if not self.enabled:
+            return
+        description = f"read {summary.read}, sent {summary.sent}, rejected {summary.rejected}"
+        if fraction is None:
+            self._progress.update(self._task, description=description)
+        else:
+            self._progress.update(self._task, completed=fraction, description=description)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.enabled:
+            self._progress.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

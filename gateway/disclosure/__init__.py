@@ -1,0 +1,27 @@
+"""Disclosure control (DESIGN §9), as pure functions: the requested grid, primary and secondary
+suppression on distinct subjects, rounding, and the wire form of what is released."""
+
+from gateway.disclosure._grid import Grid, GridKey, build_grid, month_keys, quarter_keys, year_keys
+from gateway.disclosure._proto import ReleaseInfo, to_proto
+from gateway.disclosure._release import Released, ReleasedCell, ReleasedValue, apply_disclosure
+from gateway.disclosure._round import round_mean, round_to_base
+from gateway.disclosure._suppress import Relation, suppress
+
+__all__ = [
+    "Grid",
+    "GridKey",
+    "Relation",
+    "ReleaseInfo",
+    "Released",
+    "ReleasedCell",
+    "ReleasedValue",
+    "apply_disclosure",
+    "build_grid",
+    "month_keys",
+    "quarter_keys",
+    "round_mean",
+    "round_to_base",
+    "suppress",
+    "to_proto",
+    "year_keys",
+]

@@ -1,0 +1,259 @@
+"""``SqlStore``: the Store protocol on SQLAlchemy Core, for SQLite (WAL) and PostgreSQL.
+
+Every foreign error is translated here, with a message that carries no data: ``StoreError`` for
+the database, ``AuditWriteError`` for the audit log (no entry, no release). The engine is built
+with ``hide_parameters`` so that the chained SQLAlchemy error does not carry row values either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Connection, Row, RowMapping, Select, func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from gateway.audit._chain import chain_hash
+from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
+from gateway.catalogue import Catalogue
+from gateway.errors import AuditWriteError, Conflict, InvalidRequest, StoreError
+from gateway.query._spec import QuerySpec, RawCell, RawResult
+from gateway.store._aggregate import compile_aggregate
+from gateway.store._audit_rows import from_row, normalise, to_row
+from gateway.store._base import BatchMeta, RecordColumns, StoreOutcome
+from gateway.store._bulk import BulkCopyError, insert_rows
+from gateway.store._engine import Database, StoreSettings, open_database
+from gateway.store._failures import guarded
+from gateway.store._records import check_meta, rows_for
+from gateway.store._schema import Schema, build_schema
+
+AUDIT_PAGE = 1000
+
+
+def _advisory_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+# PostgreSQL advisory lock keys (database-wide): one appender extends the chain at a time, and
+# replicas starting together do not race to create the same tables.
+AUDIT_LOCK_KEY = _advisory_key("datashare.audit_log.append")
+SCHEMA_LOCK_KEY = _advisory_key("datashare.schema.create")
+
+
+def open_store(
+    url: str, catalogue: Catalogue, settings: StoreSettings | None = None, *, create: bool = True
+) -> SqlStore:
+    """A store on ``url`` (``sqlite:///file.db`` or ``postgresql+psycopg://...``) for the
+    catalogue's datasets; creates missing tables unless ``create`` is False.
+
+    ConfigError for an unusable URL or catalogue, StoreError if the schema cannot be created."""
+    store = SqlStore(open_database(url, settings or StoreSettings()), build_schema(catalogue))
+    if create:
+        try:
+            store.create_schema()
+        except StoreError:
+            store.close()
+            raise
+    return store
+
+
+class SqlStore:
+    def __init__(self, database: Database, schema: Schema) -> None:
+        self._db = database
+        self._schema = schema
+        self._closed = False
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._db.backend
+
+    def create_schema(self) -> None:
+        self._check_open()
+
+        def work() -> None:
+            with self._db.write() as conn:
+                self._advisory_lock(conn, SCHEMA_LOCK_KEY)
+                self._schema.metadata.create_all(conn)
+
+        guarded(work, lambda: StoreError("store: schema could not be created"), (SQLAlchemyError,))
+
+    def ping(self) -> None:
+        self._check_open()
+
+        def work() -> None:
+            with self._db.engine.connect() as conn:
+                conn.execute(select(1))
+
+        guarded(work, lambda: StoreError("store: database unreachable"), (SQLAlchemyError,))
+
+    def store_batch(self, meta: BatchMeta, records: RecordColumns) -> StoreOutcome:
+        self._check_open()
+        check_meta(meta)
+        target = self._schema.datasets.get(meta.dataset)
+        if target is None:
+            raise InvalidRequest("dataset", "is not in the catalogue")
+        rows = rows_for(meta, records, target)
+        batches = self._schema.batches
+
+        def insert() -> StoreOutcome:
+            with self._db.write() as conn:
+                seen = self._seen_before(conn, meta)
+                if seen is not None:
+                    return seen
+                conn.execute(batches.insert().values(**_batch_row(meta)))
+                insert_rows(conn, target.table, rows)
+            return StoreOutcome(stored=True, records=len(rows.values))
+
+        def work() -> StoreOutcome:
+            try:
+                return insert()
+            except IntegrityError as exc:
+                refused = exc
+            # PostgreSQL: another replica may have stored this batch id between our check and
+            # insert. Look again outside the except block, so a Conflict does not carry the
+            # driver's error (which quotes the key) as its context.
+            with self._db.read() as conn:
+                seen = self._seen_before(conn, meta)
+            if seen is None:
+                raise refused
+            return seen
+
+        return guarded(
+            work, lambda: StoreError("store: batch could not be written"), (SQLAlchemyError, BulkCopyError)
+        )
+
+    def aggregate(self, spec: QuerySpec) -> RawResult:
+        self._check_open()
+        statements = compile_aggregate(spec, self._schema.datasets)
+
+        def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
+            with self._db.snapshot() as conn:
+                return conn.execute(statements.cells).all(), conn.execute(statements.total).one()
+
+        cell_rows, total_row = guarded(
+            work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,)
+        )
+        k = statements.key_count
+        fields = statements.sum_fields
+        cells = tuple(_cell(tuple(str(v) for v in row[:k]), row[k:], fields) for row in cell_rows)
+        return RawResult(cells=cells, total=_cell((), tuple(total_row), fields))
+
+    def append_audit(self, draft: AuditDraft) -> AuditEntry:
+        """Chain and insert under the chain lock; any failure at all is an AuditWriteError."""
+        log = self._schema.audit_log
+
+        def work() -> AuditEntry:
+            self._check_open()
+            normal = normalise(draft)
+            with self._db.write() as conn:
+                self._advisory_lock(conn, AUDIT_LOCK_KEY)
+                last = conn.execute(select(log.c.seq, log.c.hash).order_by(log.c.seq.desc()).limit(1)).first()
+                seq, prev_hash = (
+                    (int(last.seq) + 1, str(last.hash)) if last is not None else (1, GENESIS_HASH)
+                )
+                entry_hash = chain_hash(prev_hash, normal, seq)
+                conn.execute(log.insert().values(**to_row(normal, seq, prev_hash, entry_hash)))
+            drafted = {f.name: getattr(normal, f.name) for f in dataclasses.fields(AuditDraft)}
+            return AuditEntry(**drafted, seq=seq, prev_hash=prev_hash, hash=entry_hash)
+
+        # fail closed: whatever went wrong, no entry means no release
+        return guarded(work, lambda: AuditWriteError("audit log: entry could not be written"), (Exception,))
+
+    def audit_entries(self, filt: AuditFilter | None = None) -> Iterator[AuditEntry]:
+        """Entries in seq order, read in pages so no transaction stays open between yields."""
+        filt = filt or AuditFilter()
+        if filt.limit < 0:
+            raise InvalidRequest("limit", "must not be negative")
+        return self._audit_pages(filt)
+
+    def close(self) -> None:
+        self._closed = True
+        self._db.engine.dispose()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _audit_pages(self, filt: AuditFilter) -> Iterator[AuditEntry]:
+        self._check_open()
+        log = self._schema.audit_log
+        conditions: list[Any] = []
+        if filt.since:
+            conditions.append(log.c.timestamp >= filt.since)
+        if filt.until:
+            conditions.append(log.c.timestamp < filt.until)
+        for name in ("principal", "agency", "agreement_id", "outcome", "decision_id"):
+            value = getattr(filt, name)
+            if value:
+                conditions.append(log.c[name] == value)
+        remaining = filt.limit or None
+        after: int | None = None
+        while True:
+            page = AUDIT_PAGE if remaining is None else min(AUDIT_PAGE, remaining)
+            query = select(log).where(*conditions).order_by(log.c.seq).limit(page)
+            if after is not None:
+                query = query.where(log.c.seq > after)
+            rows = guarded(
+                partial(self._read_all, query),
+                lambda: StoreError("store: audit log could not be read"),
+                (SQLAlchemyError,),
+            )
+            for row in rows:
+                yield from_row(row)
+            if remaining is not None:
+                remaining -= len(rows)
+            if len(rows) < page or remaining == 0:
+                return
+            after = int(rows[-1]["seq"])
+
+    def _seen_before(self, conn: Connection, meta: BatchMeta) -> StoreOutcome | None:
+        """None for a new batch id; the duplicate's outcome; Conflict for other content."""
+        batches = self._schema.batches
+        row = conn.execute(
+            select(batches.c.content_digest, batches.c.record_count).where(
+                batches.c.batch_id == meta.batch_id
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.content_digest != meta.content_digest:
+            raise Conflict("batch_id: already used for different content")
+        return StoreOutcome(stored=False, records=int(row.record_count))
+
+    def _read_all(self, query: Select[*tuple[Any, ...]]) -> Sequence[RowMapping]:
+        with self._db.read() as conn:
+            return conn.execute(query).mappings().all()
+
+    def _advisory_lock(self, conn: Connection, key: int) -> None:
+        if self._db.backend == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("store: closed")
+
+
+def _batch_row(meta: BatchMeta) -> dict[str, Any]:
+    return {
+        "batch_id": meta.batch_id,
+        "agency": meta.agency,
+        "dataset": meta.dataset,
+        "contract_version": meta.contract_version,
+        "record_count": meta.record_count,
+        "content_digest": meta.content_digest,
+        "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+    }
+
+
+def _cell(key: tuple[str, ...], figures: Any, sum_fields: tuple[str, ...]) -> RawCell:
+    subjects, records, *sums = figures
+    return RawCell(
+        key=key,
+        subjects=int(subjects),
+        records=int(records),
+        # SUM over no rows is NULL; only the total of an empty selection has none
+        sums={f: float(s) if s is not None else 0.0 for f, s in zip(sum_fields, sums, strict=True)},
+    )

@@ -1,0 +1,181 @@
+"""check_bundle: a bundle is deployable only if every module compiles and the data holds together;
+each problem names the file and line, or the agreement and key."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from policy_testkit import AGREEMENT, copy_bundle, edit_agreement, edit_yaml, write_module
+
+from gateway.policy import check_bundle, load_bundle, shipped_bundle_dir
+
+
+def check(root: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    code = check_bundle(root, out)
+    return code, out.getvalue()
+
+
+def test_the_shipped_bundle_passes_and_prints_its_revision() -> None:
+    """The shipped bundle is deployable; the report carries the bundle revision."""
+    code, text = check(shipped_bundle_dir())
+    assert code == 0, text
+    assert f"revision {load_bundle(shipped_bundle_dir()).revision}" in text
+    assert "error" not in text
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "words"),
+    [
+        pytest.param("package datashare.extra\n\nimport rego.v1\n\nallow if {\n", 6, "expecting", id="syntax"),
+        pytest.param(
+            "package datashare.extra\n\nimport rego.v1\n\nallow if {\n\tcrypto.sha999(input.x)\n}\n",
+            6,
+            "unknown function crypto.sha999",
+            id="unknown-builtin",
+        ),
+        pytest.param(
+            "package datashare.extra\n\nimport rego.v1\n\nimport data.datashare.lib\n\n"
+            'x := lib.no_such_helper("a")\n',
+            7,
+            "unknown function lib.no_such_helper",
+            id="unknown-bundle-function",
+        ),
+        pytest.param(
+            "package datashare.extra\n\nallow {\n\tinput.x == 1\n}\n", 3, "`if` keyword is required", id="rego-v0"
+        ),
+        pytest.param(
+            "package datashare.extra\n\nimport rego.v1\n\nxs := {x | some x in [1]; some x in [2]}\n",
+            5,
+            "used before definition",
+            id="scoping",
+        ),
+    ],
+)
+def test_a_broken_module_fails_naming_file_and_line(tmp_path: Path, source: str, line: int, words: str) -> None:
+    """Syntax errors, unknown functions, Rego v0 syntax and scoping errors each fail the check
+    with the module's path and the line at fault, and no Rust backtrace."""
+    root = copy_bundle(tmp_path)
+    write_module(root, "datashare/extra.rego", source)
+    code, text = check(root)
+    assert code == 1
+    assert f"datashare/extra.rego:{line}:" in text, text
+    assert words in text
+    assert "Stack backtrace" not in text
+
+
+def test_a_broken_test_module_fails_the_check_too(tmp_path: Path) -> None:
+    """Test modules ship with the bundle, so they must compile as well."""
+    root = copy_bundle(tmp_path)
+    write_module(root, "datashare/query_test.rego", "package datashare.query_test\n\ntest_x {\n\ttrue\n}\n")
+    code, text = check(root)
+    assert code == 1
+    assert "datashare/query_test.rego:3:" in text
+
+
+def test_a_bundle_missing_a_gateway_rule_fails(tmp_path: Path) -> None:
+    """Every rule the gateway consults must be defined; the missing one is named."""
+    root = copy_bundle(tmp_path)
+    (root / "datashare" / "audit.rego").unlink()
+    (root / "datashare" / "audit_test.rego").unlink()
+    code, text = check(root)
+    assert code == 1
+    assert "datashare/audit/decision" in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "words"),
+    [
+        pytest.param({"k": 5}, "k", "at least 10 (the consortium floor)", id="k-below-floor"),
+        pytest.param({"k": "10"}, "k", "whole number", id="k-not-a-number"),
+        pytest.param({"round_to": 0}, "round_to", "at least 1", id="round-to-zero"),
+        pytest.param({"max_cells": -1}, "max_cells", "at least 1", id="max-cells"),
+        pytest.param(
+            {"datasets": ["ed_visits", "tax_returns"]}, "datasets", "'tax_returns' is not a dataset", id="dataset"
+        ),
+        pytest.param({"valid_until": "2026-02-30"}, "valid_until", "'YYYY-MM-DD'", id="impossible-date"),
+        pytest.param({"valid_from": "1 Jan 2026"}, "valid_from", "'YYYY-MM-DD'", id="bad-date-format"),
+        pytest.param({"valid_until": "2025-12-31"}, "valid_until", "before valid_from", id="dates-reversed"),
+        pytest.param({"status": "paused"}, "status", "draft, active, suspended, revoked", id="status"),
+        pytest.param(
+            {"receiving_agencies": ["health", "tax-office"]}, "receiving_agencies", "'tax-office'", id="agency"
+        ),
+        pytest.param({"measures": ["subjects", "sum:income"]}, "measures", "'sum:income'", id="measure"),
+        pytest.param({"dimensions": ["district", "postcode"]}, "dimensions", "'postcode'", id="dimension"),
+        pytest.param({"filters": ["month"]}, "filters", "'month'", id="time-filter"),
+        pytest.param({"purposes": []}, "purposes", "list of unique non-empty names", id="no-purposes"),
+        pytest.param({"providing_agencies": ["health"]}, "datasets", "'police_incidents' is owned by", id="owner"),
+        pytest.param(
+            {"linkage": [{"datasets": ["ed_visits", "ed_visits"], "max_days": 30}]},
+            "linkage[0].datasets",
+            "two different datasets",
+            id="link-pair",
+        ),
+        pytest.param(
+            {"linkage": [{"datasets": ["ed_visits", "police_incidents"], "max_days": -1}]},
+            "linkage[0].max_days",
+            "0 or more",
+            id="link-window",
+        ),
+    ],
+)
+def test_a_broken_agreement_fails_naming_agreement_and_key(
+    tmp_path: Path, fields: dict[str, Any], key: str, words: str
+) -> None:
+    """Each schema problem of an agreement fails the check with data.agreements.<id>.<key>."""
+    root = copy_bundle(tmp_path)
+    edit_agreement(root, **fields)
+    code, text = check(root)
+    assert code == 1
+    assert f"data.agreements.{AGREEMENT}.{key}:" in text, text
+    assert words in text
+
+
+def test_an_unquoted_date_is_named_once_with_its_key(tmp_path: Path) -> None:
+    """YAML reads an unquoted date as a date object; the check says to quote it, by key."""
+    root = copy_bundle(tmp_path)
+    path = root / "agreements" / "data.yaml"
+    path.write_text(path.read_text().replace('valid_until: "2028-12-31"', "valid_until: 2028-12-31"))
+    code, text = check(root)
+    assert code == 1
+    assert text.count(f"data.agreements.{AGREEMENT}.valid_until:") == 1, text
+
+
+def test_missing_and_unknown_keys_are_named(tmp_path: Path) -> None:
+    """A required key that is absent and a key nobody reads (a typo) are both errors."""
+    root = copy_bundle(tmp_path)
+
+    def change(agreements: dict[str, Any]) -> None:
+        del agreements[AGREEMENT]["purposes"]
+        agreements[AGREEMENT]["round-to"] = 10
+
+    edit_yaml(root / "agreements" / "data.yaml", change)
+    code, text = check(root)
+    assert code == 1
+    assert f"data.agreements.{AGREEMENT}.purposes: missing" in text
+    assert f"data.agreements.{AGREEMENT}: unknown key 'round-to'" in text
+
+
+def test_a_broken_catalogue_fails_naming_the_path(tmp_path: Path) -> None:
+    """Catalogue problems are reported with their data path (Catalogue.from_data's message)."""
+    root = copy_bundle(tmp_path)
+
+    def change(catalogue: dict[str, Any]) -> None:
+        catalogue["datasets"]["ed_visits"]["owner"] = "nobody"
+
+    edit_yaml(root / "catalogue" / "data.yaml", change)
+    code, text = check(root)
+    assert code == 1
+    assert "data.catalogue.datasets.ed_visits.owner" in text
+
+
+def test_unreadable_yaml_fails_naming_file_and_line(tmp_path: Path) -> None:
+    """A data file that is not YAML fails the check with its path and line."""
+    root = copy_bundle(tmp_path)
+    (root / "agreements" / "data.yaml").write_text("ag-1:\n  title: [unclosed\n  status: active\n")
+    code, text = check(root)
+    assert code == 1
+    assert "agreements/data.yaml:" in text
