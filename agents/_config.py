@@ -208,14 +208,19 @@ class _Table:
         value = self._get(key, required=False)
         return default if value is None else value
 
-    def text(self, key: str, *, pattern: re.Pattern[str] | None = None, default: str | None = None) -> str:
-        value = self._get(key, default is None)
-        if value is None:
-            return default  # type: ignore[return-value]
+    def text(self, key: str, *, default: str | None = None) -> str:
+        """A non-empty string; required unless a default is given."""
+        value = self._get(key, required=default is None)
+        if value is None and default is not None:
+            return default
         if not isinstance(value, str) or not value.strip():
             raise self.error("must be a non-empty string", key)
-        if pattern is not None and not pattern.match(value):
-            raise self.error("must be lower-case letters, digits, '_' or '-'", key)
+        return value
+
+    def name(self, key: str, pattern: re.Pattern[str], rule: str) -> str:
+        value = self.text(key)
+        if not pattern.match(value):
+            raise self.error(f"must be {rule}", key)
         return value
 
     def optional_text(self, key: str) -> str | None:
@@ -292,8 +297,8 @@ def load_config(path: Path) -> AgentConfig:
 
 def _agent(table: _Table) -> AgentSettings:
     settings = AgentSettings(
-        agency=table.text("agency", pattern=_AGENCY),
-        dataset=table.text("dataset", pattern=_DATASET),
+        agency=table.name("agency", _AGENCY, "lower-case letters, digits, '.', '_' or '-'"),
+        dataset=table.name("dataset", _DATASET, "lower-case letters, digits or '_', starting with a letter"),
         batch_size=table.integer("batch_size", default=1000, low=1, high=MAX_BATCH_SIZE),
         state_dir=table.path("state_dir"),
     )

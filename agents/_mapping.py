@@ -52,7 +52,7 @@ _BAND_OPEN = re.compile(r"^\s*(\d{1,3})\s*\+\s*$")
 _BAND_SINGLE = re.compile(r"^\s*(\d{1,3})\s*$")
 
 
-class Rejected(Exception):  # noqa: N818 - a control-flow signal, not a failure of the agent
+class Rejected(Exception):
     """A record does not fit the contract; `field` names where, `problem` says why (no values)."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -140,8 +140,8 @@ def build_mapper(config: AgentConfig, contract: Contract, linkage_key: bytes) ->
     # one parser per format: a column read by two fields (event date, length of stay) is parsed once
     parsers = _Parsers()
     subject, event = specs[SUBJECT], specs[EVENT_DATE]
-    assert isinstance(subject, PseudonymiseField)  # _config guarantees the transforms of both
-    assert isinstance(event, DateField)
+    if not isinstance(subject, PseudonymiseField) or not isinstance(event, DateField):
+        raise ConfigError(f"{where}: subject must use pseudonymise and event_date must use date")
     return Mapper(
         contract=contract,
         columns=config.source_columns(),

@@ -116,7 +116,7 @@ def push(
 
 
 def dry_run(config: AgentConfig, contract: Contract, *, keys: KeySource | None = None) -> PushSummary:
-    """Map and seal-ready the whole source without a gateway: counts and the reject file only."""
+    """Map the whole source against a contract without a gateway: counts and the reject file only."""
     keys = keys or FileKeySource(config.keys)
     mapper = build_mapper(config, contract, keys.linkage_key())
     ensure_state_dir(config.agent.state_dir)

@@ -20,7 +20,7 @@ TIME_DIMENSIONS = ("month", "quarter", "year")
 
 GRANULARITIES = ("day", "month")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_RESERVED = {*TIME_DIMENSIONS, "subject", "event_date", "event_month", "batch_id"}
+_RESERVED = {*TIME_DIMENSIONS, "subject", "event_date", "event_day", "event_month", "batch_id"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,11 @@ class Dataset:
             for d in self.dimensions
         ] + [
             common_pb2.ContractColumn(
-                name=m.name, kind=common_pb2.COLUMN_KIND_MEASURE, min=m.min, max=m.max, description=m.description
+                name=m.name,
+                kind=common_pb2.COLUMN_KIND_MEASURE,
+                min=m.min,
+                max=m.max,
+                description=m.description,
             )
             for m in self.measures
         ]
@@ -131,24 +135,26 @@ def _dataset(name: str, spec: Any, agencies: frozenset[str]) -> Dataset:
     for dim_name, dim in _mapping(spec.get("dimensions", {}), f"{where}.dimensions").items():
         dim_where = f"{where}.dimensions.{dim_name}"
         _check_column(dim_where, dim_name)
-        dim = _mapping(dim, dim_where)
-        domain = dim.get("domain")
+        spec_dim = _mapping(dim, dim_where)
+        domain = spec_dim.get("domain")
         if not isinstance(domain, list) or not domain or not all(isinstance(v, str) and v for v in domain):
             raise ConfigError(f"{dim_where}.domain: must be a non-empty list of non-empty strings")
         if len(set(domain)) != len(domain):
             raise ConfigError(f"{dim_where}.domain: values must be unique")
-        dimensions.append(Dimension(dim_name, tuple(domain), str(dim.get("description", ""))))
+        dimensions.append(Dimension(dim_name, tuple(domain), str(spec_dim.get("description", ""))))
     measures = []
     for m_name, m in _mapping(spec.get("measures", {}) or {}, f"{where}.measures").items():
         m_where = f"{where}.measures.{m_name}"
         _check_column(m_where, m_name)
-        m = _mapping(m, m_where)
-        low, high = m.get("min"), m.get("max")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        spec_m = _mapping(m, m_where)
+        low, high = spec_m.get("min"), spec_m.get("max")
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)
+        ):
             raise ConfigError(f"{m_where}: min and max must be finite numbers")
         if low >= high:  # type: ignore[operator]
             raise ConfigError(f"{m_where}: min must be below max")
-        measures.append(Measure(m_name, float(low), float(high), str(m.get("description", ""))))  # type: ignore[arg-type]
+        measures.append(Measure(m_name, float(low), float(high), str(spec_m.get("description", ""))))  # type: ignore[arg-type]
     if not dimensions:
         raise ConfigError(f"{where}.dimensions: a dataset needs at least one dimension")
     return Dataset(

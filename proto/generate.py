@@ -39,7 +39,7 @@ def _plugin(name: str) -> str:
 
 def generate_into(out: Path) -> dict[str, str]:
     """Run protoc and return {file name: text} of the generated, import-rewritten modules."""
-    from grpc_tools import protoc  # noqa: PLC0415 - only needed when generating
+    from grpc_tools import protoc
 
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PROTO_PACKAGE).glob("*.proto"))
     args = [
@@ -64,8 +64,12 @@ def generate_into(out: Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only report whether the committed code is stale")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only report whether the committed code is stale"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         files = generate_into(Path(tmp))

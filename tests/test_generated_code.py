@@ -10,7 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_generated_code_is_fresh() -> None:
     """Regenerating from proto/ with the pinned generator changes nothing in gateway/_pb or agents/_pb."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "proto" / "generate.py"), "--check"], capture_output=True, text=True, check=False
+        [sys.executable, str(ROOT / "proto" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -20,6 +23,9 @@ def test_agent_package_never_imports_gateway() -> None:
     offenders = [
         str(path.relative_to(ROOT))
         for path in (ROOT / "agents").rglob("*.py")
-        if any(line.lstrip().startswith(("import gateway", "from gateway")) for line in path.read_text().splitlines())
+        if any(
+            line.lstrip().startswith(("import gateway", "from gateway"))
+            for line in path.read_text().splitlines()
+        )
     ]
     assert offenders == []

@@ -80,7 +80,11 @@ def result_rows(result: query_pb2.AggregateResult) -> tuple[list[str], list[list
     header = [*result.group_by, *(measure_label(m) for m in result.measures)]
     rows: list[list[Any]] = []
     for cell in [*result.cells, result.total]:
-        key = list(cell.key) if cell.key else (["TOTAL", *[""] * (len(result.group_by) - 1)] if result.group_by else [])
+        key = (
+            list(cell.key)
+            if cell.key
+            else (["TOTAL", *[""] * (len(result.group_by) - 1)] if result.group_by else [])
+        )
         rows.append([*key, *(None if v.withheld else _number(v.value) for v in cell.values)])
     return header, rows
 
@@ -98,8 +102,12 @@ def result_json(result: query_pb2.AggregateResult) -> str:
         "cells": [dict(zip(header, row, strict=True)) for row in rows[:-1]],
         "total": dict(zip(header, rows[-1], strict=True)),
         "disclosure": {
-            "k": d.k, "round_to": d.round_to, "cells_withheld": d.cells_withheld, "decision_id": d.decision_id,
-            "policy_revision": d.policy_revision, "agreement_id": d.agreement_id,
+            "k": d.k,
+            "round_to": d.round_to,
+            "cells_withheld": d.cells_withheld,
+            "decision_id": d.decision_id,
+            "policy_revision": d.policy_revision,
+            "agreement_id": d.agreement_id,
         },
     }
     return json.dumps(doc, indent=2)
@@ -133,16 +141,22 @@ def print_result(console: Console, result: query_pb2.AggregateResult, title: str
 
 
 def print_datasets(console: Console, datasets: Sequence[query_pb2.QueryableDataset]) -> None:
+    """One block per (agreement, dataset): readable at 80 columns, unlike a wide table."""
     if not datasets:
         console.print("No agreement lets you query any dataset.")
         return
-    table = Table(header_style="bold")
-    for name in ("agreement", "purposes", "dataset", "group by", "measures", "k", "round", "max cells"):
-        table.add_column(name)
     for d in datasets:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("agreement", f"{d.agreement_id}: {d.agreement_title}")
+        table.add_row("purposes", ", ".join(d.purposes))
         table.add_row(
-            f"{d.agreement_id}\n[dim]{d.agreement_title}[/dim]", ", ".join(d.purposes), d.contract.dataset,
-            ", ".join(d.allowed_dimensions), ", ".join(d.allowed_measures), str(d.k), str(d.round_to),
-            str(d.max_cells),
+            "dataset",
+            f"{d.contract.dataset} (owner {d.contract.owner_agency}, contract v{d.contract.version})",
         )
-    console.print(table)
+        table.add_row("group by", ", ".join(d.allowed_dimensions) + f"  (at most {d.max_group_by})")
+        table.add_row("measures", ", ".join(d.allowed_measures))
+        table.add_row("disclosure", f"k = {d.k} people, rounded to {d.round_to}, at most {d.max_cells} cells")
+        console.print(table)
+        console.print()

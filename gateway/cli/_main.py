@@ -23,13 +23,20 @@ from gateway.errors import ConfigError, GatewayError
 _F = argparse.RawDescriptionHelpFormatter
 
 
-def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str, epilog: str) -> argparse.ArgumentParser:
+def _add(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str, epilog: str
+) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help_, description=help_, epilog=epilog, formatter_class=_F)
 
 
 def _client_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--client", required=True, type=Path, metavar="PROFILE",
-                   help="client profile TOML (address, CA, certificate, key), e.g. demo/clients/health-analyst.toml")
+    p.add_argument(
+        "--client",
+        required=True,
+        type=Path,
+        metavar="PROFILE",
+        help="client profile TOML (address, CA, certificate, key), e.g. demo/clients/health-analyst.toml",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,45 +58,81 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _add(sub, "demo", "Run the whole path once: PKI, gateway, two agents, queries, audit.",
-             "example:\n  gateway demo            # in a fresh temporary folder\n  gateway demo ./my-demo  # kept for a look afterwards")
+    p = _add(
+        sub,
+        "demo",
+        "Run the whole path once: PKI, gateway, two agents, queries, audit.",
+        "example:\n  gateway demo            # in a fresh temporary folder\n"
+        "  gateway demo ./my-demo  # kept for a look afterwards",
+    )
     p.add_argument("dir", nargs="?", type=Path, help="folder to work in (default: a fresh temporary folder)")
     p.add_argument("--people", type=int, default=6000, help="synthetic people to generate (default 6000)")
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic data (default 7)")
 
-    p = _add(sub, "init", "Write a development PKI, keys and config files into DIR.",
-             "example:\n  gateway init ./pki\n  gateway init ./pki --force --listen 127.0.0.1:6000")
+    p = _add(
+        sub,
+        "init",
+        "Write a development PKI, keys and config files into DIR.",
+        "example:\n  gateway init ./pki\n  gateway init ./pki --force --listen 127.0.0.1:6000",
+    )
     p.add_argument("dir", type=Path, help="folder for the CA, certificates, keys and config files")
     p.add_argument("--force", action="store_true", help="overwrite existing keys and certificates")
-    p.add_argument("--trust-domain", default="datashare.local", help="SPIFFE trust domain (default datashare.local)")
-    p.add_argument("--listen", default="127.0.0.1:50051", help="address the gateway will listen on (default 127.0.0.1:50051)")
+    p.add_argument(
+        "--trust-domain", default="datashare.local", help="SPIFFE trust domain (default datashare.local)"
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:50051",
+        help="address the gateway will listen on (default 127.0.0.1:50051)",
+    )
 
-    p = _add(sub, "serve", "Run the gateway until interrupted (SIGINT/SIGTERM stop it cleanly).",
-             "example:\n  gateway serve --config ./pki/gateway.toml")
-    p.add_argument("--config", required=True, type=Path, help="gateway settings TOML, e.g. ./pki/gateway.toml")
+    p = _add(
+        sub,
+        "serve",
+        "Run the gateway until interrupted (SIGINT/SIGTERM stop it cleanly).",
+        "example:\n  gateway serve --config ./pki/gateway.toml",
+    )
+    p.add_argument(
+        "--config", required=True, type=Path, help="gateway settings TOML, e.g. ./pki/gateway.toml"
+    )
 
-    p = _add(sub, "datasets", "List the datasets and agreements you may query.",
-             "example:\n  gateway datasets --client ./pki/clients/health-analyst.toml --json")
+    p = _add(
+        sub,
+        "datasets",
+        "List the datasets and agreements you may query.",
+        "example:\n  gateway datasets --client ./pki/clients/health-analyst.toml --json",
+    )
     _client_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = _add(sub, "query", "Ask an aggregate question under an agreement.",
-             "examples:\n"
-             "  gateway query --client ./pki/clients/health-analyst.toml --agreement ag-2026-001 \\\n"
-             "      --purpose overdose-prevention --dataset ed_visits --measure subjects \\\n"
-             "      --group-by district --filter presentation=overdose --months 2025-01:2025-12\n"
-             "  ... --link-dataset police_incidents --link-days-before 30   # people also known to police\n"
-             "withheld cells are shown as 'withheld', never as zero.")
+    p = _add(
+        sub,
+        "query",
+        "Ask an aggregate question under an agreement.",
+        "examples:\n"
+        "  gateway query --client ./pki/clients/health-analyst.toml --agreement ag-2026-001 \\\n"
+        "      --purpose overdose-prevention --dataset ed_visits --measure subjects \\\n"
+        "      --group-by district --filter presentation=overdose --months 2025-01:2025-12\n"
+        "  ... --link-dataset police_incidents --link-days-before 30   # people also known to police\n"
+        "withheld cells are shown as 'withheld', never as zero.",
+    )
     _query_cmd.add_arguments(p)
     _client_option(p)
 
-    p = _add(sub, "audit", "Review the decision log: list, verify, export.",
-             "examples:\n  gateway audit verify --client ./pki/clients/auditor.toml\n"
-             "  gateway audit list --client ./pki/clients/auditor.toml --agreement ag-2026-001 --outcome deny\n"
-             "  gateway audit export --client ./pki/clients/auditor.toml > log.jsonl")
+    p = _add(
+        sub,
+        "audit",
+        "Review the decision log: list, verify, export.",
+        "examples:\n  gateway audit verify --client ./pki/clients/auditor.toml\n"
+        "  gateway audit list --client ./pki/clients/auditor.toml --agreement ag-2026-001 --outcome deny\n"
+        "  gateway audit export --client ./pki/clients/auditor.toml > log.jsonl",
+    )
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    for name, help_ in (("list", "List decisions, newest filters first."), ("verify", "Recompute the hash chain."),
-                        ("export", "Write every decision as JSON lines to stdout.")):
+    for name, help_ in (
+        ("list", "List decisions, newest filters first."),
+        ("verify", "Recompute the hash chain."),
+        ("export", "Write every decision as JSON lines to stdout."),
+    ):
         ap = audit_sub.add_parser(name, help=help_, description=help_, formatter_class=_F)
         _client_option(ap)
         if name == "list":
@@ -97,11 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "verify":
             ap.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    p = _add(sub, "policy", "Test and check a policy bundle (Rego modules and agreement data).",
-             "examples:\n  gateway policy test\n  gateway policy check ./policies")
+    p = _add(
+        sub,
+        "policy",
+        "Test and check a policy bundle (Rego modules and agreement data).",
+        "examples:\n  gateway policy test\n  gateway policy check ./policies",
+    )
     policy_sub = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
-    for name, help_ in (("test", "Run every test_* rule of the bundle's *_test.rego files."),
-                        ("check", "Compile every module, validate the data files, print the revision.")):
+    for name, help_ in (
+        ("test", "Run every test_* rule of the bundle's *_test.rego files."),
+        ("check", "Compile every module, validate the data files, print the revision."),
+    ):
         pp = policy_sub.add_parser(name, help=help_, description=help_, formatter_class=_F)
         pp.add_argument("dir", nargs="?", type=Path, help="bundle folder (default: the shipped policies/)")
     return parser
@@ -131,26 +180,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, console: Console) -> int:
     commands: dict[str, Callable[[argparse.Namespace, Console], int]] = {
-        "demo": _demo, "init": _init, "serve": _serve, "datasets": _query_cmd.datasets,
-        "query": _query_cmd.query, "audit": _audit_cmd.run, "policy": _policy,
+        "demo": _demo,
+        "init": _init,
+        "serve": _serve,
+        "datasets": _query_cmd.datasets,
+        "query": _query_cmd.query,
+        "audit": _audit_cmd.run,
+        "policy": _policy,
     }
     return commands[args.command](args, console)
 
 
 def _init(args: argparse.Namespace, console: Console) -> int:
-    from gateway.demo import write_agent_configs
     from gateway.pki import init_dev_pki
 
     layout = init_dev_pki(
-        args.dir, force=args.force, trust_domain=args.trust_domain, listen=args.listen,
-        agent_configs=lambda lay: write_agent_configs(lay.root, lay.root / "data", address=args.listen) and None,
+        args.dir,
+        force=args.force,
+        trust_domain=args.trust_domain,
+        listen=args.listen,
+        agent_configs=lambda lay: _write_agent_configs(lay.root, args.listen),
     )
     console.print(f"Development PKI and configuration written to {layout.root}")
     console.print(f"  gateway settings:  {layout.gateway_config}")
-    console.print(f"  agent configs:     {layout.root / 'agent-metro-police.toml'}, {layout.root / 'agent-health.toml'}")
+    console.print(
+        f"  agent configs:     {layout.root / 'agent-metro-police.toml'}, {layout.root / 'agent-health.toml'}"
+    )
     console.print(f"  client profiles:   {layout.root / 'clients'}")
     console.print("Keys are private to this folder (mode 0600). Never commit them.")
     return 0
+
+
+def _write_agent_configs(root: Path, address: str) -> None:
+    from gateway.demo import write_agent_configs
+
+    write_agent_configs(root, root / "data", address=address)
 
 
 def _serve(args: argparse.Namespace, console: Console) -> int:
@@ -170,7 +234,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     port = gateway.start()
-    print(f"gateway listening on port {port}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"gateway listening on port {port}\n")
     stop.wait()
     gateway.stop()
     return 0
@@ -189,4 +253,5 @@ def _policy(args: argparse.Namespace, console: Console) -> int:
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from gateway.demo import run_demo
 
-    return run_demo(args.dir, console, people=args.people, seed=args.seed)
+    code: int = run_demo(args.dir, console, people=args.people, seed=args.seed)
+    return code

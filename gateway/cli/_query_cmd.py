@@ -26,25 +26,73 @@ TIMEOUT_S = 60.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agreement", required=True, help="data-sharing agreement id, e.g. ag-2026-001")
-    p.add_argument("--purpose", required=True, help="purpose of the question, one the agreement names, e.g. overdose-prevention")
+    p.add_argument(
+        "--purpose",
+        required=True,
+        help="purpose of the question, one the agreement names, e.g. overdose-prevention",
+    )
     p.add_argument("--dataset", required=True, help="dataset to count in, e.g. ed_visits")
-    p.add_argument("--measure", action="append", default=[], metavar="MEASURE",
-                   help="subjects (distinct people, the default), records, sum:FIELD or mean:FIELD; repeatable, "
-                        "e.g. --measure subjects --measure sum:length_of_stay_hours")
-    p.add_argument("--group-by", action="append", default=[], metavar="DIM",
-                   help="dimension to group by, or month/quarter/year; repeatable, e.g. --group-by district --group-by month")
-    p.add_argument("--filter", action="append", default=[], metavar="DIM=V1,V2",
-                   help="keep only these values of a dimension; repeatable and ANDed, e.g. --filter sex=F,M")
-    p.add_argument("--months", metavar="FIRST:LAST", help="inclusive month range, e.g. 2024-01:2025-06 (required with a time group-by)")
-    p.add_argument("--link-dataset", metavar="DATASET",
-                   help="count only people who also appear in this dataset near the event, e.g. police_incidents")
-    p.add_argument("--link-days-before", type=int, default=0, metavar="N", help="window start, days before the event (default 0)")
-    p.add_argument("--link-days-after", type=int, default=0, metavar="N", help="window end, days after the event (default 0)")
-    p.add_argument("--link-filter", action="append", default=[], metavar="DIM=V1,V2",
-                   help="filter on the linked dataset, e.g. --link-filter incident_type=drugs")
+    p.add_argument(
+        "--measure",
+        action="append",
+        default=[],
+        metavar="MEASURE",
+        help="subjects (distinct people, the default), records, sum:FIELD or mean:FIELD; repeatable, "
+        "e.g. --measure subjects --measure sum:length_of_stay_hours",
+    )
+    p.add_argument(
+        "--group-by",
+        action="append",
+        default=[],
+        metavar="DIM",
+        help="dimension to group by, or month/quarter/year; repeatable,\n"
+        "e.g. --group-by district --group-by month",
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="DIM=V1,V2",
+        help="keep only these values of a dimension; repeatable and ANDed, e.g. --filter sex=F,M",
+    )
+    p.add_argument(
+        "--months",
+        metavar="FIRST:LAST",
+        help="inclusive month range, e.g. 2024-01:2025-06 (required with a time group-by)",
+    )
+    p.add_argument(
+        "--link-dataset",
+        metavar="DATASET",
+        help="count only people who also appear in this dataset near the event, e.g. police_incidents",
+    )
+    p.add_argument(
+        "--link-days-before",
+        type=int,
+        default=0,
+        metavar="N",
+        help="window start, days before the event (default 0)",
+    )
+    p.add_argument(
+        "--link-days-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="window end, days after the event (default 0)",
+    )
+    p.add_argument(
+        "--link-filter",
+        action="append",
+        default=[],
+        metavar="DIM=V1,V2",
+        help="filter on the linked dataset, e.g. --link-filter incident_type=drugs",
+    )
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print the result as JSON (withheld values are null)")
-    out.add_argument("--csv", action="store_true", help="print the result as CSV (withheld values read 'withheld')")
+    out.add_argument(
+        "--json", action="store_true", help="print the result as JSON (withheld values are null)"
+    )
+    out.add_argument(
+        "--csv", action="store_true", help="print the result as CSV (withheld values read 'withheld')"
+    )
 
 
 def build_request(args: argparse.Namespace) -> query_pb2.AggregateRequest:
@@ -59,10 +107,14 @@ def build_request(args: argparse.Namespace) -> query_pb2.AggregateRequest:
     if args.months:
         request.months.CopyFrom(parse_months(args.months))
     if args.link_dataset:
-        request.link.CopyFrom(query_pb2.Link(
-            dataset=args.link_dataset, days_before=max(args.link_days_before, 0), days_after=max(args.link_days_after, 0),
-            filters=[parse_filter(f, "--link-filter") for f in args.link_filter],
-        ))
+        request.link.CopyFrom(
+            query_pb2.Link(
+                dataset=args.link_dataset,
+                days_before=max(args.link_days_before, 0),
+                days_after=max(args.link_days_after, 0),
+                filters=[parse_filter(f, "--link-filter") for f in args.link_filter],
+            )
+        )
     return request
 
 
@@ -81,12 +133,22 @@ def query(args: argparse.Namespace, console: Console) -> int:
 
 def datasets(args: argparse.Namespace, console: Console) -> int:
     with client_channel(ClientProfile.from_file(args.client)) as channel:
-        response = query_pb2_grpc.QueryStub(channel).ListDatasets(query_pb2.ListDatasetsRequest(), timeout=TIMEOUT_S)
+        response = query_pb2_grpc.QueryStub(channel).ListDatasets(
+            query_pb2.ListDatasetsRequest(), timeout=TIMEOUT_S
+        )
     if args.json:
         doc = [
-            {"agreement_id": d.agreement_id, "agreement_title": d.agreement_title, "purposes": list(d.purposes),
-             "dataset": d.contract.dataset, "dimensions": list(d.allowed_dimensions),
-             "measures": list(d.allowed_measures), "k": d.k, "round_to": d.round_to, "max_cells": d.max_cells}
+            {
+                "agreement_id": d.agreement_id,
+                "agreement_title": d.agreement_title,
+                "purposes": list(d.purposes),
+                "dataset": d.contract.dataset,
+                "dimensions": list(d.allowed_dimensions),
+                "measures": list(d.allowed_measures),
+                "k": d.k,
+                "round_to": d.round_to,
+                "max_cells": d.max_cells,
+            }
             for d in response.datasets
         ]
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")

@@ -47,7 +47,9 @@ def run_demo(folder: Path | None, console: Console, *, people: int = 6000, seed:
         console.print(f"Reusing the PKI already in {root}")
     else:
         layout = init_dev_pki(root, listen=address)
-        console.print(f"Consortium CA, gateway certificate and keys, agent, analyst and auditor certificates in {root}")
+        console.print(
+            f"Consortium CA, gateway certificate and keys, agent, analyst and auditor certificates in {root}"
+        )
     data_dir = root / "data"
     if not (data_dir / "ed_visits.csv").exists():
         files = generate(data_dir, seed=seed, people=people)
@@ -59,8 +61,10 @@ def run_demo(folder: Path | None, console: Console, *, people: int = 6000, seed:
     settings = dataclasses.replace(GatewaySettings.from_file(layout.gateway_config), listen=address)
     gateway = build_gateway(settings)
     gateway.start()
-    console.print(f"Gateway listening on {address}: mutual TLS required, SQLite store {settings.store_url}, "
-                  f"policy revision {gateway.shared.policy.revision}")
+    console.print(
+        f"Gateway listening on {address}: mutual TLS required, SQLite store {settings.store_url}, "
+        f"policy revision {gateway.shared.policy.revision}"
+    )
     try:
         console.print(Rule("3. Agents push their agencies' records"))
         for agency in ("metro-police", "health"):
@@ -80,8 +84,11 @@ def _push(config: Path, console: Console) -> int:
     console.print(f"$ agent push --config {config.name}")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(  # noqa: S603 - our own agent, a separate deployable, run as it would be
-        [sys.executable, "-m", "agents", "push", "--config", str(config)], env=env, check=False,
-        capture_output=True, text=True,
+        [sys.executable, "-m", "agents", "push", "--config", str(config)],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
     )
     for line in (proc.stdout + proc.stderr).strip().splitlines()[-3:]:
         console.print(f"  {line}", markup=False)
@@ -98,15 +105,22 @@ def _queries(layout: PkiLayout, console: Console) -> None:
 
         console.print(Rule("5. Allowed: people seen in the ED for an overdose, by district and year"))
         request = query_pb2.AggregateRequest(
-            agreement_id=AGREEMENT, purpose=PURPOSE, dataset="ed_visits",
-            measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS),
-                      query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_RECORDS)],
-            group_by=["district", "year"], filters=[query_pb2.ValueFilter(dimension="presentation", values=["overdose"])],
+            agreement_id=AGREEMENT,
+            purpose=PURPOSE,
+            dataset="ed_visits",
+            measures=[
+                query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS),
+                query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_RECORDS),
+            ],
+            group_by=["district", "year"],
+            filters=[query_pb2.ValueFilter(dimension="presentation", values=["overdose"])],
             months=query_pb2.MonthRange(first="2024-01", last="2025-12"),
         )
         print_result(console, stub.Aggregate(request))
-        console.print("Cells with fewer than k distinct people are withheld, and enough others with them that no "
-                      "withheld cell can be worked out from the total.")
+        console.print(
+            "Cells with fewer than k distinct people are withheld, and enough others with them that no "
+            "withheld cell can be worked out from the total."
+        )
 
         console.print(Rule("6. Allowed: ... who also had a police contact in the 30 days before"))
         linked = query_pb2.AggregateRequest()
@@ -144,10 +158,14 @@ def _audit(layout: PkiLayout, console: Console) -> int:
         report = stub.VerifyLog(audit_pb2.VerifyLogRequest())
         decisions = list(stub.ListDecisions(audit_pb2.ListDecisionsRequest()))
     allowed = sum(d.outcome == "allow" for d in decisions)
-    console.print(f"{len(decisions)} decisions logged ({allowed} allowed, {len(decisions) - allowed} refused), "
-                  f"every one hash-chained to the one before.")
+    console.print(
+        f"{len(decisions)} decisions logged ({allowed} allowed, {len(decisions) - allowed} refused), "
+        f"every one hash-chained to the one before."
+    )
     if report.ok:
-        console.print(f"Chain verified: {report.entries_checked} entries intact, head {report.head_hash[:16]}…")
+        console.print(
+            f"Chain verified: all {report.entries_checked} entries intact, head {report.head_hash[:16]}…"
+        )
         return 0
     console.print(f"[red]Chain broken at entry {report.first_bad_seq}: {report.problem}[/red]")
     return 1

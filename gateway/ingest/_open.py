@@ -75,7 +75,9 @@ class BatchOpener:
         self._rest = hmac.new(rest_key, digestmod=hashlib.sha256)
         self._agency_keys = agency_keys
 
-    def open(self, sealed: ingest_pb2.SealedBatch, header: ingest_pb2.BatchHeader, dataset: Dataset) -> OpenedBatch:
+    def open(
+        self, sealed: ingest_pb2.SealedBatch, header: ingest_pb2.BatchHeader, dataset: Dataset
+    ) -> OpenedBatch:
         """Verify, open and validate; BatchRejected (nothing stored) on any failure."""
         key = self._agency_keys.get(header.agency, {}).get(header.signing_key_id)
         if key is None:
@@ -85,8 +87,10 @@ class BatchOpener:
         except InvalidSignature as exc:
             raise BatchRejected("signature", "does not verify against the agency's enrolled key") from exc
         try:
-            plaintext = _SUITE.decrypt(sealed.ciphertext, self._hpke_private, info=SEAL_INFO_PREFIX + sealed.header)
-        except Exception as exc:  # noqa: BLE001 - any failure to open is the same answer to the caller
+            plaintext = _SUITE.decrypt(
+                sealed.ciphertext, self._hpke_private, info=SEAL_INFO_PREFIX + sealed.header
+            )
+        except Exception as exc:
             raise BatchRejected("ciphertext", "cannot be opened with the gateway's key") from exc
         try:
             batch = ingest_pb2.RecordBatch.FromString(plaintext)

@@ -15,14 +15,8 @@ from typing import Any, TextIO
 from gateway.catalogue import TIME_DIMENSIONS, Catalogue
 from gateway.errors import ConfigError
 from gateway.policy._bundle import Bundle, load_bundle
-from gateway.policy._embedded import (
-    GATEWAY_RULES,
-    compile_modules,
-    data_problem,
-    defined_rules,
-    engine_message,
-    test_rules,
-)
+from gateway.policy._compile import compile_modules, data_problem, defined_rules, engine_message, test_rules
+from gateway.policy._embedded import GATEWAY_RULES
 
 K_FLOOR = 10
 """The consortium's floor on k (DESIGN §9); the policy enforces it too."""

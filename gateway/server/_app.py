@@ -16,12 +16,12 @@ from gateway._tls import check_certificate, server_credentials
 from gateway.catalogue import Catalogue
 from gateway.errors import ConfigError
 from gateway.ingest import BatchOpener
-from gateway.policy import make_engine
+from gateway.policy import agreement_problems, make_engine
 from gateway.policy._bundle import load_bundle
 from gateway.server._audit import AuditService
 from gateway.server._ingest import IngestService
-from gateway.server._logging import configure_logging
 from gateway.server._interceptor import GatewayInterceptor
+from gateway.server._logging import configure_logging
 from gateway.server._metrics import Metrics
 from gateway.server._query import QueryService
 from gateway.server._state import PolicyState, Shared
@@ -37,8 +37,14 @@ SERVICES = (
 
 def load_policy_state(settings: GatewaySettings) -> PolicyState:
     bundle = load_bundle(settings.policy_bundle)
-    engine = make_engine(settings.policy_engine, bundle, opa_url=settings.opa_url, timeout_ms=settings.policy_timeout_ms)
-    return PolicyState(engine=engine, catalogue=Catalogue.from_data(bundle.data))
+    catalogue = Catalogue.from_data(bundle.data)
+    problems = list(agreement_problems(bundle.data, catalogue))
+    if problems:  # the policy would deny on bad terms anyway; an operator should hear of it at start
+        raise ConfigError(f"policy bundle {settings.policy_bundle}: {'; '.join(problems)}")
+    engine = make_engine(
+        settings.policy_engine, bundle, opa_url=settings.opa_url, timeout_ms=settings.policy_timeout_ms
+    )
+    return PolicyState(engine=engine, catalogue=catalogue)
 
 
 @dataclass
@@ -83,8 +89,9 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     store.create_schema()
     metrics = metrics or Metrics()
     shared = Shared(policy, store, BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys), metrics)
-    interceptor = GatewayInterceptor(settings.trust_domain, lambda: shared.policy.catalogue.agencies,
-                                     shared.recorder, metrics)
+    interceptor = GatewayInterceptor(
+        settings.trust_domain, lambda: shared.policy.catalogue.agencies, shared.recorder, metrics
+    )
     limit = settings.max_message_mb * 1024 * 1024
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),

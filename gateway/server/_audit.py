@@ -15,6 +15,7 @@ from gateway.audit._types import AuditEntry, AuditFilter
 from gateway.errors import InvalidRequest, PermissionDenied
 from gateway.policy._engine import AUDIT_RULE
 from gateway.server._context import current
+from gateway.server._recorder import AuditSubject, outcome_of
 from gateway.server._state import Shared, policy_input
 
 _OUTCOMES = ("", "allow", "deny", "error")
@@ -27,10 +28,12 @@ class AuditService(audit_pb2_grpc.AuditServicer):
     def _authorise(self, action: str, request: dict[str, Any]) -> None:
         ctx = current()
         decision = self._s.decide(ctx, AUDIT_RULE, action, request)
+        subject = AuditSubject(
+            action, AUDIT_RULE, decision.revision, input_doc=policy_input(ctx, action, request)
+        )
+        outcome = outcome_of(decision)
         self._s.recorder.record(
-            ctx, action=action, outcome="allow" if decision.allow else ("error" if decision.error else "deny"),
-            path=AUDIT_RULE, reasons=decision.reasons, revision=decision.revision,
-            input_doc=policy_input(ctx, action, request), result=decision.result,
+            ctx, subject, outcome=outcome, reasons=decision.reasons, result=decision.result
         )
         if not decision.allow:
             raise PermissionDenied(decision.reasons)
@@ -43,15 +46,22 @@ class AuditService(audit_pb2_grpc.AuditServicer):
         for entry in self._s.store.audit_entries(filt):
             yield to_decision(entry)
 
-    def VerifyLog(self, request: audit_pb2.VerifyLogRequest, context: grpc.ServicerContext) -> audit_pb2.VerifyReport:
+    def VerifyLog(
+        self, request: audit_pb2.VerifyLogRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.VerifyReport:
         self._authorise("audit.verify", {})
         result = verify_chain(self._s.store.audit_entries())
         return audit_pb2.VerifyReport(
-            ok=result.ok, entries_checked=result.entries_checked, first_bad_seq=result.first_bad_seq,
-            problem=result.problem, head_hash=result.head_hash,
+            ok=result.ok,
+            entries_checked=result.entries_checked,
+            first_bad_seq=result.first_bad_seq,
+            problem=result.problem,
+            head_hash=result.head_hash,
         )
 
-    def ExportLog(self, request: audit_pb2.ExportLogRequest, context: grpc.ServicerContext) -> Iterator[audit_pb2.ExportChunk]:
+    def ExportLog(
+        self, request: audit_pb2.ExportLogRequest, context: grpc.ServicerContext
+    ) -> Iterator[audit_pb2.ExportChunk]:
         self._authorise("audit.export", {})
         for entry in self._s.store.audit_entries():
             yield audit_pb2.ExportChunk(json_line=entry_json(entry))
@@ -64,34 +74,64 @@ def _filter(request: audit_pb2.ListDecisionsRequest) -> AuditFilter:
         if len(getattr(request, name)) > 256:
             raise InvalidRequest(name, "is too long")
     return AuditFilter(
-        since=request.since, until=request.until, principal=request.principal, agency=request.agency,
-        agreement_id=request.agreement_id, outcome=request.outcome, decision_id=request.decision_id,
+        since=request.since,
+        until=request.until,
+        principal=request.principal,
+        agency=request.agency,
+        agreement_id=request.agreement_id,
+        outcome=request.outcome,
+        decision_id=request.decision_id,
         limit=request.limit,
     )
 
 
 def to_decision(entry: AuditEntry) -> audit_pb2.Decision:
     return audit_pb2.Decision(
-        seq=entry.seq, decision_id=entry.decision_id, timestamp=entry.timestamp, path=entry.path,
-        principal=entry.principal, agency=entry.agency, action=entry.action, agreement_id=entry.agreement_id,
-        purpose=entry.purpose, outcome=entry.outcome, reasons=list(entry.reasons),
-        policy_revision=entry.policy_revision, query_fingerprint=entry.query_fingerprint,
-        cells_released=entry.cells_released, cells_withheld=entry.cells_withheld, latency_ms=entry.latency_ms,
-        input_json=json.dumps(entry.input, sort_keys=True), result_json=json.dumps(entry.result, sort_keys=True),
-        prev_hash=entry.prev_hash, hash=entry.hash,
+        seq=entry.seq,
+        decision_id=entry.decision_id,
+        timestamp=entry.timestamp,
+        path=entry.path,
+        principal=entry.principal,
+        agency=entry.agency,
+        action=entry.action,
+        agreement_id=entry.agreement_id,
+        purpose=entry.purpose,
+        outcome=entry.outcome,
+        reasons=list(entry.reasons),
+        policy_revision=entry.policy_revision,
+        query_fingerprint=entry.query_fingerprint,
+        cells_released=entry.cells_released,
+        cells_withheld=entry.cells_withheld,
+        latency_ms=entry.latency_ms,
+        input_json=json.dumps(entry.input, sort_keys=True),
+        result_json=json.dumps(entry.result, sort_keys=True),
+        prev_hash=entry.prev_hash,
+        hash=entry.hash,
     )
 
 
 def entry_json(entry: AuditEntry) -> str:
     """One decision as a JSON line, in OPA decision-log field names where they exist."""
     doc = {
-        "seq": entry.seq, "decision_id": entry.decision_id, "timestamp": entry.timestamp, "path": entry.path,
-        "input": entry.input, "result": entry.result,
+        "seq": entry.seq,
+        "decision_id": entry.decision_id,
+        "timestamp": entry.timestamp,
+        "path": entry.path,
+        "input": entry.input,
+        "result": entry.result,
         "bundles": {"datashare": {"revision": entry.policy_revision}},
-        "principal": entry.principal, "agency": entry.agency, "action": entry.action,
-        "agreement_id": entry.agreement_id, "purpose": entry.purpose, "outcome": entry.outcome,
-        "reasons": list(entry.reasons), "query_fingerprint": entry.query_fingerprint,
-        "cells_released": entry.cells_released, "cells_withheld": entry.cells_withheld,
-        "latency_ms": entry.latency_ms, "prev_hash": entry.prev_hash, "hash": entry.hash,
+        "principal": entry.principal,
+        "agency": entry.agency,
+        "action": entry.action,
+        "agreement_id": entry.agreement_id,
+        "purpose": entry.purpose,
+        "outcome": entry.outcome,
+        "reasons": list(entry.reasons),
+        "query_fingerprint": entry.query_fingerprint,
+        "cells_released": entry.cells_released,
+        "cells_withheld": entry.cells_withheld,
+        "latency_ms": entry.latency_ms,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))

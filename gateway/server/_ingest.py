@@ -9,6 +9,7 @@ from gateway.errors import BatchRejected, GatewayError, InvalidRequest, Permissi
 from gateway.ingest import parse_header
 from gateway.policy._engine import INGEST_RULE
 from gateway.server._context import current
+from gateway.server._recorder import AuditSubject, outcome_of
 from gateway.server._state import Shared, policy_input
 
 
@@ -24,10 +25,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             raise InvalidRequest("dataset", "must name a dataset")
         req = {"dataset": request.dataset, "contract_version": 0}
         decision = self._s.decide(ctx, INGEST_RULE, "get_contract", req)
+        subject = AuditSubject(
+            "get_contract", INGEST_RULE, decision.revision, input_doc=policy_input(ctx, "get_contract", req)
+        )
+        outcome = outcome_of(decision)
         self._s.recorder.record(
-            ctx, action="get_contract", outcome="allow" if decision.allow else "deny", path=INGEST_RULE,
-            reasons=decision.reasons, revision=decision.revision,
-            input_doc=policy_input(ctx, "get_contract", req), result=decision.result,
+            ctx, subject, outcome=outcome, reasons=decision.reasons, result=decision.result
         )
         dataset = policy.catalogue.dataset(request.dataset)
         if not decision.allow or dataset is None:
@@ -38,39 +41,54 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         ctx, policy = current(), self._s.policy
         header = parse_header(request.header)
         req = {"dataset": header.dataset, "contract_version": header.contract_version}
-        audit = {
-            "action": "ingest", "path": INGEST_RULE, "revision": policy.revision,
-            "input_doc": {**policy_input(ctx, "ingest", req), "batch_id": header.batch_id},
-        }
+        audit = AuditSubject(
+            "ingest",
+            INGEST_RULE,
+            policy.revision,
+            input_doc={**policy_input(ctx, "ingest", req), "batch_id": header.batch_id},
+        )
         if header.agency != ctx.principal.agency:
             reason = "header.agency: does not match the agency of the calling certificate"
-            self._s.recorder.record(ctx, outcome="deny", reasons=(reason,), **audit)
+            self._s.recorder.record(ctx, audit, outcome="deny", reasons=(reason,))
             raise PermissionDenied((reason,))
         decision = self._s.decide(ctx, INGEST_RULE, "ingest", req)
         dataset = policy.catalogue.dataset(header.dataset)
         if not decision.allow or dataset is None:
-            self._s.recorder.record(ctx, outcome="deny", reasons=decision.reasons, result=decision.result, **audit)
+            self._s.recorder.record(
+                ctx, audit, outcome="deny", reasons=decision.reasons, result=decision.result
+            )
             self._s.metrics.batches.labels(dataset=header.dataset if dataset else "?", outcome="denied").inc()
             raise PermissionDenied(decision.reasons)
         try:
             opened = self._s.opener.open(request, header, dataset)
             outcome = self._s.store.store_batch(opened.meta, opened.records)
         except BatchRejected as exc:
-            self._s.recorder.record(ctx, outcome="deny", reasons=(exc.message,), result=decision.result, **audit)
+            self._s.recorder.record(
+                ctx, audit, outcome="deny", reasons=(exc.message,), result=decision.result
+            )
             self._s.metrics.batches.labels(dataset=dataset.name, outcome="rejected").inc()
             raise
         except GatewayError as exc:
-            self._s.recorder.record(ctx, outcome="error", reasons=(exc.message,), result=decision.result, **audit)
+            self._s.recorder.record(
+                ctx, audit, outcome="error", reasons=(exc.message,), result=decision.result
+            )
             raise
         self._s.recorder.record(
-            ctx, outcome="allow", reasons=("stored" if outcome.stored else "duplicate batch: nothing stored again",),
-            result=decision.result, **audit,
+            ctx,
+            audit,
+            outcome="allow",
+            reasons=("stored" if outcome.stored else "duplicate batch: nothing stored again",),
+            result=decision.result,
         )
         status = ingest_pb2.PushAck.STATUS_STORED if outcome.stored else ingest_pb2.PushAck.STATUS_DUPLICATE
         if outcome.stored:
             self._s.metrics.records_ingested.labels(dataset=dataset.name).inc(outcome.records)
-        self._s.metrics.batches.labels(dataset=dataset.name, outcome="stored" if outcome.stored else "duplicate").inc()
+        self._s.metrics.batches.labels(
+            dataset=dataset.name, outcome="stored" if outcome.stored else "duplicate"
+        ).inc()
         return ingest_pb2.PushAck(
-            batch_id=header.batch_id, status=status, records_stored=outcome.records if outcome.stored else 0,
+            batch_id=header.batch_id,
+            status=status,
+            records_stored=outcome.records if outcome.stored else 0,
             decision_id=ctx.decision_id,
         )

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -27,9 +27,13 @@ log = structlog.get_logger("gateway.rpc")
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
-class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(
-        self, trust_domain: str, known_agencies: Callable[[], frozenset[str]], recorder: Recorder, metrics: Metrics
+        self,
+        trust_domain: str,
+        known_agencies: Callable[[], frozenset[str]],
+        recorder: Recorder,
+        metrics: Metrics,
     ) -> None:
         self._trust_domain = trust_domain
         self._known_agencies = known_agencies
@@ -56,10 +60,11 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return handler  # no client-streaming methods yet
 
     def _principal(self, context: grpc.ServicerContext) -> Principal:
-        pem = (context.auth_context() or {}).get("x509_pem_cert")
-        if not pem:
+        # grpc-stubs types the values as bytes; at run time each is a list of bytes
+        pems: Sequence[bytes] = (context.auth_context() or {}).get("x509_pem_cert") or ()  # type: ignore[assignment]
+        if not pems:
             raise Unauthenticated("no client certificate was presented")
-        return principal_from_pem(pem[0], self._trust_domain, self._known_agencies())
+        return principal_from_pem(bytes(pems[0]), self._trust_domain, self._known_agencies())
 
     def _enter(self, method: str, context: grpc.ServicerContext) -> RequestContext:
         try:
@@ -90,10 +95,12 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             ctx = self._enter(method, context)
             token = bind(ctx)
-            structlog.contextvars.bind_contextvars(decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id)
+            structlog.contextvars.bind_contextvars(
+                decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id
+            )
             try:
                 response = behaviour(request, context)
-            except Exception as exc:  # noqa: BLE001 - translated to a status, never leaked
+            except Exception as exc:
                 self._fail(method, ctx, exc, context)
                 raise  # unreachable
             finally:
@@ -104,14 +111,18 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
         return handle
 
-    def _wrap_stream(self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Any:
+    def _wrap_stream(
+        self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]]
+    ) -> Any:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             ctx = self._enter(method, context)
             token = bind(ctx)
-            structlog.contextvars.bind_contextvars(decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id)
+            structlog.contextvars.bind_contextvars(
+                decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id
+            )
             try:
                 yield from behaviour(request, context)
-            except Exception as exc:  # noqa: BLE001 - translated to a status, never leaked
+            except Exception as exc:
                 self._fail(method, ctx, exc, context)
                 raise  # unreachable
             finally:

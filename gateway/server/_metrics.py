@@ -15,22 +15,37 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.rpcs = Counter("datashare_rpcs", "RPCs handled, by method and status code", ["method", "code"], registry=r)
+        self.rpcs = Counter(
+            "datashare_rpcs", "RPCs handled, by method and status code", ["method", "code"], registry=r
+        )
         self.rpc_latency = Histogram(
-            "datashare_rpc_latency_seconds", "RPC latency by method", ["method"], buckets=_LATENCY_BUCKETS, registry=r
+            "datashare_rpc_latency_seconds",
+            "RPC latency by method",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.decisions = Counter(
             "datashare_decisions", "Policy decisions by action and outcome", ["action", "outcome"], registry=r
         )
         self.policy_latency = Histogram(
-            "datashare_policy_latency_seconds", "Policy evaluation latency", buckets=_LATENCY_BUCKETS, registry=r
+            "datashare_policy_latency_seconds",
+            "Policy evaluation latency",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.records_ingested = Counter(
             "datashare_ingest_records", "Records stored, by dataset", ["dataset"], registry=r
         )
-        self.batches = Counter("datashare_ingest_batches", "Batches by dataset and outcome", ["dataset", "outcome"], registry=r)
-        self.cells_withheld = Counter("datashare_cells_withheld", "Query cells withheld by disclosure control", registry=r)
-        self.audit_failures = Counter("datashare_audit_write_failures", "Audit entries that could not be written", registry=r)
+        self.batches = Counter(
+            "datashare_ingest_batches", "Batches by dataset and outcome", ["dataset", "outcome"], registry=r
+        )
+        self.cells_withheld = Counter(
+            "datashare_cells_withheld", "Query cells withheld by disclosure control", registry=r
+        )
+        self.audit_failures = Counter(
+            "datashare_audit_write_failures", "Audit entries that could not be written", registry=r
+        )
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

@@ -3,6 +3,7 @@ control (DESIGN §3, §9). The audit entry is written before the answer leaves."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from gateway.policy._engine import LISTING_RULE, QUERY_RULE
 from gateway.query import validate_request
 from gateway.query._validate import policy_request, query_fingerprint
 from gateway.server._context import current
+from gateway.server._recorder import AuditSubject, outcome_of
 from gateway.server._state import Shared, policy_input
 
 K_FLOOR = 10  # the consortium's floor (DESIGN §9): no obligation can go below it
@@ -29,16 +31,20 @@ class QueryService(query_pb2_grpc.QueryServicer):
     ) -> query_pb2.ListDatasetsResponse:
         ctx, policy = current(), self._s.policy
         input_doc = policy_input(ctx, "list_datasets", {})
+        subject = AuditSubject("list_datasets", LISTING_RULE, policy.revision, input_doc=input_doc)
         try:
             entries = policy.engine.query(LISTING_RULE, input_doc)
         except PolicyEngineError as exc:
-            self._s.recorder.record(ctx, action="list_datasets", outcome="error", path=LISTING_RULE,
-                                    reasons=(exc.message,), revision=policy.revision, input_doc=input_doc)
+            self._s.recorder.record(ctx, subject, outcome="error", reasons=(exc.message,))
             raise
         entries = entries if isinstance(entries, list) else []
         response = query_pb2.ListDatasetsResponse()
         for entry in entries:
-            dataset = policy.catalogue.dataset(str(entry.get("dataset", ""))) if isinstance(entry, Mapping) else None
+            dataset = (
+                policy.catalogue.dataset(str(entry.get("dataset", "")))
+                if isinstance(entry, Mapping)
+                else None
+            )
             if dataset is None:
                 continue
             response.datasets.append(
@@ -55,46 +61,69 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     max_group_by=int(entry.get("max_group_by", 0)),
                 )
             )
-        self._s.recorder.record(
-            ctx, action="list_datasets", outcome="allow", path=LISTING_RULE, revision=policy.revision,
-            reasons=(f"{len(response.datasets)} dataset(s) listed",), input_doc=input_doc,
-        )
+        listed = (f"{len(response.datasets)} dataset(s) listed",)
+        self._s.recorder.record(ctx, subject, outcome="allow", reasons=listed)
         return response
 
-    def Aggregate(self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext) -> query_pb2.AggregateResult:
+    def Aggregate(
+        self, request: query_pb2.AggregateRequest, context: grpc.ServicerContext
+    ) -> query_pb2.AggregateResult:
         ctx, policy = current(), self._s.policy
-        base = {"action": "query", "path": QUERY_RULE, "revision": policy.revision,
-                "agreement_id": request.agreement_id[:64], "purpose": request.purpose[:64]}
+        base = AuditSubject(
+            "query", QUERY_RULE, policy.revision, _loggable(request.agreement_id), _loggable(request.purpose)
+        )
         try:
             spec = validate_request(request, policy.catalogue)
         except InvalidRequest as exc:
-            self._s.recorder.record(ctx, outcome="deny", reasons=(exc.message,), **base)
+            self._s.recorder.record(ctx, base, outcome="deny", reasons=(exc.message,))
             raise
         req = policy_request(spec, request.agreement_id, request.purpose)
         fingerprint = query_fingerprint(spec)
         input_doc = policy_input(ctx, "query", req)
-        base.update(fingerprint=fingerprint, input_doc=input_doc)
+        base = dataclasses.replace(base, fingerprint=fingerprint, input_doc=input_doc)
         decision = self._s.decide(ctx, QUERY_RULE, "query", req)
         if not decision.allow:
-            outcome = "error" if decision.error else "deny"
-            self._s.recorder.record(ctx, outcome=outcome, reasons=decision.reasons, result=decision.result, **base)
+            self._s.recorder.record(
+                ctx, base, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
+            )
             raise PermissionDenied(decision.reasons)
-        k, round_to, max_cells = _obligations(decision.obligations)
+        try:
+            k, round_to, max_cells = _obligations(decision.obligations)
+        except PolicyEngineError as exc:  # fail closed, and say so in the log
+            self._s.recorder.record(
+                ctx, base, outcome="error", reasons=(exc.message,), result=decision.result
+            )
+            raise
         try:
             grid = build_grid(spec, policy.catalogue, max_cells=max_cells)
         except InvalidRequest as exc:
-            self._s.recorder.record(ctx, outcome="deny", reasons=(exc.message,), result=decision.result, **base)
+            self._s.recorder.record(ctx, base, outcome="deny", reasons=(exc.message,), result=decision.result)
             raise
         raw = self._s.store.aggregate(spec)
         released = apply_disclosure(spec, raw, grid, k=k, round_to=round_to)
         self._s.recorder.record(
-            ctx, outcome="allow", reasons=decision.reasons, result=decision.result,
-            cells_released=released.cells_released, cells_withheld=released.cells_withheld, **base,
+            ctx,
+            base,
+            outcome="allow",
+            reasons=decision.reasons,
+            result=decision.result,
+            cells_released=released.cells_released,
+            cells_withheld=released.cells_withheld,
         )
         self._s.metrics.cells_withheld.inc(released.cells_withheld)
-        info = ReleaseInfo(k=k, round_to=round_to, decision_id=ctx.decision_id,
-                           policy_revision=policy.revision, agreement_id=request.agreement_id)
+        info = ReleaseInfo(
+            k=k,
+            round_to=round_to,
+            decision_id=ctx.decision_id,
+            policy_revision=policy.revision,
+            agreement_id=request.agreement_id,
+        )
         return to_proto(spec, released, info)
+
+
+def _loggable(value: str) -> str:
+    """An identifier as the audit log may hold it before validation: short and printable, or nothing."""
+    return value if len(value) <= 64 and value.isascii() and value.isprintable() else ""
 
 
 def _obligations(obligations: Mapping[str, Any]) -> tuple[int, int, int]:

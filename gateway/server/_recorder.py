@@ -4,17 +4,36 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from gateway.audit._types import AuditDraft, AuditEntry, Outcome
 from gateway.errors import AuditWriteError, GatewayError
+from gateway.policy._engine import PolicyDecision
 from gateway.server._context import RequestContext
 from gateway.server._metrics import Metrics
 from gateway.store._base import Store
 
 log = structlog.get_logger("gateway.audit")
+
+
+@dataclass(frozen=True)
+class AuditSubject:
+    """What a decision is about: the parts of an audit entry fixed before the outcome is known."""
+
+    action: str
+    path: str = ""
+    revision: str = ""
+    agreement_id: str = ""
+    purpose: str = ""
+    fingerprint: str = ""
+    input_doc: Mapping[str, Any] = field(default_factory=dict)
+
+
+def outcome_of(decision: PolicyDecision) -> Outcome:
+    return "allow" if decision.allow else ("error" if decision.error else "deny")
 
 
 def utc_now() -> str:
@@ -29,48 +48,45 @@ class Recorder:
     def record(
         self,
         ctx: RequestContext,
+        subject: AuditSubject,
         *,
-        action: str,
         outcome: Outcome,
-        path: str = "",
         reasons: Sequence[str] = (),
-        revision: str = "",
-        agreement_id: str = "",
-        purpose: str = "",
-        fingerprint: str = "",
+        result: Mapping[str, Any] | None = None,
         cells_released: int = 0,
         cells_withheld: int = 0,
-        input_doc: Mapping[str, Any] | None = None,
-        result: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
         """Append the entry or raise AuditWriteError: the caller then releases nothing."""
         draft = AuditDraft(
             decision_id=ctx.decision_id,
             timestamp=utc_now(),
-            path=path,
+            path=subject.path,
             principal=ctx.principal.spiffe_id,
             agency=ctx.principal.agency,
-            action=action,
+            action=subject.action,
             outcome=outcome,
             reasons=tuple(reasons),
-            agreement_id=agreement_id,
-            purpose=purpose,
-            policy_revision=revision,
-            query_fingerprint=fingerprint,
+            agreement_id=subject.agreement_id,
+            purpose=subject.purpose,
+            policy_revision=subject.revision,
+            query_fingerprint=subject.fingerprint,
             cells_released=cells_released,
             cells_withheld=cells_withheld,
             latency_ms=round(ctx.elapsed_ms(), 3),
-            input=dict(input_doc or {}),
+            input=dict(subject.input_doc),
             result=dict(result or {}),
         )
+        action = subject.action
         self._metrics.decisions.labels(action=action, outcome=outcome).inc()
         try:
             entry = self._store.append_audit(draft)
         except GatewayError as exc:
             self._metrics.audit_failures.inc()
-            log.error("audit_write_failed", action=action, error=type(exc).__name__)
-            raise AuditWriteError("audit log: the decision could not be recorded, so nothing is released") from exc
-        log.info("decision", action=action, outcome=outcome, agreement=agreement_id, seq=entry.seq)
+            log.error("audit_write_failed", action=action, error=type(exc).__name__)  # noqa: TRY400 - a traceback may hold row data
+            raise AuditWriteError(
+                "audit log: the decision could not be recorded, so nothing is released"
+            ) from exc
+        log.info("decision", action=action, outcome=outcome, agreement=subject.agreement_id, seq=entry.seq)
         return entry
 
     def record_unauthenticated(self, method: str, reason: str, decision_id: str) -> None:
@@ -91,4 +107,4 @@ class Recorder:
             self._store.append_audit(draft)
         except GatewayError:
             self._metrics.audit_failures.inc()
-            log.error("audit_write_failed", action="authenticate")
+            log.error("audit_write_failed", action="authenticate")  # noqa: TRY400 - the store already logged the cause

@@ -35,7 +35,9 @@ class Shared:
         self.metrics = metrics
         self.recorder = Recorder(store, metrics)
 
-    def decide(self, ctx: RequestContext, path: str, action: str, request: Mapping[str, Any]) -> PolicyDecision:
+    def decide(
+        self, ctx: RequestContext, path: str, action: str, request: Mapping[str, Any]
+    ) -> PolicyDecision:
         input_doc = policy_input(ctx, action, request)
         with self.metrics.policy_latency.time():
             return self.policy.engine.decide(path, input_doc)
@@ -43,4 +45,9 @@ class Shared:
 
 def policy_input(ctx: RequestContext, action: str, request: Mapping[str, Any]) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"principal": ctx.principal.as_policy_input(), "action": action, "request": dict(request), "now": now}
+    return {
+        "principal": ctx.principal.as_policy_input(),
+        "action": action,
+        "request": dict(request),
+        "now": now,
+    }

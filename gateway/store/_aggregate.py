@@ -74,7 +74,7 @@ def compile_aggregate(spec: QuerySpec, tables: Mapping[str, DatasetTable]) -> Ag
         )
     cells = select(*keys, *figures).select_from(t).where(*conditions)
     if keys:
-        cells = cells.group_by(*(k.element for k in keys)).order_by(*(k.element for k in keys))
+        cells = cells.group_by(*(k.element for k in keys))
     total = select(*figures).select_from(t).where(*conditions)
     return AggregateStatements(cells, total, len(keys), spec.sum_fields)
 

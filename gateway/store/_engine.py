@@ -39,8 +39,9 @@ class StoreSettings:
     connect_timeout_s: int = 5  # PostgreSQL: TCP connect and authentication
     statement_timeout_ms: int = 60_000  # PostgreSQL: any one statement
     busy_timeout_ms: int = 10_000  # SQLite: wait for the write lock
-    # SQLite page cache per connection: index maintenance on random subject tokens is the
-    # ingest bottleneck, and the 2 MB default makes most index inserts a page read
+    # SQLite page cache, per connection (so up to pool_size + max_overflow times this): index
+    # upkeep on random subject tokens is the ingest bottleneck, and with the 2 MB default most
+    # index inserts are a page read
     sqlite_cache_mb: int = 64
 
 
@@ -91,8 +92,9 @@ def open_database(url: str, settings: StoreSettings) -> Database:
     """Create the engine for ``url``; ConfigError for a URL the store cannot use."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError("store url: not a database URL") from exc
+    except ArgumentError:
+        # not chained: SQLAlchemy's message repeats the URL, password and all
+        raise ConfigError("store url: not a database URL") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.get_driver_name() != "pysqlite":

@@ -1,8 +1,9 @@
 """``SqlStore``: the Store protocol on SQLAlchemy Core, for SQLite (WAL) and PostgreSQL.
 
 Every foreign error is translated here, with a message that carries no data: ``StoreError`` for
-the database, ``AuditWriteError`` for the audit log (no entry, no release). The engine is built
-with ``hide_parameters`` so that the chained SQLAlchemy error does not carry row values either.
+the database, ``AuditWriteError`` for the audit log (no entry, no release). The driver's own
+error is not chained, only a description of it in identifiers (see ``_failures``): database
+error messages can quote the rows they refused.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ class SqlStore:
         )
 
     def aggregate(self, spec: QuerySpec) -> RawResult:
+        """Cells (groups holding at least one record) sorted by key, Python string order, on
+        either backend; the total over the same filtered rows, from the same snapshot."""
         self._check_open()
         statements = compile_aggregate(spec, self._schema.datasets)
 
@@ -140,7 +143,10 @@ class SqlStore:
         )
         k = statements.key_count
         fields = statements.sum_fields
-        cells = tuple(_cell(tuple(str(v) for v in row[:k]), row[k:], fields) for row in cell_rows)
+        # sorted here, not by ORDER BY: PostgreSQL's collation and SQLite's byte order disagree
+        cells = tuple(
+            sorted((_cell(tuple(str(v) for v in row[:k]), row[k:], fields) for row in cell_rows), key=_key)
+        )
         return RawResult(cells=cells, total=_cell((), tuple(total_row), fields))
 
     def append_audit(self, draft: AuditDraft) -> AuditEntry:
@@ -246,6 +252,10 @@ def _batch_row(meta: BatchMeta) -> dict[str, Any]:
         "content_digest": meta.content_digest,
         "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
     }
+
+
+def _key(cell: RawCell) -> tuple[str, ...]:
+    return cell.key
 
 
 def _cell(key: tuple[str, ...], figures: Any, sum_fields: tuple[str, ...]) -> RawCell:

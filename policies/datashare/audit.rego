@@ -4,16 +4,12 @@ package datashare.audit
 
 import rego.v1
 
-import data.datashare.lib
-
 # The roles that may take each action.
 roles := {
 	"audit.list": {"auditor"},
 	"audit.verify": {"auditor", "admin"},
 	"audit.export": {"auditor"},
 }
-
-actions := {name | some name, _ in roles}
 
 default decision := {"allow": false, "reasons": ["the audit policy could not reach a decision"]}
 
@@ -25,28 +21,36 @@ denial_reasons := sort(reasons) if {
 	count(reasons) > 0
 } else := ["the request does not meet the audit policy"]
 
-action := lib.text(input, "action")
+principal := input.principal if is_object(input.principal)
 
-principal := object.get(input, "principal", {})
+default principal := {}
 
-role := lib.text(principal, "role")
+action := text(input, "action")
 
-agency := lib.text(principal, "agency")
+role := text(principal, "role")
+
+agency := text(principal, "agency")
+
+text(obj, key) := value if {
+	value := obj[key]
+	is_string(value)
+} else := ""
+
+member if is_object(data.agencies[agency])
 
 permitted if {
 	count(reasons) == 0
-	action in actions
-	lib.member(agency)
+	member
 	role in roles[action]
 }
 
-reasons contains sprintf("action '%v' is not an audit action", [action]) if not action in actions
+reasons contains sprintf("action '%v' is not an audit action", [action]) if not roles[action]
 
-reasons contains sprintf("agency '%v' is not a consortium member", [agency]) if not lib.member(agency)
+reasons contains sprintf("agency '%v' is not a consortium member", [agency]) if not member
 
 reasons contains "role 'admin' may only verify the access log" if {
 	role == "admin"
-	action in actions
+	roles[action]
 	action != "audit.verify"
 }
 

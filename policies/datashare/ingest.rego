@@ -1,11 +1,9 @@
 # Whether an agency's agent may push a batch into a dataset, or fetch its contract (DESIGN §4,
-# §5): only an agent, only into a dataset its own agency owns, only at the current contract
+# §5): only an agent, only for a dataset its own agency owns, only at the current contract
 # version. For "get_contract", version 0 means "whatever is current".
 package datashare.ingest
 
 import rego.v1
-
-import data.datashare.lib
 
 actions := {"ingest", "get_contract"}
 
@@ -25,27 +23,34 @@ request := input.request if is_object(input.request)
 
 default request := {}
 
-action := lib.text(input, "action")
+principal := input.principal if is_object(input.principal)
 
-principal := object.get(input, "principal", {})
+default principal := {}
 
-role := lib.text(principal, "role")
+action := text(input, "action")
 
-agency := lib.text(principal, "agency")
+role := text(principal, "role")
 
-dataset := lib.text(request, "dataset")
+agency := text(principal, "agency")
+
+dataset := text(request, "dataset")
+
+text(obj, key) := value if {
+	value := obj[key]
+	is_string(value)
+} else := ""
+
+member if is_object(data.agencies[agency])
+
+spec := data.catalogue.datasets[dataset] if is_object(data.catalogue.datasets[dataset])
 
 requested_version := object.get(request, "contract_version", null)
 
-current_version := lib.dataset(dataset).version
+current_version := spec.version
 
-permitted if {
-	count(reasons) == 0
-	action in actions
-	role == "agent"
-	lib.member(agency)
-	lib.owner(dataset) == agency
-	version_ok
+whole_version if {
+	is_number(requested_version)
+	round(requested_version) == requested_version
 }
 
 version_ok if requested_version == current_version
@@ -53,6 +58,15 @@ version_ok if requested_version == current_version
 version_ok if {
 	action == "get_contract"
 	requested_version == 0
+}
+
+permitted if {
+	count(reasons) == 0
+	action in actions
+	role == "agent"
+	member
+	spec.owner == agency
+	version_ok
 }
 
 reasons contains sprintf("action '%v' is not handled by the ingest policy", [action]) if {
@@ -63,25 +77,24 @@ reasons contains sprintf("role '%v' may not push batches or fetch contracts; onl
 	role != "agent"
 }
 
-reasons contains sprintf("agency '%v' is not a consortium member", [agency]) if not lib.member(agency)
+reasons contains sprintf("agency '%v' is not a consortium member", [agency]) if not member
 
 reasons contains "request.dataset must name a dataset" if dataset == ""
 
 reasons contains sprintf("dataset '%v' is not in the catalogue", [dataset]) if {
+	not spec
 	dataset != ""
-	not lib.dataset(dataset)
 }
 
-reasons contains sprintf("dataset '%v' belongs to agency '%v', not to '%v'", [dataset, owner, agency]) if {
-	owner := lib.owner(dataset)
-	owner != agency
+reasons contains sprintf("dataset '%v' belongs to agency '%v', not to '%v'", [dataset, spec.owner, agency]) if {
+	spec.owner != agency
 }
 
-reasons contains "request.contract_version must be a whole number" if not lib.whole_number(requested_version)
+reasons contains "request.contract_version must be a whole number" if not whole_version
 
 reasons contains sprintf("contract version %v of dataset '%v' is not the current version %v", [
 	requested_version, dataset, current_version,
 ]) if {
-	lib.whole_number(requested_version)
 	not version_ok
+	whole_version
 }

@@ -7,27 +7,26 @@
 # are iterated or passed to builtins. Dates are compared as "YYYY-MM-DD" strings, and sprintf
 # uses only %v, so OPA and regorus decide alike.
 #
-# Speed: with regorus a function call costs about as much as ten simple expressions and is not
-# memoised, while rules are computed once per decision; and a rule of this package referenced
-# through `import data.datashare.lib` evaluates the whole package. So other modules call a few
-# coarse functions here (terms, link_terms), keep the results in rules of their own, and never
-# reference this package's rules.
+# Speed (regorus, measured): an expression costs ~1 µs, a function call a few µs and is not
+# memoised, while a rule is computed once per decision; and a rule of this package referenced
+# through `import data.datashare.lib` evaluates the whole package (~100 µs). So other modules
+# call a few coarse functions here (terms, link_terms), keep the results in rules of their own,
+# and never reference this package's rules.
 package datashare.lib
 
 import rego.v1
 
-# The consortium's floor on k, and the defaults when an agreement says nothing (DESIGN §9).
-k_floor := 10
+# Each disclosure term: its default when an agreement says nothing, and the floor no agreement
+# may go below (DESIGN §9). k's floor is the consortium's; the others only rule out nonsense.
+# max_cells and max_group_by are not set by DESIGN: cautious defaults an agreement can widen.
+term_rules := {
+	"k": {"default": 10, "floor": 10},
+	"round_to": {"default": 5, "floor": 1},
+	"max_cells": {"default": 1000, "floor": 1},
+	"max_group_by": {"default": 2, "floor": 1},
+}
 
-default_k := 10
-
-default_round_to := 5
-
-# Not set by DESIGN: cautious values an agreement can only widen deliberately.
-default_max_cells := 1000
-
-default_max_group_by := 2
-
+# Pseudo-dimensions derived from the event date (gateway.catalogue.TIME_DIMENSIONS).
 time_dimensions := {"month", "quarter", "year"}
 
 # The calendar date ("YYYY-MM-DD") of now, an RFC 3339 UTC time; undefined for anything else.
@@ -56,22 +55,23 @@ in_force(ag, day) if {
 	day <= ag.valid_until
 }
 
-# The agreement's disclosure terms, defaults filled in.
-disclosure(ag) := {
-	"k": object.get(ag, "k", default_k),
-	"round_to": object.get(ag, "round_to", default_round_to),
-	"max_cells": object.get(ag, "max_cells", default_max_cells),
-	"max_group_by": object.get(ag, "max_group_by", default_max_group_by),
-}
-
-# The floor under each term: k's is the consortium's; the others only rule out nonsense.
-floors := {"k": k_floor, "round_to": 1, "max_cells": 1, "max_group_by": 1}
-
 # Terms of the agreement below their floor (or not whole numbers at all).
 unsound_terms(ag) := {key |
-	terms := disclosure(ag)
-	some key, floor in floors
-	not at_least(terms[key], floor)
+	some key, rule in term_rules
+	value := object.get(ag, key, rule.default)
+	not at_least(value, rule.floor)
+}
+
+# The agreement's terms are all at or above their floors (a hot path: no function calls).
+sound_terms(ag) if {
+	sound := {key |
+		some key, rule in term_rules
+		value := object.get(ag, key, rule.default)
+		is_number(value)
+		round(value) == value
+		value >= rule.floor
+	}
+	count(sound) == count(term_rules)
 }
 
 at_least(value, floor) if {
@@ -81,19 +81,16 @@ at_least(value, floor) if {
 }
 
 # Why the agreement's own terms rule out every query under it, in words.
-term_problems(id, ag) := {problem |
-	some key in unsound_terms(ag)
-	problem := floor_problem(id, key)
-}
+term_problems(id, ag) := {floor_problem(id, key, term_rules[key].floor) | some key in unsound_terms(ag)}
 
-floor_problem(id, "k") := sprintf("agreement %v sets k below the consortium floor of %v", [id, k_floor])
+floor_problem(id, "k", floor) := sprintf("agreement %v sets k below the consortium floor of %v", [id, floor])
 
-floor_problem(id, key) := sprintf("agreement %v sets %v below 1", [id, key]) if key != "k"
+floor_problem(id, key, floor) := sprintf("agreement %v sets %v below %v", [id, key, floor]) if key != "k"
 
 # In force with sound terms: the only agreements anything is released under.
 usable(ag, day) if {
 	in_force(ag, day)
-	count(unsound_terms(ag)) == 0
+	sound_terms(ag)
 }
 
 # The dataset is named by the agreement and owned by one of its providing agencies.
@@ -122,19 +119,31 @@ measure_labels(ds) := {"subjects", "records"} | {sprintf("%v:%v", [kind, name]) 
 }
 
 # Everything the agreement allows on the dataset, in one call: the dimensions a query may group
-# by (time included), the measures and filters it may use, and the disclosure terms. Undefined
-# when the catalogue has no such dataset.
-terms(ag, ds) := object.union(disclosure(ag), {
+# by (time included), the measures and filters it may use, and the disclosure terms; also the
+# dataset's own columns and measure labels, to explain a deny. Undefined when the catalogue has
+# no such dataset. Written out rather than built from columns() and friends: it is on every
+# query's path.
+terms(ag, ds) := {
+	"k": object.get(ag, "k", term_rules.k.default),
+	"round_to": object.get(ag, "round_to", term_rules.round_to.default),
+	"max_cells": object.get(ag, "max_cells", term_rules.max_cells.default),
+	"max_group_by": object.get(ag, "max_group_by", term_rules.max_group_by.default),
 	"columns": dataset_columns,
+	"groupable": groupable,
 	"labels": labels,
 	"dimensions": {d | is_array(ag.dimensions); some d in ag.dimensions; d in groupable},
 	"measures": {m | is_array(ag.measures); some m in ag.measures; m in labels},
 	"filters": {f | is_array(ag.filters); some f in ag.filters; f in dataset_columns},
-}) if {
-	is_object(data.catalogue.datasets[ds])
-	dataset_columns := columns(ds)
+} if {
+	spec := data.catalogue.datasets[ds]
+	is_object(spec.dimensions)
+	dataset_columns := {name | some name, _ in spec.dimensions}
 	groupable := dataset_columns | time_dimensions
-	labels := measure_labels(ds)
+	measure_names := {name | is_object(spec.measures); some name, _ in spec.measures}
+	labels := {"subjects", "records"} | {sprintf("%v:%v", [kind, name]) |
+		some name in measure_names
+		some kind in ["sum", "mean"]
+	}
 }
 
 # --- links -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 # What the calling analyst may query (DESIGN §7 ListDatasets): one entry per dataset of every
 # active, in-force agreement its agency receives, with the terms a query will be held to. The
-# entries come from the same lib rules the query decision uses, so a listed measure, dimension
-# or filter is one the query policy allows.
+# entries come from the lib functions the query decision uses too (terms, in_force, sound_terms,
+# provided), so what is listed is what a query may use (listing_test.rego checks it).
 package datashare.listing
 
 import rego.v1
@@ -14,34 +14,41 @@ default datasets := []
 # sorting objects, whose ordering engines need not agree on.
 datasets := [entry(pair[0], pair[1]) | some pair in pairs]
 
+principal := input.principal if is_object(input.principal)
+
+default principal := {}
+
+agency := principal.agency if is_string(principal.agency)
+
 pairs := sort({[id, ds] |
-	lib.text(input, "action") == "list_datasets"
-	principal := object.get(input, "principal", {})
-	lib.text(principal, "role") == "analyst"
-	agency := lib.text(principal, "agency")
-	lib.member(agency)
+	input.action == "list_datasets"
+	principal.role == "analyst"
+	is_object(data.agencies[agency])
 	today := lib.date(object.get(input, "now", ""))
 	is_object(data.agreements)
 	some id, ag in data.agreements
 	is_object(ag)
+	is_array(ag.receiving_agencies)
+	agency in ag.receiving_agencies
 	lib.usable(ag, today)
-	agency in lib.list(ag, "receiving_agencies")
-	some ds in lib.list(ag, "datasets")
+	is_array(ag.datasets)
+	some ds in ag.datasets
 	lib.provided(ag, ds)
 })
 
 entry(id, ds) := {
 	"agreement_id": id,
-	"agreement_title": lib.text(ag, "title"),
-	"purposes": sort(lib.list(ag, "purposes")),
+	"agreement_title": object.get(ag, "title", ""),
+	"purposes": sort(object.get(ag, "purposes", [])),
 	"dataset": ds,
-	"dimensions": sort(lib.allowed_dimensions(ag, ds)),
-	"measures": sort(lib.allowed_measures(ag, ds)),
-	"filters": sort(lib.allowed_filters(ag, ds)),
-	"k": lib.k(ag),
-	"round_to": lib.round_to(ag),
-	"max_cells": lib.max_cells(ag),
-	"max_group_by": lib.max_group_by(ag),
+	"dimensions": sort(terms.dimensions),
+	"measures": sort(terms.measures),
+	"filters": sort(terms.filters),
+	"k": terms.k,
+	"round_to": terms.round_to,
+	"max_cells": terms.max_cells,
+	"max_group_by": terms.max_group_by,
 } if {
-	ag := lib.agreement(id)
+	ag := data.agreements[id]
+	terms := lib.terms(ag, ds)
 }

@@ -1,7 +1,12 @@
 # Whether an analyst may run an aggregate query under an agreement, and on what terms
-# (DESIGN §8, §9). The decision is total: any input yields {allow, reasons}. Allow needs every
-# condition to hold positively (`permitted`); the reasons say, in words an analyst can act on,
-# which agreement, purpose, dataset, measure, dimension or filter is at fault.
+# (DESIGN §8, §9). The decision is total: any input yields {allow, reasons}.
+#
+# The policy is stated twice, on purpose: `permitted` says positively what an allowed query is,
+# and `reasons` lists everything wrong with a denied one, in words an analyst can act on (the
+# agreement, purpose, dataset, measure, dimension, filter or link at fault). Only `permitted`
+# decides; `reasons` is evaluated only for a deny, because with regorus it costs about ten
+# times the allow check. The two are held to agree by the tests (query_test.rego, and a
+# property test over generated requests in tests/policies).
 package datashare.query
 
 import rego.v1
@@ -25,42 +30,55 @@ denial_reasons := sort(reasons) if {
 
 default agreement_part := {}
 
-agreement_part := {"agreement": {"id": agreement_id, "title": lib.text(ag, "title")}} if is_object(ag)
+agreement_part := {"agreement": {"id": agreement_id, "title": object.get(ag, "title", "")}} if ag
 
 # What the gateway must enforce on the answer (DESIGN §9).
 obligations := {
-	"k": lib.k(ag),
-	"round_to": lib.round_to(ag),
-	"max_cells": lib.max_cells(ag),
-	"max_group_by": lib.max_group_by(ag),
-	"dimensions": sort(allowed_dimensions),
-	"measures": sort(allowed_measures),
-	"filters": sort(allowed_filters),
+	"k": terms.k,
+	"round_to": terms.round_to,
+	"max_cells": terms.max_cells,
+	"max_group_by": terms.max_group_by,
+	"dimensions": sort(terms.dimensions),
+	"measures": sort(terms.measures),
+	"filters": sort(terms.filters),
 }
 
-# --- the request, read defensively -----------------------------------------------------------
+# --- the request, read defensively; each value computed once ---------------------------------
 
 request := input.request if is_object(input.request)
 
 default request := {}
 
-action := lib.text(input, "action")
+principal := input.principal if is_object(input.principal)
 
-principal := object.get(input, "principal", {})
+default principal := {}
 
-role := lib.text(principal, "role")
+action := text(input, "action")
 
-agency := lib.text(principal, "agency")
+role := text(principal, "role")
+
+agency := text(principal, "agency")
 
 today := lib.date(object.get(input, "now", ""))
 
-agreement_id := lib.text(request, "agreement_id")
+agreement_id := text(request, "agreement_id")
 
-purpose := lib.text(request, "purpose")
+purpose := text(request, "purpose")
 
-dataset := lib.text(request, "dataset")
+dataset := text(request, "dataset")
 
-ag := lib.agreement(agreement_id)
+text(obj, key) := value if {
+	value := obj[key]
+	is_string(value)
+} else := ""
+
+member if is_object(data.agencies[agency])
+
+ag := data.agreements[agreement_id] if is_object(data.agreements[agreement_id])
+
+spec := data.catalogue.datasets[dataset] if is_object(data.catalogue.datasets[dataset])
+
+terms := lib.terms(ag, dataset)
 
 # Missing lists read as empty; anything but a list of names is a malformed request.
 measures := request.measures if lib.names(request.measures)
@@ -75,129 +93,87 @@ filters := request.filters if lib.names(request.filters)
 
 default filters := []
 
-link := request.link if is_object(request.link)
-
-link_dataset := lib.text(link, "dataset")
-
-link_filters := link.filters if lib.names(link.filters)
-
-default link_filters := []
-
-# Every dataset the query reads: the queried one and the linked one.
-named_datasets contains dataset if dataset != ""
-
-named_datasets contains link_dataset if link_dataset != ""
-
-# --- what the catalogue and the agreement say, computed once per decision --------------------
-
-columns := lib.columns(dataset)
-
-groupable := lib.with_time(columns)
-
-measure_labels := lib.measure_labels(dataset)
-
-link_columns := lib.columns(link_dataset)
-
-ag_datasets := lib.set_of(ag, "datasets")
-
-ag_providers := lib.set_of(ag, "providing_agencies")
-
-ag_measures := lib.set_of(ag, "measures")
-
-ag_dimensions := lib.set_of(ag, "dimensions")
-
-ag_filters := lib.set_of(ag, "filters")
-
-# The same sets lib.allowed_* give the listing, from the sets already at hand.
-allowed_measures := ag_measures & measure_labels
-
-allowed_dimensions := ag_dimensions & groupable
-
-allowed_filters := ag_filters & columns
-
-max_group_by := lib.max_group_by(ag) if lib.at_least(lib.max_group_by(ag), 1)
-
-status := lib.text(ag, "status")
-
-ag_receivers := lib.set_of(ag, "receiving_agencies")
-
-ag_purposes := lib.set_of(ag, "purposes")
-
-term_problems := lib.term_problems(agreement_id, ag)
-
-known_agency if lib.member(agency)
-
-# Fields of the request that should be lists of names but are not.
 malformed_lists := {field |
 	some field in ["measures", "group_by", "filters"]
 	not lib.names(object.get(request, field, []))
 }
 
-# Named datasets the catalogue does not hold.
-uncatalogued := {ds | some ds in named_datasets; not lib.dataset(ds)}
+months_ok if is_null(object.get(request, "months", null))
 
-link_entries := lib.linkage(ag, dataset, link_dataset)
-
-link_window := lib.max_window(link_entries)
-
-link_allowed_filters := lib.entries_filters(ag, link_entries) & link_columns
-
-# --- allow: every condition, stated positively ------------------------------------------------
-
-permitted if {
-	count(reasons) == 0
-	action == "query"
-	role == "analyst"
-	known_agency
-	lib.in_force(ag, today)
-	count(term_problems) == 0
-	agency in ag_receivers
-	purpose in ag_purposes
-	lib.provided(ag, dataset)
-	shape_ok
-	count(measures) > 0
-	every m in measures {
-		m in allowed_measures
-	}
-	every d in group_by {
-		d in allowed_dimensions
-	}
-	count({d | some d in group_by}) == count(group_by)
-	count(group_by) <= max_group_by
-	every f in filters {
-		f in allowed_filters
-	}
-	link_permitted
-}
-
-shape_ok if {
-	count(malformed_lists) == 0
-	months_shape_ok
-}
-
-months_shape_ok if is_null(object.get(request, "months", null))
-
-months_shape_ok if {
+months_ok if {
 	is_string(request.months.first)
 	is_string(request.months.last)
+}
+
+link := request.link if is_object(request.link)
+
+link_dataset := text(link, "dataset")
+
+link_filters := link.filters if lib.names(link.filters)
+
+default link_filters := []
+
+link_spec := data.catalogue.datasets[link_dataset] if is_object(data.catalogue.datasets[link_dataset])
+
+link_terms := lib.link_terms(ag, dataset, link_dataset)
+
+# --- allow: every condition, stated positively, in one pass ---------------------------------
+
+permitted if {
+	input.action == "query"
+	principal.role == "analyst"
+	is_object(data.agencies[agency])
+	lib.in_force(ag, today)
+	lib.sound_terms(ag)
+	is_array(ag.receiving_agencies)
+	agency in ag.receiving_agencies
+	is_array(ag.purposes)
+	purpose in ag.purposes
+	lib.provided(ag, dataset)
+	t := terms
+	lib.names(request.measures)
+	count(request.measures) > 0
+	every m in request.measures {
+		m in t.measures
+	}
+	lib.names(object.get(request, "group_by", []))
+	every d in group_by {
+		d in t.dimensions
+	}
+	count(group_by) <= t.max_group_by
+	count({d | some d in group_by}) == count(group_by)
+	lib.names(object.get(request, "filters", []))
+	every f in filters {
+		f in t.filters
+	}
+	months_ok
+	link_permitted
 }
 
 link_permitted if is_null(object.get(request, "link", null))
 
 link_permitted if {
 	lib.provided(ag, link_dataset)
+	lt := link_terms
 	every side in ["days_before", "days_after"] {
-		lib.whole_number(link[side])
-		link[side] >= 0
-		link[side] <= link_window
+		whole_days(link[side])
+		link[side] <= lt.max_days
 	}
 	lib.names(object.get(link, "filters", []))
 	every f in link_filters {
-		f in link_allowed_filters
+		f in lt.filters
 	}
 }
 
-# --- reasons ---------------------------------------------------------------------------------
+whole_days(n) if {
+	is_number(n)
+	round(n) == n
+	n >= 0
+}
+
+# --- reasons, for a deny --------------------------------------------------------------------
+
+# --- reasons: who asks -----------------------------------------------------------------------
 
 reasons contains sprintf("action '%v' is not an aggregate query", [action]) if action != "query"
 
@@ -205,11 +181,11 @@ reasons contains sprintf("role '%v' may not run aggregate queries; only analysts
 	role != "analyst"
 }
 
-reasons contains sprintf("agency '%v' is not a consortium member", [agency]) if not known_agency
+reasons contains sprintf("agency '%v' is not a consortium member", [agency]) if not member
 
 reasons contains "the request time (now) is missing or not an RFC 3339 time" if not today
 
-# request shape
+# --- reasons: the shape of the request -------------------------------------------------------
 
 reasons contains "request.agreement_id must name an agreement" if agreement_id == ""
 
@@ -222,66 +198,62 @@ reasons contains sprintf("request.%v must be a list of names", [field]) if some 
 reasons contains "the query names no measure" if count(measures) == 0
 
 reasons contains sprintf("dimension '%v' is grouped by more than once", [d]) if {
+	count({d | some d in group_by}) != count(group_by)
 	some i, d in group_by
 	some j, e in group_by
 	i < j
 	d == e
 }
 
-reasons contains "request.months must be null or a range with first and last" if not months_shape_ok
+reasons contains "request.months must be null or a range with first and last" if not months_ok
 
 reasons contains "request.link must be null or a link" if {
 	not is_null(object.get(request, "link", null))
-	not is_object(request.link)
+	not link
 }
 
 reasons contains "request.link.dataset must name a dataset" if {
-	is_object(link)
+	link
 	link_dataset == ""
 }
 
 reasons contains sprintf("request.link.%v must be a whole number of days, 0 or more", [side]) if {
-	is_object(link)
+	link
 	some side in ["days_before", "days_after"]
-	not non_negative_whole(object.get(link, side, null))
+	not whole_days(object.get(link, side, null))
 }
 
 reasons contains "request.link.filters must be a list of names" if {
-	is_object(link)
+	link
 	not lib.names(object.get(link, "filters", []))
 }
 
-non_negative_whole(n) if {
-	lib.whole_number(n)
-	n >= 0
-}
-
-# the agreement
+# --- reasons: the agreement ------------------------------------------------------------------
 
 reasons contains sprintf("agreement '%v' does not exist", [agreement_id]) if {
-	agreement_id != ""
 	not ag
+	agreement_id != ""
 }
 
-reasons contains sprintf("agreement %v is %v", [agreement_id, status]) if {
-	status != "active"
-	status != ""
+reasons contains sprintf("agreement %v is %v", [agreement_id, ag.status]) if {
+	ag.status != "active"
 }
 
-reasons contains sprintf("agreement %v has no status", [agreement_id]) if status == ""
+reasons contains sprintf("agreement %v has no status", [agreement_id]) if {
+	ag
+	not ag.status
+}
 
 reasons contains sprintf("agreement %v is not in force until %v", [agreement_id, ag.valid_from]) if {
-	is_string(ag.valid_from)
 	today < ag.valid_from
 }
 
 reasons contains sprintf("agreement %v expired on %v", [agreement_id, ag.valid_until]) if {
-	is_string(ag.valid_until)
 	today > ag.valid_until
 }
 
 reasons contains sprintf("agreement %v has no valid dates", [agreement_id]) if {
-	is_object(ag)
+	ag
 	not dated
 }
 
@@ -290,108 +262,128 @@ dated if {
 	is_string(ag.valid_until)
 }
 
-reasons contains problem if some problem in term_problems
+reasons contains problem if some problem in lib.term_problems(agreement_id, ag)
 
 reasons contains sprintf("agency '%v' is not a receiving party of %v", [agency, agreement_id]) if {
-	not agency in ag_receivers
+	ag
+	not agency in object.get(ag, "receiving_agencies", [])
 }
 
 reasons contains sprintf("purpose '%v' is not a purpose of %v", [purpose, agreement_id]) if {
-	not purpose in ag_purposes
+	ag
+	not purpose in object.get(ag, "purposes", [])
 	purpose != ""
 }
 
-# datasets
+# --- reasons: datasets -----------------------------------------------------------------------
 
-reasons contains sprintf("dataset '%v' is not in the catalogue", [ds]) if some ds in uncatalogued
+reasons contains sprintf("dataset '%v' is not in the catalogue", [dataset]) if {
+	not spec
+	dataset != ""
+}
+
+reasons contains sprintf("dataset '%v' is not in the catalogue", [link_dataset]) if {
+	not link_spec
+	link_dataset != ""
+}
 
 reasons contains sprintf("dataset '%v' is not covered by %v", [ds, agreement_id]) if {
+	ag
 	some ds in named_datasets
-	not ds in ag_datasets
-	not ds in uncatalogued
+	not ds in object.get(ag, "datasets", [])
 }
 
 reasons contains sprintf("dataset '%v' is owned by '%v', which is not a providing party of %v", [
-	ds, lib.owner(ds), agreement_id,
+	ds, owner, agreement_id,
 ]) if {
+	ag
 	some ds in named_datasets
-	ds in ag_datasets
-	not lib.owner(ds) in ag_providers
+	ds in object.get(ag, "datasets", [])
+	owner := data.catalogue.datasets[ds].owner
+	not owner in object.get(ag, "providing_agencies", [])
 }
 
-# measures
+# The catalogued datasets the query reads: the queried one and the linked one.
+named_datasets contains dataset if spec
+
+named_datasets contains link_dataset if link_spec
+
+# --- reasons: measures, grouping, filters (given the agreement and the dataset) --------------
 
 reasons contains sprintf("measure '%v' does not exist in dataset '%v'", [m, dataset]) if {
+	terms
 	some m in measures
-	not m in measure_labels
-	lib.dataset(dataset)
+	not m in terms.measures
+	not m in terms.labels
 }
 
 reasons contains sprintf("measure '%v' is not allowed by %v", [m, agreement_id]) if {
+	terms
 	some m in measures
-	m in measure_labels
-	not m in ag_measures
+	not m in terms.measures
+	m in terms.labels
 }
 
-# grouping
-
 reasons contains sprintf("dataset '%v' has no dimension '%v' to group by", [dataset, d]) if {
+	terms
 	some d in group_by
-	not d in groupable
-	lib.dataset(dataset)
+	not d in terms.dimensions
+	not d in terms.groupable
 }
 
 reasons contains sprintf("grouping by '%v' is not allowed by %v", [d, agreement_id]) if {
+	terms
 	some d in group_by
-	d in groupable
-	not d in ag_dimensions
+	not d in terms.dimensions
+	d in terms.groupable
 }
 
 reasons contains sprintf("the query groups by %v dimensions; %v allows at most %v", [
-	count(group_by), agreement_id, max_group_by,
+	count(group_by), agreement_id, terms.max_group_by,
 ]) if {
-	count(group_by) > max_group_by
+	count(group_by) > terms.max_group_by
 }
 
-# filters
-
 reasons contains sprintf("dataset '%v' has no dimension '%v' to filter on", [dataset, f]) if {
+	terms
 	some f in filters
-	not f in columns
-	lib.dataset(dataset)
+	not f in terms.filters
+	not f in terms.columns
 }
 
 reasons contains sprintf("filtering on '%v' is not allowed by %v", [f, agreement_id]) if {
+	terms
 	some f in filters
-	f in columns
-	not f in ag_filters
+	not f in terms.filters
+	f in terms.columns
 }
 
-# the link
+# --- reasons: the link -----------------------------------------------------------------------
 
 reasons contains sprintf("linking '%v' with '%v' is not allowed by %v", [dataset, link_dataset, agreement_id]) if {
-	is_object(ag)
 	link_dataset != ""
-	not link_window
+	not link_terms
+	ag
 }
 
 reasons contains sprintf("the link window of %v days %v the event exceeds the %v days %v allows", [
-	link[side], word, link_window, agreement_id,
+	link[side], word, link_terms.max_days, agreement_id,
 ]) if {
 	some side, word in {"days_before": "before", "days_after": "after"}
-	lib.whole_number(link[side])
-	link[side] > link_window
+	whole_days(link[side])
+	link[side] > link_terms.max_days
 }
 
 reasons contains sprintf("dataset '%v' has no dimension '%v' to filter on", [link_dataset, f]) if {
 	some f in link_filters
-	not f in link_columns
-	lib.dataset(link_dataset)
+	not f in link_terms.filters
+	not f in lib.columns(link_dataset)
+	link_spec
 }
 
 reasons contains sprintf("link filter '%v' is not allowed by %v", [f, agreement_id]) if {
-	link_window
 	some f in link_filters
-	f in link_columns
-	not f in link_allowed_filters
+	not f in link_terms.filters
+	f in lib.columns(link_dataset)
+	link_terms
 }

@@ -336,3 +336,34 @@ test_reasons_are_sorted if {
 	count(d.reasons) > 3
 	d.reasons == sort(d.reasons)
 }
+
+# The allow check and the reasons are two statements of one policy: an allowed query has none.
+test_allowed_queries_have_no_reasons_to_deny if {
+	every changes in [{}, {"link": police_link}, {"dataset": "police_incidents", "measures": ["records"], "filters": ["incident_type"]}] {
+		count(query.reasons) == 0 with input as ask(health_analyst, changes)
+		query.permitted with input as ask(health_analyst, changes)
+	}
+}
+
+test_a_request_without_purpose_or_dataset_is_denied if {
+	d := decide(health_analyst, {"purpose": "", "dataset": ""})
+	denied_because(d, "request.purpose must name a purpose")
+	denied_because(d, "request.dataset must name a dataset")
+}
+
+test_a_link_without_a_dataset_is_denied if {
+	d := decide(health_analyst, {"link": object.remove(police_link, ["dataset"])})
+	denied_because(d, "request.link.dataset must name a dataset")
+}
+
+test_link_filters_that_are_not_names_are_denied if {
+	d := decide(health_analyst, {"link": object.union(police_link, {"filters": "incident_type"})})
+	denied_because(d, "request.link.filters must be a list of names")
+}
+
+test_an_agreement_without_status_or_dates_is_denied if {
+	terms := object.remove(shipped, ["status", "valid_from", "valid_until"])
+	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"] as terms
+	denied_because(d, "agreement ag-2026-001 has no status")
+	denied_because(d, "agreement ag-2026-001 has no valid dates")
+}

@@ -55,7 +55,9 @@ class Running:
         profile = ClientProfile.from_file(self.layout.client_profile("health-analyst"))
         if name.startswith("agent:"):
             agency = name.split(":", 1)[1]
-            profile = dataclasses.replace(profile, cert=self.layout.agent_cert(agency), key=self.layout.agent_key(agency))
+            profile = dataclasses.replace(
+                profile, cert=self.layout.agent_cert(agency), key=self.layout.agent_key(agency)
+            )
         else:
             profile = ClientProfile.from_file(self.layout.client_profile(name))
         return client_channel(dataclasses.replace(profile, address=self.address))
@@ -83,14 +85,14 @@ class Running:
 def running(request: pytest.FixtureRequest, pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
     settings = GatewaySettings.from_file(pki.gateway_config)
     if request.param == "sqlite":
-        with _serve(settings, f"sqlite:///{tmp_path / 'gateway.db'}", pki) as r:
+        with _Serve(settings, f"sqlite:///{tmp_path / 'gateway.db'}", pki) as r:
             yield r
     else:
-        with fresh_postgres_schema(PG_URL, prefix="e2e") as url, _serve(settings, url, pki) as r:
+        with fresh_postgres_schema(PG_URL, prefix="e2e") as url, _Serve(settings, url, pki) as r:
             yield r
 
 
-class _serve:
+class _Serve:
     def __init__(self, settings: GatewaySettings, url: str, layout: PkiLayout) -> None:
         store = dataclasses.replace(settings.store, url=url)
         self.settings = dataclasses.replace(settings, listen="127.0.0.1:0", store=store)
@@ -119,8 +121,15 @@ def token(person: str) -> bytes:
 
 
 def seal(
-    layout: PkiLayout, agency: str, dataset: str, rows: Sequence[Row], *, version: int = 1, batch_id: str = "",
-    dimension_order: Sequence[str] = (), measure_names: Sequence[str] = (),
+    layout: PkiLayout,
+    agency: str,
+    dataset: str,
+    rows: Sequence[Row],
+    *,
+    version: int = 1,
+    batch_id: str = "",
+    dimension_order: Sequence[str] = (),
+    measure_names: Sequence[str] = (),
 ) -> ingest_pb2.SealedBatch:
     """Seal and sign a batch with the dev PKI's real keys, byte for byte as agents/_seal.py does."""
     batch = ingest_pb2.RecordBatch(
@@ -134,24 +143,36 @@ def seal(
         batch.measures.add(name=name, values=[r.measures[name] for r in rows])
     plaintext = batch.SerializeToString(deterministic=True)
     header = ingest_pb2.BatchHeader(
-        agency=agency, dataset=dataset, contract_version=version,
-        batch_id=batch_id or hashlib.sha256(plaintext).hexdigest()[:32], record_count=len(rows),
-        signing_key_id=layout.signing_key_id(agency), sealed_at="2026-11-22T00:00:00Z",
+        agency=agency,
+        dataset=dataset,
+        contract_version=version,
+        batch_id=batch_id or hashlib.sha256(plaintext).hexdigest()[:32],
+        record_count=len(rows),
+        signing_key_id=layout.signing_key_id(agency),
+        sealed_at="2026-11-22T00:00:00Z",
     ).SerializeToString(deterministic=True)
     gateway_pub = serialization.load_pem_public_key(layout.hpke_pub.read_bytes())
     ciphertext = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM).encrypt(
-        plaintext, gateway_pub, info=hpke_info(header)  # type: ignore[arg-type]
+        plaintext,
+        gateway_pub,
+        info=hpke_info(header),  # type: ignore[arg-type]
     )
     signing_key = serialization.load_pem_private_key(layout.signing_key(agency).read_bytes(), password=None)
     signature = signing_key.sign(signed_message(header, ciphertext))  # type: ignore[union-attr, call-arg]
     return ingest_pb2.SealedBatch(header=header, ciphertext=ciphertext, signature=signature)
 
 
-def ed_rows(district: str, people: int, visits_each: int = 1, month: str = "2025-03", prefix: str = "") -> list[Row]:
+def ed_rows(
+    district: str, people: int, visits_each: int = 1, month: str = "2025-03", prefix: str = ""
+) -> list[Row]:
     """ED visits: ``people`` distinct people in one district and month, ``visits_each`` visits each."""
     return [
-        Row(f"{prefix}{district}-{p}", day(f"{month}-{1 + v:02d}"),
+        Row(
+            f"{prefix}{district}-{p}",
+            day(f"{month}-{1 + v:02d}"),
             {"district": district, "age_band": "25-34", "sex": "F", "presentation": "overdose"},
-            {"length_of_stay_hours": 4.0})
-        for p in range(people) for v in range(visits_each)
+            {"length_of_stay_hours": 4.0},
+        )
+        for p in range(people)
+        for v in range(visits_each)
     ]

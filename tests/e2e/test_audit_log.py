@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import pytest
 import sqlalchemy
@@ -15,13 +17,24 @@ from gateway._pb import audit_pb2
 def _activity(running: Running) -> None:
     running.ingest("agent:health").PushBatch(seal(running.layout, "health", "ed_visits", ed_rows("D01", 20)))
     q = running.query("health-analyst")
-    q.Aggregate(query_pb2.AggregateRequest(
-        agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits",
-        measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)], group_by=["district"]))
+    q.Aggregate(
+        query_pb2.AggregateRequest(
+            agreement_id="ag-2026-001",
+            purpose="overdose-prevention",
+            dataset="ed_visits",
+            measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
+            group_by=["district"],
+        )
+    )
     with pytest.raises(grpc.RpcError):
-        running.query("police-analyst").Aggregate(query_pb2.AggregateRequest(
-            agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits",
-            measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)]))
+        running.query("police-analyst").Aggregate(
+            query_pb2.AggregateRequest(
+                agreement_id="ag-2026-001",
+                purpose="overdose-prevention",
+                dataset="ed_visits",
+                measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
+            )
+        )
 
 
 def _sql(running: Running, statement: str) -> None:
@@ -36,9 +49,17 @@ def test_every_decision_allowed_or_denied_is_logged(running: Running) -> None:
     _activity(running)
     decisions = list(running.audit().ListDecisions(audit_pb2.ListDecisionsRequest()))
     seen = {(d.action, d.outcome, d.agency) for d in decisions}
-    assert {("ingest", "allow", "health"), ("query", "allow", "health"), ("query", "deny", "metro-police")} <= seen
+    assert {
+        ("ingest", "allow", "health"),
+        ("query", "allow", "health"),
+        ("query", "deny", "metro-police"),
+    } <= seen
     allowed = next(d for d in decisions if d.action == "query" and d.outcome == "allow")
-    assert allowed.policy_revision and allowed.query_fingerprint and allowed.cells_released + allowed.cells_withheld == 20
+    assert (
+        allowed.policy_revision
+        and allowed.query_fingerprint
+        and allowed.cells_released + allowed.cells_withheld == 20
+    )
 
 
 def test_chain_verifies_after_normal_use(running: Running) -> None:
@@ -73,5 +94,35 @@ def test_export_is_json_lines_in_opa_decision_log_shape(running: Running) -> Non
 
     _activity(running)
     lines = [json.loads(c.json_line) for c in running.audit().ExportLog(audit_pb2.ExportLogRequest())]
-    assert lines and all({"decision_id", "timestamp", "input", "result", "bundles", "hash", "prev_hash"} <= set(x) for x in lines)
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(lines, lines[1:], strict=False))
+    assert lines and all(
+        {"decision_id", "timestamp", "input", "result", "bundles", "hash", "prev_hash"} <= set(x)
+        for x in lines
+    )
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(lines))
+
+
+_REFUSE_AUDIT_INSERTS = {
+    "sqlite": [
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit disk full'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION no_audit()",
+    ],
+}
+
+
+def test_failing_audit_write_releases_nothing(running: Running) -> None:
+    """When the audit entry cannot be written, the query is answered UNAVAILABLE and no figure leaves."""
+    running.ingest("agent:health").PushBatch(seal(running.layout, "health", "ed_visits", ed_rows("D01", 40)))
+    for statement in _REFUSE_AUDIT_INSERTS[running.store_url.split(":", 1)[0].split("+", 1)[0]]:
+        _sql(running, statement)
+    with pytest.raises(grpc.RpcError) as err:
+        running.query("health-analyst").Aggregate(
+            query_pb2.AggregateRequest(
+                agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits",
+                measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "40" not in err.value.details()

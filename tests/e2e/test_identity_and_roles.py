@@ -10,16 +10,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from e2e_harness import Running, ed_rows, seal
 
 from agents._pb import ingest_pb2, ingest_pb2_grpc, query_pb2
 from gateway._pb import audit_pb2
-from e2e_harness import Running, ed_rows, seal
 
 
 def _aggregate() -> query_pb2.AggregateRequest:
     return query_pb2.AggregateRequest(
-        agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits",
-        measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)], group_by=["district"],
+        agreement_id="ag-2026-001",
+        purpose="overdose-prevention",
+        dataset="ed_visits",
+        measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
+        group_by=["district"],
     )
 
 
@@ -53,10 +56,12 @@ def test_analyst_certificate_cannot_read_the_audit_log(running: Running) -> None
 def test_call_without_client_certificate_is_refused(running: Running) -> None:
     """A TLS client that presents no certificate never reaches a handler."""
     creds = grpc.ssl_channel_credentials(root_certificates=running.layout.ca_cert.read_bytes())
-    channel = grpc.secure_channel(running.address, creds, options=[("grpc.ssl_target_name_override", "localhost")])
+    channel = grpc.secure_channel(
+        running.address, creds, options=[("grpc.ssl_target_name_override", "localhost")]
+    )
+    stub = ingest_pb2_grpc.IngestStub(channel)
     with pytest.raises(grpc.RpcError) as err:
-        query_stub = ingest_pb2_grpc.IngestStub(channel)
-        query_stub.GetContract(ingest_pb2.GetContractRequest(dataset="ed_visits"), timeout=5)
+        stub.GetContract(ingest_pb2.GetContractRequest(dataset="ed_visits"), timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -95,7 +100,9 @@ def _cert_for(running: Running, uri: str, tmp_path: object) -> tuple[bytes, byte
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return cert.public_bytes(serialization.Encoding.PEM), pem_key
 
 
@@ -107,13 +114,19 @@ def _cert_for(running: Running, uri: str, tmp_path: object) -> tuple[bytes, byte
         "spiffe://datashare.local/agency/health/superuser/eve",
     ],
 )
-def test_certificate_naming_no_known_principal_is_unauthenticated(running: Running, uri: str, tmp_path: object) -> None:
+def test_certificate_naming_no_known_principal_is_unauthenticated(
+    running: Running, uri: str, tmp_path: object
+) -> None:
     """A CA-signed certificate whose SPIFFE id names an unknown agency, trust domain or role is UNAUTHENTICATED, and audited."""
     cert, key = _cert_for(running, uri, tmp_path)
     creds = grpc.ssl_channel_credentials(running.layout.ca_cert.read_bytes(), key, cert)
-    channel = grpc.secure_channel(running.address, creds, options=[("grpc.ssl_target_name_override", "localhost")])
+    channel = grpc.secure_channel(
+        running.address, creds, options=[("grpc.ssl_target_name_override", "localhost")]
+    )
     with pytest.raises(grpc.RpcError) as err:
-        ingest_pb2_grpc.IngestStub(channel).GetContract(ingest_pb2.GetContractRequest(dataset="ed_visits"), timeout=5)
+        ingest_pb2_grpc.IngestStub(channel).GetContract(
+            ingest_pb2.GetContractRequest(dataset="ed_visits"), timeout=5
+        )
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     denied = list(running.audit().ListDecisions(audit_pb2.ListDecisionsRequest(principal="unauthenticated")))
     assert denied and all(d.outcome == "deny" for d in denied)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
-from agents._pb import ingest_pb2, query_pb2
 from e2e_harness import Running, ed_rows, seal
+
+from agents._pb import ingest_pb2
 
 
 def _records(running: Running) -> int:
@@ -15,7 +15,9 @@ def _records(running: Running) -> int:
 
 def test_valid_batch_is_stored_and_counted(running: Running) -> None:
     """A correctly sealed and signed batch is acknowledged as stored and its records are counted."""
-    ack = running.ingest("agent:health").PushBatch(seal(running.layout, "health", "ed_visits", ed_rows("D01", 20)))
+    ack = running.ingest("agent:health").PushBatch(
+        seal(running.layout, "health", "ed_visits", ed_rows("D01", 20))
+    )
     assert ack.status == ingest_pb2.PushAck.STATUS_STORED
     assert ack.records_stored == 20
     assert _records(running) == 20
@@ -26,7 +28,10 @@ def test_resent_batch_is_stored_once(running: Running) -> None:
     batch = seal(running.layout, "health", "ed_visits", ed_rows("D01", 20))
     stub = running.ingest("agent:health")
     first, second = stub.PushBatch(batch), stub.PushBatch(batch)
-    assert (first.status, second.status) == (ingest_pb2.PushAck.STATUS_STORED, ingest_pb2.PushAck.STATUS_DUPLICATE)
+    assert (first.status, second.status) == (
+        ingest_pb2.PushAck.STATUS_STORED,
+        ingest_pb2.PushAck.STATUS_DUPLICATE,
+    )
     assert _records(running) == 20
 
 
@@ -70,8 +75,9 @@ def test_validly_signed_batch_sealed_with_another_header_cannot_be_opened(runnin
     a = seal(running.layout, "health", "ed_visits", ed_rows("D01", 20))
     b = seal(running.layout, "health", "ed_visits", ed_rows("D02", 20))
     key = serialization.load_pem_private_key(running.layout.signing_key("health").read_bytes(), password=None)
-    forged = ingest_pb2.SealedBatch(header=b.header, ciphertext=a.ciphertext,
-                                    signature=key.sign(signed_message(b.header, a.ciphertext)))  # type: ignore[union-attr,call-arg]
+    forged = ingest_pb2.SealedBatch(
+        header=b.header, ciphertext=a.ciphertext, signature=key.sign(signed_message(b.header, a.ciphertext))
+    )  # type: ignore[union-attr,call-arg]
     with pytest.raises(grpc.RpcError) as err:
         running.ingest("agent:health").PushBatch(forged)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -15,8 +15,11 @@ RECORDS = query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_RECORDS)
 def _by_district(running: Running, districts: list[str]) -> dict[str, list[query_pb2.CellValue]]:
     result = running.query("health-analyst").Aggregate(
         query_pb2.AggregateRequest(
-            agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits",
-            measures=[SUBJECTS, RECORDS], group_by=["district"],
+            agreement_id="ag-2026-001",
+            purpose="overdose-prevention",
+            dataset="ed_visits",
+            measures=[SUBJECTS, RECORDS],
+            group_by=["district"],
             filters=[query_pb2.ValueFilter(dimension="district", values=districts)],
         )
     )
@@ -33,7 +36,12 @@ def _push(running: Running, *batches: list) -> None:  # type: ignore[type-arg]
 
 def test_cell_of_nine_people_with_thirty_records_is_withheld(running: Running) -> None:
     """Nine distinct people with thirty visits between them is under k = 10: every value of the cell is withheld."""
-    _push(running, ed_rows("D01", 9, visits_each=30 // 9 + 1)[:30] + ed_rows("D01", 9)[:0], ed_rows("D02", 12), ed_rows("D03", 15))
+    _push(
+        running,
+        ed_rows("D01", 9, visits_each=30 // 9 + 1)[:30] + ed_rows("D01", 9)[:0],
+        ed_rows("D02", 12),
+        ed_rows("D03", 15),
+    )
     cells = _by_district(running, ["D01", "D02", "D03"])
     assert all(v.withheld and v.value == 0 for v in cells["D01"])
 
@@ -64,8 +72,11 @@ def test_refusal_names_the_reason_and_carries_no_count(running: Running) -> None
     with pytest.raises(grpc.RpcError) as err:
         running.query("health-analyst").Aggregate(
             query_pb2.AggregateRequest(
-                agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits",
-                measures=[SUBJECTS], group_by=["presentation"],
+                agreement_id="ag-2026-001",
+                purpose="overdose-prevention",
+                dataset="ed_visits",
+                measures=[SUBJECTS],
+                group_by=["presentation"],
             )
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -78,8 +89,11 @@ def test_invalid_request_names_the_field(running: Running) -> None:
     with pytest.raises(grpc.RpcError) as err:
         running.query("health-analyst").Aggregate(
             query_pb2.AggregateRequest(
-                agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits",
-                measures=[SUBJECTS], group_by=["month"],
+                agreement_id="ag-2026-001",
+                purpose="overdose-prevention",
+                dataset="ed_visits",
+                measures=[SUBJECTS],
+                group_by=["month"],
             )
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -92,17 +106,30 @@ def test_link_counts_only_people_also_known_to_police_in_the_window(running: Run
 
     ed = ed_rows("D05", 30, month="2025-03", prefix="p")  # visits on 2025-03-01
     police = [
-        Row(f"pD05-{i}", day("2025-02-10"), {"district": "D05", "age_band": "25-34", "sex": "F", "incident_type": "drugs"})
+        Row(
+            f"pD05-{i}",
+            day("2025-02-10"),
+            {"district": "D05", "age_band": "25-34", "sex": "F", "incident_type": "drugs"},
+        )
         for i in range(20)  # 20 of the 30 have an incident 19 days before
     ] + [
-        Row(f"pD05-{i}", day("2024-12-01"), {"district": "D05", "age_band": "25-34", "sex": "F", "incident_type": "drugs"})
+        Row(
+            f"pD05-{i}",
+            day("2024-12-01"),
+            {"district": "D05", "age_band": "25-34", "sex": "F", "incident_type": "drugs"},
+        )
         for i in range(20, 30)  # the other 10 only long before the window
     ]
     running.ingest("agent:health").PushBatch(seal(running.layout, "health", "ed_visits", ed))
-    running.ingest("agent:metro-police").PushBatch(seal(running.layout, "metro-police", "police_incidents", police))
+    running.ingest("agent:metro-police").PushBatch(
+        seal(running.layout, "metro-police", "police_incidents", police)
+    )
     result = running.query("health-analyst").Aggregate(
         query_pb2.AggregateRequest(
-            agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits", measures=[SUBJECTS],
+            agreement_id="ag-2026-001",
+            purpose="overdose-prevention",
+            dataset="ed_visits",
+            measures=[SUBJECTS],
             link=query_pb2.Link(dataset="police_incidents", days_before=30),
         )
     )

@@ -26,7 +26,12 @@ POLICE_ANALYST = {
     "name": "bob",
     "id": "spiffe://consortium.test/agency/metro-police/analyst/bob",
 }
-POLICE_LINK = {"dataset": "police_incidents", "days_before": 30, "days_after": 0, "filters": ["incident_type"]}
+POLICE_LINK = {
+    "dataset": "police_incidents",
+    "days_before": 30,
+    "days_after": 0,
+    "filters": ["incident_type"],
+}
 
 
 def copy_bundle(tmp_path: Path) -> Path:

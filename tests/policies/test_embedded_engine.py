@@ -3,6 +3,8 @@ the reason at fault, listings by agency, and deny-with-error whenever the engine
 
 from __future__ import annotations
 
+import functools
+import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +53,12 @@ def test_health_analyst_query_is_allowed_with_obligations(engine: EmbeddedEngine
     assert decision.path == QUERY_RULE
     assert decision.agreement["id"] == AGREEMENT
     obligations = decision.obligations
-    assert (obligations["k"], obligations["round_to"], obligations["max_cells"], obligations["max_group_by"]) == (
+    assert (
+        obligations["k"],
+        obligations["round_to"],
+        obligations["max_cells"],
+        obligations["max_group_by"],
+    ) == (
         10,
         5,
         2000,
@@ -63,7 +70,9 @@ def test_health_analyst_query_is_allowed_with_obligations(engine: EmbeddedEngine
 
 def test_request_lists_may_be_tuples(engine: EmbeddedEngine) -> None:
     """Input built from frozen dataclasses (tuples) decides exactly as lists do."""
-    decision = engine.decide(QUERY_RULE, query_input(measures=("subjects",), group_by=("district",), filters=()))
+    decision = engine.decide(
+        QUERY_RULE, query_input(measures=("subjects",), group_by=("district",), filters=())
+    )
     assert decision.allow is True
 
 
@@ -76,10 +85,14 @@ def test_request_lists_may_be_tuples(engine: EmbeddedEngine) -> None:
             id="police-analyst",
         ),
         pytest.param(
-            query_input(purpose="marketing"), "purpose 'marketing' is not a purpose of ag-2026-001", id="purpose"
+            query_input(purpose="marketing"),
+            "purpose 'marketing' is not a purpose of ag-2026-001",
+            id="purpose",
         ),
         pytest.param(
-            query_input(dataset="police_incidents", measures=["subjects"], filters=[], group_by=["incident_type"]),
+            query_input(
+                dataset="police_incidents", measures=["subjects"], filters=[], group_by=["incident_type"]
+            ),
             "grouping by 'incident_type' is not allowed by ag-2026-001",
             id="forbidden-dimension",
         ),
@@ -105,7 +118,9 @@ def test_request_lists_may_be_tuples(engine: EmbeddedEngine) -> None:
         ),
     ],
 )
-def test_query_denials_name_what_is_at_fault(engine: EmbeddedEngine, inp: dict[str, Any], reason: str) -> None:
+def test_query_denials_name_what_is_at_fault(
+    engine: EmbeddedEngine, inp: dict[str, Any], reason: str
+) -> None:
     """Each way out of the agreement is a deny without error, carrying the reason that names it."""
     decision = engine.decide(QUERY_RULE, inp)
     assert decision.allow is False
@@ -123,10 +138,14 @@ def test_link_within_the_window_is_allowed(engine: EmbeddedEngine) -> None:
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        pytest.param({"valid_until": "2026-06-30"}, "agreement ag-2026-001 expired on 2026-06-30", id="expired"),
+        pytest.param(
+            {"valid_until": "2026-06-30"}, "agreement ag-2026-001 expired on 2026-06-30", id="expired"
+        ),
         pytest.param({"status": "suspended"}, "agreement ag-2026-001 is suspended", id="suspended"),
         pytest.param(
-            {"valid_from": "2027-01-01"}, "agreement ag-2026-001 is not in force until 2027-01-01", id="not-yet"
+            {"valid_from": "2027-01-01"},
+            "agreement ag-2026-001 is not in force until 2027-01-01",
+            id="not-yet",
         ),
         pytest.param({"k": 5}, "agreement ag-2026-001 sets k below the consortium floor of 10", id="k-floor"),
     ],
@@ -164,7 +183,11 @@ def test_listing_shows_the_police_analyst_nothing(engine: EmbeddedEngine) -> Non
 def test_ingest_and_audit_rules_decide(engine: EmbeddedEngine) -> None:
     """The ingest and audit decisions are reachable through the same engine."""
     agent = {"agency": "health", "role": "agent", "name": "ed", "id": "spiffe://t/agency/health/agent/ed"}
-    ingest = {"principal": agent, "action": "ingest", "request": {"dataset": "ed_visits", "contract_version": 1}}
+    ingest = {
+        "principal": agent,
+        "action": "ingest",
+        "request": {"dataset": "ed_visits", "contract_version": 1},
+    }
     assert engine.decide(INGEST_RULE, {**ingest, "now": NOW}).allow is True
     audit = {"principal": HEALTH_ANALYST, "action": "audit.list", "request": {}, "now": NOW}
     denied = engine.decide(AUDIT_RULE, audit)
@@ -225,6 +248,7 @@ def test_an_undefined_decision_denies_with_error(tmp_path: Path) -> None:
         pytest.param('decision := {"allow": "yes"}', id="allow-not-boolean"),
         pytest.param("decision := [true]", id="not-an-object"),
         pytest.param('decision := {"allow": true, "reasons": "none"}', id="reasons-not-a-list"),
+        pytest.param('decision := {"allow": true, "reasons": ["k too small"]}', id="allow-with-reasons"),
     ],
 )
 def test_a_malformed_decision_denies_with_error(tmp_path: Path, source: str) -> None:
@@ -272,9 +296,13 @@ def test_a_call_to_an_unknown_function_is_a_config_error(tmp_path: Path) -> None
     """regorus would only fail the call when first evaluated; from_bundle refuses it up front."""
     root = copy_bundle(tmp_path)
     write_module(
-        root, "datashare/extra.rego", "package datashare.extra\n\nimport rego.v1\n\nx := time.parse_rfc3339(input.t)\n"
+        root,
+        "datashare/extra.rego",
+        "package datashare.extra\n\nimport rego.v1\n\nx := time.parse_rfc3339(input.t)\n",
     )
-    with pytest.raises(ConfigError, match=r"datashare/extra\.rego:5:\d+: unknown function time\.parse_rfc3339"):
+    with pytest.raises(
+        ConfigError, match=r"datashare/extra\.rego:5:\d+: unknown function time\.parse_rfc3339"
+    ):
         engine_for(root)
 
 
@@ -329,12 +357,18 @@ def test_decisions_from_four_threads_are_all_correct(engine: EmbeddedEngine) -> 
     assert all(outcomes)
 
 
+def allows_a_valid_query(engine: EmbeddedEngine, _: int) -> bool:
+    return engine.decide(QUERY_RULE, query_input()).allow
+
+
 def test_an_engine_dropped_while_its_threads_live_is_released_by_them(shipped_bundle: Any) -> None:
-    """A retired engine's per-thread copies are dropped by their own threads (regorus engines may
-    not be dropped elsewhere; pytest would report that as an unraisable error)."""
+    """A retired engine's per-thread copies are dropped by their own threads: regorus engines may
+    not be dropped on another thread, which pytest would report as an unraisable error."""
     first = EmbeddedEngine.from_bundle(shipped_bundle)
     second = EmbeddedEngine.from_bundle(shipped_bundle)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        assert all(pool.map(lambda _: first.decide(QUERY_RULE, query_input()).allow, range(4)))
+        assert all(pool.map(functools.partial(allows_a_valid_query, first), range(8)))
         del first
-        assert all(pool.map(lambda _: second.decide(QUERY_RULE, query_input()).allow, range(4)))
+        gc.collect()
+        assert all(pool.map(functools.partial(allows_a_valid_query, second), range(8)))
+    assert allows_a_valid_query(second, 0)

@@ -30,7 +30,9 @@ def test_the_shipped_bundle_passes_and_prints_its_revision() -> None:
 @pytest.mark.parametrize(
     ("source", "line", "words"),
     [
-        pytest.param("package datashare.extra\n\nimport rego.v1\n\nallow if {\n", 6, "expecting", id="syntax"),
+        pytest.param(
+            "package datashare.extra\n\nimport rego.v1\n\nallow if {\n", 6, "expecting", id="syntax"
+        ),
         pytest.param(
             "package datashare.extra\n\nimport rego.v1\n\nallow if {\n\tcrypto.sha999(input.x)\n}\n",
             6,
@@ -45,7 +47,10 @@ def test_the_shipped_bundle_passes_and_prints_its_revision() -> None:
             id="unknown-bundle-function",
         ),
         pytest.param(
-            "package datashare.extra\n\nallow {\n\tinput.x == 1\n}\n", 3, "`if` keyword is required", id="rego-v0"
+            "package datashare.extra\n\nallow {\n\tinput.x == 1\n}\n",
+            3,
+            "`if` keyword is required",
+            id="rego-v0",
         ),
         pytest.param(
             "package datashare.extra\n\nimport rego.v1\n\nxs := {x | some x in [1]; some x in [2]}\n",
@@ -55,7 +60,9 @@ def test_the_shipped_bundle_passes_and_prints_its_revision() -> None:
         ),
     ],
 )
-def test_a_broken_module_fails_naming_file_and_line(tmp_path: Path, source: str, line: int, words: str) -> None:
+def test_a_broken_module_fails_naming_file_and_line(
+    tmp_path: Path, source: str, line: int, words: str
+) -> None:
     """Syntax errors, unknown functions, Rego v0 syntax and scoping errors each fail the check
     with the module's path and the line at fault, and no Rust backtrace."""
     root = copy_bundle(tmp_path)
@@ -94,20 +101,28 @@ def test_a_bundle_missing_a_gateway_rule_fails(tmp_path: Path) -> None:
         pytest.param({"round_to": 0}, "round_to", "at least 1", id="round-to-zero"),
         pytest.param({"max_cells": -1}, "max_cells", "at least 1", id="max-cells"),
         pytest.param(
-            {"datasets": ["ed_visits", "tax_returns"]}, "datasets", "'tax_returns' is not a dataset", id="dataset"
+            {"datasets": ["ed_visits", "tax_returns"]},
+            "datasets",
+            "'tax_returns' is not a dataset",
+            id="dataset",
         ),
         pytest.param({"valid_until": "2026-02-30"}, "valid_until", "'YYYY-MM-DD'", id="impossible-date"),
         pytest.param({"valid_from": "1 Jan 2026"}, "valid_from", "'YYYY-MM-DD'", id="bad-date-format"),
         pytest.param({"valid_until": "2025-12-31"}, "valid_until", "before valid_from", id="dates-reversed"),
         pytest.param({"status": "paused"}, "status", "draft, active, suspended, revoked", id="status"),
         pytest.param(
-            {"receiving_agencies": ["health", "tax-office"]}, "receiving_agencies", "'tax-office'", id="agency"
+            {"receiving_agencies": ["health", "tax-office"]},
+            "receiving_agencies",
+            "'tax-office'",
+            id="agency",
         ),
         pytest.param({"measures": ["subjects", "sum:income"]}, "measures", "'sum:income'", id="measure"),
         pytest.param({"dimensions": ["district", "postcode"]}, "dimensions", "'postcode'", id="dimension"),
         pytest.param({"filters": ["month"]}, "filters", "'month'", id="time-filter"),
         pytest.param({"purposes": []}, "purposes", "list of unique non-empty names", id="no-purposes"),
-        pytest.param({"providing_agencies": ["health"]}, "datasets", "'police_incidents' is owned by", id="owner"),
+        pytest.param(
+            {"providing_agencies": ["health"]}, "datasets", "'police_incidents' is owned by", id="owner"
+        ),
         pytest.param(
             {"linkage": [{"datasets": ["ed_visits", "ed_visits"], "max_days": 30}]},
             "linkage[0].datasets",

@@ -50,12 +50,14 @@ def test_a_test_that_errors_fails_with_its_location(tmp_path: Path) -> None:
     write_module(
         root,
         "datashare/boom_test.rego",
-        'package datashare.boom_test\n\nimport rego.v1\n\ntest_boom if {\n\tx := 1 / count([])\n\tx > 0\n}\n',
+        "package datashare.boom_test\n\nimport rego.v1\n\ntest_boom if {\n\tx := 1 / count([])\n\tx > 0\n}\n",
     )
     out = io.StringIO()
     code = run_policy_tests(root, out)
     assert code == 1
-    assert re.search(r"FAIL datashare\.boom_test\.test_boom .*datashare/boom_test\.rego:6:\d+", out.getvalue())
+    assert re.search(
+        r"FAIL datashare\.boom_test\.test_boom .*datashare/boom_test\.rego:6:\d+", out.getvalue()
+    )
 
 
 def test_a_bundle_that_does_not_compile_exits_2_naming_file_and_line(tmp_path: Path) -> None:

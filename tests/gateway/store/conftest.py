@@ -60,6 +60,12 @@ def catalogue() -> Catalogue:
     return Catalogue.from_data(CATALOGUE_DATA)
 
 
+@pytest.fixture(scope="session")
+def postgres_base_url() -> str:
+    """The test server's URL (DATASHARE_TEST_POSTGRES_URL overrides the default)."""
+    return POSTGRES_URL
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL to an empty database of either backend; PostgreSQL gets a schema of its own."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from gateway.audit import AuditDraft, AuditEntry, AuditFilter, verify_chain
 from gateway.catalogue import Catalogue
@@ -270,7 +271,7 @@ def test_a_closed_store_cannot_write_the_audit_log(store: SqlStore) -> None:
 
 
 def test_a_read_only_database_cannot_write_the_audit_log(
-    store: SqlStore, store_url: str, catalogue: Catalogue, tmp_path: Path
+    store: SqlStore, store_url: str, catalogue: Catalogue, tmp_path: Path, postgres_base_url: str
 ) -> None:
     """A database the store may read but not write (SQLite opened read-only, a PostgreSQL session
     in read-only mode) makes append_audit raise AuditWriteError; the log is unchanged."""
@@ -279,9 +280,9 @@ def test_a_read_only_database_cannot_write_the_audit_log(
         # tests run as root, so a read-only directory would not stop SQLite; open read-only instead
         read_only_url = f"sqlite:///file:{tmp_path / 'gateway.db'}?mode=ro&uri=true"
     else:
-        schema = store_url.rsplit("search_path%3D", 1)[1]
-        base = store_url.split("?", 1)[0] + "?options=-cdefault_transaction_read_only%3Don"
-        read_only_url = postgres_url_for_schema(base, schema)
+        schema = str(make_url(store_url).query["options"]).rsplit("search_path=", 1)[1]
+        read_only = f"{postgres_base_url}?options=-cdefault_transaction_read_only%3Don"
+        read_only_url = postgres_url_for_schema(read_only, schema)
     reader = open_store(read_only_url, catalogue, create=False)
     try:
         assert [e.seq for e in reader.audit_entries()] == [1]  # reading still works
