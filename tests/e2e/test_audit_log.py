@@ -120,7 +120,9 @@ def test_failing_audit_write_releases_nothing(running: Running) -> None:
     with pytest.raises(grpc.RpcError) as err:
         running.query("health-analyst").Aggregate(
             query_pb2.AggregateRequest(
-                agreement_id="ag-2026-001", purpose="overdose-prevention", dataset="ed_visits",
+                agreement_id="ag-2026-001",
+                purpose="overdose-prevention",
+                dataset="ed_visits",
                 measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
             )
         )
