@@ -63,7 +63,10 @@ def principal_from_pem(pem: bytes, trust_domain: str, known_agencies: frozenset[
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError as exc:
         raise Unauthenticated("client certificate: not a readable X.509 certificate") from exc
-    uris = spiffe_uris(cert)
+    try:
+        uris = spiffe_uris(cert)
+    except ValueError as exc:  # a malformed extension: the caller is refused, and audited, like any other
+        raise Unauthenticated("client certificate: its extensions cannot be read") from exc
     if len(uris) != 1:
         raise Unauthenticated("client certificate: must carry exactly one SPIFFE URI SAN")
     principal = Principal.parse(uris[0], trust_domain)

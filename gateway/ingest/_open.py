@@ -49,8 +49,10 @@ def parse_header(raw: bytes) -> ingest_pb2.BatchHeader:
         raise BatchRejected("header", "is not a serialised BatchHeader") from exc
     for name in ("agency", "dataset", "batch_id", "signing_key_id"):
         value = getattr(header, name)
-        if not value or len(value) > 128 or not value.isprintable():
-            raise BatchRejected(f"header.{name}", "must be a short, printable, non-empty string")
+        if not value or len(value) > 63 or not value.isprintable():
+            raise BatchRejected(
+                f"header.{name}", "must be a printable, non-empty string of at most 63 characters"
+            )
     if not 0 < header.record_count <= MAX_RECORDS_PER_BATCH:
         raise BatchRejected("header.record_count", f"must be between 1 and {MAX_RECORDS_PER_BATCH}")
     return header
@@ -98,7 +100,8 @@ class BatchOpener:
             raise BatchRejected("ciphertext", "does not hold a record batch") from exc
         records = self._validate(batch, header.record_count, dataset)
         meta = BatchMeta(
-            batch_id=header.batch_id,
+            # namespaced by agency, so no agency can claim, or learn of, another's batch ids
+            batch_id=f"{header.agency}:{header.batch_id}",
             agency=header.agency,
             dataset=header.dataset,
             contract_version=header.contract_version,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 
 from gateway._pb import common_pb2, ingest_pb2, ingest_pb2_grpc
-from gateway.errors import BatchRejected, GatewayError, InvalidRequest, PermissionDenied
+from gateway.errors import BatchRejected, Conflict, GatewayError, InvalidRequest, PermissionDenied
 from gateway.ingest import parse_header
 from gateway.policy._engine import INGEST_RULE
 from gateway.server._context import current
@@ -39,14 +41,15 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
 
     def PushBatch(self, request: ingest_pb2.SealedBatch, context: grpc.ServicerContext) -> ingest_pb2.PushAck:
         ctx, policy = current(), self._s.policy
-        header = parse_header(request.header)
+        audit = AuditSubject("ingest", INGEST_RULE, policy.revision)
+        try:
+            header = parse_header(request.header)
+        except BatchRejected as exc:  # hostile or broken input leaves a trace too
+            self._s.recorder.record(ctx, audit, outcome="deny", reasons=(exc.message,))
+            raise
         req = {"dataset": header.dataset, "contract_version": header.contract_version}
-        audit = AuditSubject(
-            "ingest",
-            INGEST_RULE,
-            policy.revision,
-            input_doc={**policy_input(ctx, "ingest", req), "batch_id": header.batch_id},
-        )
+        input_doc = {**policy_input(ctx, "ingest", req), "batch_id": header.batch_id}
+        audit = dataclasses.replace(audit, input_doc=input_doc)
         if header.agency != ctx.principal.agency:
             reason = "header.agency: does not match the agency of the calling certificate"
             self._s.recorder.record(ctx, audit, outcome="deny", reasons=(reason,))
@@ -55,32 +58,30 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         dataset = policy.catalogue.dataset(header.dataset)
         if not decision.allow or dataset is None:
             self._s.recorder.record(
-                ctx, audit, outcome="deny", reasons=decision.reasons, result=decision.result
+                ctx, audit, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
             )
-            self._s.metrics.batches.labels(dataset=header.dataset if dataset else "?", outcome="denied").inc()
+            self._s.metrics.batches.labels(dataset=dataset.name if dataset else "?", outcome="denied").inc()
             raise PermissionDenied(decision.reasons)
         try:
             opened = self._s.opener.open(request, header, dataset)
-            outcome = self._s.store.store_batch(opened.meta, opened.records)
         except BatchRejected as exc:
             self._s.recorder.record(
                 ctx, audit, outcome="deny", reasons=(exc.message,), result=decision.result
             )
             self._s.metrics.batches.labels(dataset=dataset.name, outcome="rejected").inc()
             raise
+        # The decision is in the log before anything is written: no audit entry, no storage.
+        self._s.recorder.record(
+            ctx, audit, outcome="allow", reasons=("batch verified and valid",), result=decision.result
+        )
+        try:
+            outcome = self._s.store.store_batch(opened.meta, opened.records)
         except GatewayError as exc:
+            failed = dataclasses.replace(audit, action="ingest.store")
             self._s.recorder.record(
-                ctx, audit, outcome="error", reasons=(exc.message,), result=decision.result
+                ctx, failed, outcome="deny" if isinstance(exc, Conflict) else "error", reasons=(exc.message,)
             )
             raise
-        self._s.recorder.record(
-            ctx,
-            audit,
-            outcome="allow",
-            reasons=("stored" if outcome.stored else "duplicate batch: nothing stored again",),
-            result=decision.result,
-        )
-        status = ingest_pb2.PushAck.STATUS_STORED if outcome.stored else ingest_pb2.PushAck.STATUS_DUPLICATE
         if outcome.stored:
             self._s.metrics.records_ingested.labels(dataset=dataset.name).inc(outcome.records)
         self._s.metrics.batches.labels(
@@ -88,7 +89,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         ).inc()
         return ingest_pb2.PushAck(
             batch_id=header.batch_id,
-            status=status,
+            status=ingest_pb2.PushAck.STATUS_STORED
+            if outcome.stored
+            else ingest_pb2.PushAck.STATUS_DUPLICATE,
             records_stored=outcome.records if outcome.stored else 0,
             decision_id=ctx.decision_id,
         )

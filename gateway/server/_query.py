@@ -11,7 +11,7 @@ import grpc
 
 from gateway._pb import query_pb2, query_pb2_grpc
 from gateway.disclosure import ReleaseInfo, apply_disclosure, build_grid, to_proto
-from gateway.errors import InvalidRequest, PermissionDenied, PolicyEngineError
+from gateway.errors import GatewayError, InvalidRequest, PermissionDenied, PolicyEngineError
 from gateway.policy._engine import LISTING_RULE, QUERY_RULE
 from gateway.query import validate_request
 from gateway.query._validate import policy_request, query_fingerprint
@@ -49,7 +49,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 continue
             response.datasets.append(
                 query_pb2.QueryableDataset(
-                    agreement_id=str(entry["agreement_id"]),
+                    agreement_id=str(entry.get("agreement_id", "")),
                     agreement_title=str(entry.get("agreement_title", "")),
                     purposes=[str(p) for p in entry.get("purposes", [])],
                     contract=dataset.to_proto(),
@@ -99,8 +99,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
         except InvalidRequest as exc:
             self._s.recorder.record(ctx, base, outcome="deny", reasons=(exc.message,), result=decision.result)
             raise
-        raw = self._s.store.aggregate(spec)
-        released = apply_disclosure(spec, raw, grid, k=k, round_to=round_to)
+        try:
+            raw = self._s.store.aggregate(spec)
+            released = apply_disclosure(spec, raw, grid, k=k, round_to=round_to)
+        except GatewayError as exc:  # allowed, then failed: the log says so, and nothing leaves
+            self._s.recorder.record(
+                ctx, base, outcome="error", reasons=(exc.message,), result=decision.result
+            )
+            raise
         self._s.recorder.record(
             ctx,
             base,

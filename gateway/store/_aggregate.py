@@ -53,6 +53,13 @@ def compile_aggregate(spec: QuerySpec, tables: Mapping[str, DatasetTable]) -> Ag
         *(func.sum(t.c[f]).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
     ]
     conditions = _filters(t, target, spec.filters, "filters")
+    # Only values of the current contract domain form cells: rows kept from an older contract must
+    # neither add cells outside the requested grid nor change whether a query succeeds.
+    filtered = {name for name, _ in spec.filters}
+    for name in spec.group_by:
+        dimension = target.dataset.dimension(name)
+        if dimension is not None and name not in filtered:
+            conditions.append(t.c[name].in_(list(dimension.domain)))
     if spec.months is not None:
         first, last = spec.months
         conditions.append(t.c.event_month.between(first, last))
