@@ -18,7 +18,7 @@ import sqlalchemy.pool
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
-from agents._pb import ingest_pb2, ingest_pb2_grpc, query_pb2_grpc
+from agents._pb import ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from agents._seal import hpke_info, signed_message
 from gateway._pb import audit_pb2_grpc
 from gateway._settings import ClientProfile, GatewaySettings
@@ -70,6 +70,20 @@ class Running:
 
     def audit(self, name: str = "auditor") -> audit_pb2_grpc.AuditStub:
         return audit_pb2_grpc.AuditStub(self.channel(name))
+
+    def sql(self, *statements: str) -> None:
+        """Act on the database behind the gateway's back (tampering, failure injection)."""
+        engine = sqlalchemy.create_engine(self.store_url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                for statement in statements:
+                    conn.execute(sqlalchemy.text(statement))
+        finally:
+            engine.dispose()
+
+    @property
+    def backend(self) -> str:
+        return self.store_url.split(":", 1)[0].split("+", 1)[0]
 
     def stored_rows(self, dataset: str) -> int:
         """The test's own oracle: rows in the dataset table, read straight from the database."""
@@ -176,3 +190,20 @@ def ed_rows(
         for p in range(people)
         for v in range(visits_each)
     ]
+
+
+def subjects_query(**fields: object) -> query_pb2.AggregateRequest:
+    """A count of distinct people in ED visits under the demo agreement; fields override."""
+    request = query_pb2.AggregateRequest(
+        agreement_id="ag-2026-001",
+        purpose="overdose-prevention",
+        dataset="ed_visits",
+        measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
+    )
+    for name, value in fields.items():
+        field = getattr(request, name)
+        if isinstance(value, list):
+            field.extend(value)
+        else:
+            setattr(request, name, value)
+    return request

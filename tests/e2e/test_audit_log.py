@@ -6,9 +6,7 @@ import itertools
 
 import grpc
 import pytest
-import sqlalchemy
-import sqlalchemy.pool
-from e2e_harness import Running, ed_rows, seal
+from e2e_harness import Running, ed_rows, seal, subjects_query
 
 from agents._pb import query_pb2
 from gateway._pb import audit_pb2
@@ -35,13 +33,6 @@ def _activity(running: Running) -> None:
                 measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
             )
         )
-
-
-def _sql(running: Running, statement: str) -> None:
-    engine = sqlalchemy.create_engine(running.store_url, poolclass=sqlalchemy.pool.NullPool)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text(statement))
-    engine.dispose()
 
 
 def test_every_decision_allowed_or_denied_is_logged(running: Running) -> None:
@@ -81,7 +72,7 @@ def test_chain_verifies_after_normal_use(running: Running) -> None:
 def test_tampered_log_is_detected_and_the_entry_named(running: Running, tamper: str) -> None:
     """Editing, deleting or moving an entry makes verification fail at that point in the chain."""
     _activity(running)
-    _sql(running, tamper)
+    running.sql(tamper)
     report = running.audit().VerifyLog(audit_pb2.VerifyLogRequest())
     assert not report.ok
     assert report.first_bad_seq in (2, 3)
@@ -115,16 +106,9 @@ _REFUSE_AUDIT_INSERTS = {
 def test_failing_audit_write_releases_nothing(running: Running) -> None:
     """When the audit entry cannot be written, the query is answered UNAVAILABLE and no figure leaves."""
     running.ingest("agent:health").PushBatch(seal(running.layout, "health", "ed_visits", ed_rows("D01", 40)))
-    for statement in _REFUSE_AUDIT_INSERTS[running.store_url.split(":", 1)[0].split("+", 1)[0]]:
-        _sql(running, statement)
+    for statement in _REFUSE_AUDIT_INSERTS[running.backend]:
+        running.sql(statement)
     with pytest.raises(grpc.RpcError) as err:
-        running.query("health-analyst").Aggregate(
-            query_pb2.AggregateRequest(
-                agreement_id="ag-2026-001",
-                purpose="overdose-prevention",
-                dataset="ed_visits",
-                measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
-            )
-        )
+        running.query("health-analyst").Aggregate(subjects_query())
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "40" not in err.value.details()

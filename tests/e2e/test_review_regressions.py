@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-import sqlalchemy
-import sqlalchemy.pool
-from e2e_harness import Row, Running, day, ed_rows, seal
+from e2e_harness import Row, Running, day, ed_rows, seal, subjects_query
 
-from agents._pb import ingest_pb2, query_pb2
+from agents._pb import ingest_pb2
 from gateway._pb import audit_pb2
-
-
-def _sql(running: Running, *statements: str) -> None:
-    engine = sqlalchemy.create_engine(running.store_url, poolclass=sqlalchemy.pool.NullPool)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(sqlalchemy.text(statement))
-    engine.dispose()
-
-
-def _backend(running: Running) -> str:
-    return running.store_url.split(":", 1)[0].split("+", 1)[0]
 
 
 def _decisions(running: Running, **filters: str) -> list[audit_pb2.Decision]:
@@ -30,14 +16,12 @@ def _decisions(running: Running, **filters: str) -> list[audit_pb2.Decision]:
 
 def test_batch_that_fails_to_store_is_still_in_the_log_and_not_stored(running: Running) -> None:
     """A verified batch whose insert fails is logged as authorised and then as a failed store; no row is kept."""
-    if _backend(running) == "sqlite":
-        _sql(
-            running,
+    if running.backend == "sqlite":
+        running.sql(
             "CREATE TRIGGER no_rows BEFORE INSERT ON ds_ed_visits BEGIN SELECT RAISE(ABORT, 'disk'); END",
         )
     else:
-        _sql(
-            running,
+        running.sql(
             "CREATE FUNCTION no_rows() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk'; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER no_rows BEFORE INSERT ON ds_ed_visits FOR EACH ROW EXECUTE FUNCTION no_rows()",
         )
@@ -54,16 +38,9 @@ def test_batch_that_fails_to_store_is_still_in_the_log_and_not_stored(running: R
 
 def test_query_that_fails_in_the_database_is_logged_as_an_error(running: Running) -> None:
     """An allowed query whose SQL fails leaves an 'error' entry and releases nothing."""
-    _sql(running, "DROP TABLE ds_ed_visits")
+    running.sql("DROP TABLE ds_ed_visits")
     with pytest.raises(grpc.RpcError) as err:
-        running.query("health-analyst").Aggregate(
-            query_pb2.AggregateRequest(
-                agreement_id="ag-2026-001",
-                purpose="overdose-prevention",
-                dataset="ed_visits",
-                measures=[query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS)],
-            )
-        )
+        running.query("health-analyst").Aggregate(subjects_query())
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert [d.outcome for d in _decisions(running, agency="health") if d.action == "query"] == ["error"]
 

@@ -1,4 +1,5 @@
-"""A small catalogue of two datasets, built the way the gateway builds its own."""
+"""A small catalogue of two datasets for the pure-function tests (disclosure, query), built the way
+the gateway builds its own. The store tests override it with their own."""
 
 from __future__ import annotations
 
