@@ -1,0 +1,1 @@
+"""Benchmark harnesses: ``python bench/run.py ingest`` measures agent → gateway ingest (DESIGN §12)."""
