@@ -91,10 +91,11 @@ class PseudonymiseField:
 
 
 @dataclass(frozen=True)
-class DateField:
+class _OneColumnField:
+    """A field read from one source column; subclasses add their transform's settings."""
+
     name: str
     column: str
-    format: str
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -102,46 +103,28 @@ class DateField:
 
 
 @dataclass(frozen=True)
-class AgeBandField:
-    name: str
-    column: str
+class DateField(_OneColumnField):
     format: str
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.column,)
 
 
 @dataclass(frozen=True)
-class MapField:
-    name: str
-    column: str
+class AgeBandField(_OneColumnField):
+    format: str
+
+
+@dataclass(frozen=True)
+class MapField(_OneColumnField):
     mapping: Mapping[str, str]
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.column,)
-
 
 @dataclass(frozen=True)
-class LookupField:
-    name: str
-    column: str
+class LookupField(_OneColumnField):
     file: Path
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.column,)
-
 
 @dataclass(frozen=True)
-class NumberField:
-    name: str
-    column: str
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.column,)
+class NumberField(_OneColumnField):
+    pass
 
 
 @dataclass(frozen=True)

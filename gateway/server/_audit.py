@@ -27,10 +27,9 @@ class AuditService(audit_pb2_grpc.AuditServicer):
 
     def _authorise(self, action: str, request: dict[str, Any]) -> None:
         ctx = current()
-        decision = self._s.decide(ctx, AUDIT_RULE, action, request)
-        subject = AuditSubject(
-            action, AUDIT_RULE, decision.revision, input_doc=policy_input(ctx, action, request)
-        )
+        input_doc = policy_input(ctx, action, request)
+        decision = self._s.decide(AUDIT_RULE, input_doc)
+        subject = AuditSubject(action, AUDIT_RULE, decision.revision, input_doc=input_doc)
         outcome = outcome_of(decision)
         self._s.recorder.record(
             ctx, subject, outcome=outcome, reasons=decision.reasons, result=decision.result

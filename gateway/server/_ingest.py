@@ -26,10 +26,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         if not request.dataset or len(request.dataset) > 64:
             raise InvalidRequest("dataset", "must name a dataset")
         req = {"dataset": request.dataset, "contract_version": 0}
-        decision = self._s.decide(ctx, INGEST_RULE, "get_contract", req)
-        subject = AuditSubject(
-            "get_contract", INGEST_RULE, decision.revision, input_doc=policy_input(ctx, "get_contract", req)
-        )
+        input_doc = policy_input(ctx, "get_contract", req)
+        decision = self._s.decide(INGEST_RULE, input_doc)
+        subject = AuditSubject("get_contract", INGEST_RULE, decision.revision, input_doc=input_doc)
         outcome = outcome_of(decision)
         self._s.recorder.record(
             ctx, subject, outcome=outcome, reasons=decision.reasons, result=decision.result
@@ -48,13 +47,13 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             self._s.recorder.record(ctx, audit, outcome="deny", reasons=(exc.message,))
             raise
         req = {"dataset": header.dataset, "contract_version": header.contract_version}
-        input_doc = {**policy_input(ctx, "ingest", req), "batch_id": header.batch_id}
-        audit = dataclasses.replace(audit, input_doc=input_doc)
+        input_doc = policy_input(ctx, "ingest", req)
+        audit = dataclasses.replace(audit, input_doc={**input_doc, "batch_id": header.batch_id})
         if header.agency != ctx.principal.agency:
             reason = "header.agency: does not match the agency of the calling certificate"
             self._s.recorder.record(ctx, audit, outcome="deny", reasons=(reason,))
             raise PermissionDenied((reason,))
-        decision = self._s.decide(ctx, INGEST_RULE, "ingest", req)
+        decision = self._s.decide(INGEST_RULE, input_doc)
         dataset = policy.catalogue.dataset(header.dataset)
         if not decision.allow or dataset is None:
             self._s.recorder.record(

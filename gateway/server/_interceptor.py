@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -70,12 +72,27 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         try:
             principal = self._principal(context)
         except Unauthenticated as exc:
-            ctx_id = RequestContext(Principal(self._trust_domain, "-", "agent", "-"), method).decision_id
-            self._recorder.record_unauthenticated(method, exc.message, ctx_id)
+            self._recorder.record_unauthenticated(method, exc.message, str(uuid.uuid4()))
             self._finish(method, exc.code, time.perf_counter())
             context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
         return RequestContext(principal, method)
+
+    @contextmanager
+    def _request(self, method: str, context: grpc.ServicerContext) -> Iterator[RequestContext]:
+        """Identify the caller, bind the request and log context, map failures to a status."""
+        ctx = self._enter(method, context)
+        token = bind(ctx)
+        structlog.contextvars.bind_contextvars(decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id)
+        try:
+            yield ctx
+        except Exception as exc:
+            self._fail(method, ctx, exc, context)
+            raise  # unreachable: abort raises
+        finally:
+            structlog.contextvars.clear_contextvars()
+            reset(token)
+        self._finish(method, grpc.StatusCode.OK, ctx.started)
 
     def _fail(self, method: str, ctx: RequestContext, exc: Exception, context: grpc.ServicerContext) -> None:
         if isinstance(exc, GatewayError):
@@ -93,21 +110,8 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
     def _wrap_unary(self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
-            ctx = self._enter(method, context)
-            token = bind(ctx)
-            structlog.contextvars.bind_contextvars(
-                decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id
-            )
-            try:
-                response = behaviour(request, context)
-            except Exception as exc:
-                self._fail(method, ctx, exc, context)
-                raise  # unreachable
-            finally:
-                structlog.contextvars.clear_contextvars()
-                reset(token)
-            self._finish(method, grpc.StatusCode.OK, ctx.started)
-            return response
+            with self._request(method, context):
+                return behaviour(request, context)
 
         return handle
 
@@ -115,19 +119,7 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]]
     ) -> Any:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            ctx = self._enter(method, context)
-            token = bind(ctx)
-            structlog.contextvars.bind_contextvars(
-                decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id
-            )
-            try:
+            with self._request(method, context):
                 yield from behaviour(request, context)
-            except Exception as exc:
-                self._fail(method, ctx, exc, context)
-                raise  # unreachable
-            finally:
-                structlog.contextvars.clear_contextvars()
-                reset(token)
-            self._finish(method, grpc.StatusCode.OK, ctx.started)
 
         return handle

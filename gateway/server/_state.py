@@ -35,10 +35,8 @@ class Shared:
         self.metrics = metrics
         self.recorder = Recorder(store, metrics)
 
-    def decide(
-        self, ctx: RequestContext, path: str, action: str, request: Mapping[str, Any]
-    ) -> PolicyDecision:
-        input_doc = policy_input(ctx, action, request)
+    def decide(self, path: str, input_doc: Mapping[str, Any]) -> PolicyDecision:
+        """Evaluate ``input_doc``, the same document the audit entry records."""
         with self.metrics.policy_latency.time():
             return self.policy.engine.decide(path, input_doc)
 
