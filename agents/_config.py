@@ -6,7 +6,8 @@ against the directory of the config file (so a config and its keys can move toge
     [agent]     agency, dataset, batch_size (1000), state_dir
     [gateway]   address, server_name (optional), ca, cert, key, hpke_public_key, timeout_s (30),
                 retries (5), backoff_initial_s (0.5), backoff_max_s (30), max_in_flight (2)
-    [keys]      linkage_key, signing_key, signing_key_id
+    [keys]      signing_key_id; linkage_key (file) or linkage_key_env (variable name);
+                signing_key (file) or signing_key_env (variable name)
     [source]    type = "csv", path, delimiter (","), encoding ("utf-8")
     [fields.<name>]  one table per contract column plus `subject` and `event_date`:
         pseudonymise   columns = [...]                   (only for `subject`)
@@ -41,6 +42,7 @@ MAX_BATCH_SIZE = 20_000  # keeps a sealed batch well under gRPC's default 4 MiB 
 _AGENCY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,13 @@ class GatewaySettings:
 
 @dataclass(frozen=True)
 class KeySettings:
-    linkage_key: Path
-    signing_key: Path
+    """Each secret comes from exactly one place: an owner-only file or an environment variable."""
+
     signing_key_id: str
+    linkage_key: Path | None = None
+    signing_key: Path | None = None
+    linkage_key_env: str | None = None
+    signing_key_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -314,15 +320,31 @@ def _gateway(table: _Table) -> GatewaySettings:
 
 
 def _keys(table: _Table) -> KeySettings:
+    linkage_file, linkage_env = _file_or_env(table, "linkage_key")
+    signing_file, signing_env = _file_or_env(table, "signing_key")
     settings = KeySettings(
-        linkage_key=table.path("linkage_key"),
-        signing_key=table.path("signing_key"),
         signing_key_id=table.text("signing_key_id"),
+        linkage_key=linkage_file,
+        signing_key=signing_file,
+        linkage_key_env=linkage_env,
+        signing_key_env=signing_env,
     )
     if any(c.isspace() for c in settings.signing_key_id):
         raise table.error("must not contain spaces", "signing_key_id")
     table.finish()
     return settings
+
+
+def _file_or_env(table: _Table, key: str) -> tuple[Path | None, str | None]:
+    """`key = "file"` or `key_env = "VARIABLE"`, exactly one of them (the variable is read later)."""
+    env_key = f"{key}_env"
+    if (key in table.raw) == (env_key in table.raw):
+        raise table.error(f"give exactly one of {key} (a file) or {env_key} (an environment variable)", key)
+    if key in table.raw:
+        return table.path(key), table.optional_text(env_key)
+    variable = table.name(env_key, _ENV_NAME, "an environment variable name (letters, digits, '_')")
+    table.used.add(key)
+    return None, variable
 
 
 def _source(table: _Table) -> SourceSettings:

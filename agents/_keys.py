@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -45,25 +46,47 @@ class KeySource(Protocol):
 
 @dataclass(frozen=True)
 class FileKeySource:
-    """Keys read from owner-only files named in the [keys] table."""
+    """Keys read from owner-only files, or environment variables, as the [keys] table says.
+
+    An environment variable suits a service manager that injects secrets (systemd's
+    `LoadCredential=` gives owner-only files instead, which is better: use the file form then).
+    """
 
     settings: KeySettings
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
     def linkage_key(self) -> bytes:
-        path = self.settings.linkage_key
+        where, data = self._read(self.settings.linkage_key, self.settings.linkage_key_env, "linkage_key")
         try:
-            key = bytes.fromhex(read_private_file(path).decode("ascii").strip())
+            key = bytes.fromhex(data.decode("ascii").strip())
         except (UnicodeDecodeError, ValueError) as exc:
-            raise ConfigError(f"{path}: linkage key file must hold hex text") from exc
+            holder = "linkage key file" if self.settings.linkage_key else "linkage key"
+            raise ConfigError(f"{where}: {holder} must hold hex text") from exc
         if len(key) < MIN_LINKAGE_KEY_BYTES:
             raise ConfigError(
-                f"{path}: linkage key must be at least {MIN_LINKAGE_KEY_BYTES} bytes (256 bits)"
+                f"{where}: linkage key must be at least {MIN_LINKAGE_KEY_BYTES} bytes (256 bits)"
             )
         return key
 
     def signing_key(self) -> SigningKey:
-        path = self.settings.signing_key
-        return SigningKey(self.settings.signing_key_id, _ed25519_private(path, read_private_file(path)))
+        where, data = self._read(self.settings.signing_key, self.settings.signing_key_env, "signing_key")
+        return SigningKey(self.settings.signing_key_id, _ed25519_private(where, data))
+
+    def _read(self, path: Path | None, variable: str | None, key: str) -> tuple[str, bytes]:
+        if path is not None:
+            return str(path), read_private_file(path)
+        if variable is None:  # the config loader guarantees one of the two
+            raise ConfigError(f"keys.{key}: neither a file nor an environment variable is configured")
+        value = self.environ.get(variable, "").strip()
+        where = f"environment variable {variable} (keys.{key}_env)"
+        if not value:
+            raise ConfigError(f"{where}: is not set or empty")
+        return where, value.encode("utf-8", "surrogateescape")
+
+
+def key_source(settings: KeySettings) -> KeySource:
+    """The KeySource the [keys] table describes."""
+    return FileKeySource(settings)
 
 
 def read_private_file(path: Path) -> bytes:
@@ -118,7 +141,7 @@ def load_tls_material(settings: GatewaySettings) -> tuple[bytes, bytes, bytes]:
     )
 
 
-def _ed25519_private(path: Path, data: bytes) -> Ed25519PrivateKey:
+def _ed25519_private(path: Path | str, data: bytes) -> Ed25519PrivateKey:
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             key = serialization.load_pem_private_key(data, password=None)

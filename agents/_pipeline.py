@@ -16,7 +16,7 @@ from typing import Protocol
 
 from agents._config import AgentConfig
 from agents._contract import Contract, ensure_state_dir, save_contract
-from agents._keys import FileKeySource, KeySource, load_hpke_public_key, load_tls_material
+from agents._keys import KeySource, key_source, load_hpke_public_key, load_tls_material
 from agents._mapping import MappedRecord, Mapper, Rejected, build_mapper
 from agents._pb import ingest_pb2
 from agents._push import GatewayClient, TlsMaterial
@@ -89,7 +89,7 @@ def push(
     client_factory: Callable[..., GatewayClient] = GatewayClient,
 ) -> PushSummary:
     """Read the source, send every record that fits the contract, return the local counts."""
-    keys = keys or FileKeySource(config.keys)
+    keys = keys or key_source(config.keys)
     linkage_key = keys.linkage_key()
     signing_key = keys.signing_key()
     gateway_key = load_hpke_public_key(config.gateway.hpke_public_key)
@@ -117,7 +117,7 @@ def push(
 
 def dry_run(config: AgentConfig, contract: Contract, *, keys: KeySource | None = None) -> PushSummary:
     """Map the whole source against a contract without a gateway: counts and the reject file only."""
-    keys = keys or FileKeySource(config.keys)
+    keys = keys or key_source(config.keys)
     mapper = build_mapper(config, contract, keys.linkage_key())
     ensure_state_dir(config.agent.state_dir)
     summary = PushSummary()
