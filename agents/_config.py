@@ -8,7 +8,9 @@ against the directory of the config file (so a config and its keys can move toge
                 retries (5), backoff_initial_s (0.5), backoff_max_s (30), max_in_flight (2)
     [keys]      signing_key_id; linkage_key (file) or linkage_key_env (variable name);
                 signing_key (file) or signing_key_env (variable name)
-    [source]    type = "csv", path, delimiter (","), encoding ("utf-8")
+    [source]    type = "csv", path, delimiter (","), quotechar ('"'), encoding ("utf-8"; any
+                encoding that writes ASCII as ASCII: utf-8, utf-8-sig, latin-1, cp1252, ...)
+    [run]       interval_s (900): how often `agent run` reads the source for new records
     [fields.<name>]  one table per contract column plus `subject` and `event_date`:
         pseudonymise   columns = [...]                   (only for `subject`)
         date           column, format                    (only for `event_date`)
@@ -42,6 +44,7 @@ MAX_BATCH_SIZE = 20_000  # keeps a sealed batch well under gRPC's default 4 MiB 
 _AGENCY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_ASCII_PROBE = "\n\r,;|\t\"'azAZ09-_:./ "
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -83,6 +86,7 @@ class KeySettings:
 class CsvSourceSettings:
     path: Path
     delimiter: str = ","
+    quotechar: str = '"'
     encoding: str = "utf-8"
     type: Literal["csv"] = "csv"
 
@@ -152,6 +156,13 @@ TRANSFORMS = ("pseudonymise", "date", "age_band", "map", "lookup", "number", "ho
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """Service mode (`agent run`)."""
+
+    interval_s: float = 900.0
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     path: Path
     agent: AgentSettings
@@ -159,6 +170,7 @@ class AgentConfig:
     keys: KeySettings
     source: SourceSettings
     fields: tuple[FieldSpec, ...]
+    run: RunSettings = RunSettings()
 
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -240,6 +252,11 @@ class _Table:
     def table(self, key: str) -> _Table:
         return _Table(self.file, f"{self.where}.{key}" if self.where else key, self._get(key, required=True))
 
+    def optional_table(self, key: str) -> _Table | None:
+        value = self._get(key, required=False)
+        where = f"{self.where}.{key}" if self.where else key
+        return None if value is None else _Table(self.file, where, value)
+
     def string_list(self, key: str, *, length: int | None = None) -> tuple[str, ...]:
         value = self._get(key, required=True)
         if (
@@ -279,6 +296,7 @@ def load_config(path: Path) -> AgentConfig:
         keys=_keys(root.table("keys")),
         source=_source(root.table("source")),
         fields=_fields(root.table("fields")),
+        run=_run(root.optional_table("run")),
     )
     root.finish()
     return config
@@ -351,15 +369,37 @@ def _source(table: _Table) -> SourceSettings:
     kind = table.text("type")
     if kind != "csv":
         raise table.error("must be one of: csv", "type")
-    delimiter = table.raw_value("delimiter", default=",")
-    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
-        raise table.error("must be one character other than a quote or a line break", "delimiter")
+    delimiter = _one_character(table, "delimiter", ",")
+    quotechar = _one_character(table, "quotechar", '"')
+    if quotechar == delimiter:
+        raise table.error("must differ from the delimiter", "quotechar")
     encoding = table.text("encoding", default="utf-8")
     try:
         codecs.lookup(encoding)
+        ascii_compatible = _ASCII_PROBE.encode(encoding) == _ASCII_PROBE.encode("ascii")
     except LookupError as exc:
         raise table.error("is not a text encoding Python knows", "encoding") from exc
-    settings = CsvSourceSettings(path=table.path("path"), delimiter=delimiter, encoding=encoding)
+    if not ascii_compatible:
+        # the reader finds line ends and resume offsets in bytes; UTF-16/32 exports need converting
+        raise table.error("must write ASCII as ASCII (utf-8, latin-1, cp1252, ...; not utf-16)", "encoding")
+    settings = CsvSourceSettings(
+        path=table.path("path"), delimiter=delimiter, quotechar=quotechar, encoding=encoding
+    )
+    table.finish()
+    return settings
+
+
+def _one_character(table: _Table, key: str, default: str) -> str:
+    value = table.raw_value(key, default=default)
+    if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+        raise table.error("must be one character other than a line break", key)
+    return value
+
+
+def _run(table: _Table | None) -> RunSettings:
+    if table is None:
+        return RunSettings()
+    settings = RunSettings(interval_s=table.number("interval_s", default=900.0, low=1.0, high=7 * 86400.0))
     table.finish()
     return settings
 

@@ -1,17 +1,28 @@
-"""The push pipeline: source ▶ map ▶ batch ▶ seal+sign ▶ push, streaming, a few batches in flight.
+"""The push pipeline: source ▶ map ▶ batch ▶ seal+sign ▶ spool ▶ push ▶ acknowledge, streaming.
 
-Start-up does everything that can fail without sending a byte first (config, keys, the source's
-header), then fetches and caches the contract and checks the mapping against it. Records stream
-in batches; while up to `max_in_flight` batches are on the wire the next one is being mapped and
-sealed. The counts in PushSummary are the agency's own local figures.
+Start-up does everything that can fail without sending a byte first (config, keys, the agent's
+state, the source's header), then fetches and caches the contract and checks the mapping against
+it. Then, in order:
+
+1. whatever an earlier run left in the spool is resent (same bytes, same batch ids);
+2. the source is read from the read cursor (agents/_state.py) in stretches of `batch_size`
+   accepted records; each stretch is sealed and put in the spool together with its rejects and
+   the new read cursor (one transaction) before it is sent;
+3. while up to `max_in_flight` batches are on the wire the next one is read, mapped and sealed;
+   each acknowledgement removes its batch from the spool and may advance the watermark.
+
+A kill at any point loses nothing and doubles nothing: sealed batches wait in the spool, and a
+re-read stretch gets the same batch id (agents/_seal.py), which the gateway acknowledges as a
+duplicate. The counts in PushSummary are the agency's own local figures for this run.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from agents._config import AgentConfig
@@ -20,9 +31,10 @@ from agents._keys import KeySource, key_source, load_hpke_public_key, load_tls_m
 from agents._mapping import MappedRecord, Mapper, Rejected, build_mapper
 from agents._pb import ingest_pb2
 from agents._push import GatewayClient, TlsMaterial
-from agents._rejects import RejectLog
+from agents._rejects import write_reject_file
 from agents._seal import Sealer
-from agents._source import BadRow, RecordSource, RowStream, open_source
+from agents._source import BadRow, Position, RecordSource, RowStream, open_source
+from agents._state import AgentState, RejectRow, encode_position
 from agents.errors import ConfigError, PermanentPushError
 
 ROW = "row"  # the "field" of a reject when the line itself could not be read
@@ -36,12 +48,19 @@ class PushSummary:
     batches: int = 0
     stored: int = 0
     duplicate: int = 0
+    resent: int = 0  # batches found in the spool from an earlier run and sent again
+    spooled: int = 0  # batches still waiting in the spool when the run ended
 
     def line(self) -> str:
-        return (
+        text = (
             f"read {self.read}, sent {self.sent}, rejected {self.rejected}, "
             f"batches {self.batches} (stored {self.stored}, duplicate {self.duplicate})"
         )
+        if self.resent:
+            text += f", {self.resent} resent from the spool"
+        if self.spooled:
+            text += f", {self.spooled} still in the spool"
+        return text
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -52,32 +71,43 @@ class Progress(Protocol):
         """Called after each batch; `fraction` of the source read, None when unknown."""
 
 
-def iter_batches(
-    stream: RowStream, mapper: Mapper, rejects: RejectLog, batch_size: int, summary: PushSummary
-) -> Iterator[tuple[int, list[MappedRecord]]]:
-    """(first source line, records) per batch; bad rows go to the reject log and are counted."""
-    records: list[MappedRecord] = []
-    first_line = 0
+@dataclass
+class Stretch:
+    """Consecutive source rows: up to batch_size accepted records and the rejects met among them."""
+
+    start: str  # canonical text of the position the stretch starts at
+    end: Position
+    records: list[MappedRecord] = field(default_factory=list)
+    rejects: list[RejectRow] = field(default_factory=list)
+
+
+def iter_stretches(
+    stream: RowStream, mapper: Mapper, batch_size: int, summary: PushSummary, start: Position
+) -> Iterator[Stretch]:
+    """The source cut into stretches of `batch_size` accepted records (the last may be shorter or
+    hold only rejects). Cuts depend only on the rows and the start, so a re-read cuts the same."""
+    current = Stretch(encode_position(start), start)
     for line, row in stream:
         summary.read += 1
         if isinstance(row, BadRow):
-            rejects.add(line, ROW, row.problem)
+            current.rejects.append(RejectRow(line, ROW, row.problem))
             summary.rejected += 1
             continue
         try:
             record = mapper.map(row)
         except Rejected as rejected:
-            rejects.add(line, rejected.field, rejected.problem)
+            current.rejects.append(RejectRow(line, rejected.field, rejected.problem))
             summary.rejected += 1
             continue
-        if not records:
-            first_line = line
-        records.append(record)
-        if len(records) >= batch_size:
-            yield first_line, records
-            records = []
-    if records:
-        yield first_line, records
+        current.records.append(record)
+        if len(current.records) >= batch_size:
+            current.end = stream.position()
+            yield current
+            current = Stretch(encode_position(current.end), current.end)
+    end = stream.position()
+    if current.records or current.rejects or encode_position(end) != current.start:
+        current.end = end
+        yield current
 
 
 def push(
@@ -87,8 +117,12 @@ def push(
     keys: KeySource | None = None,
     source: RecordSource | None = None,
     client_factory: Callable[..., GatewayClient] = GatewayClient,
+    from_start: bool = False,
+    stop: threading.Event | None = None,
 ) -> PushSummary:
-    """Read the source, send every record that fits the contract, return the local counts."""
+    """Resend the spool, then read what is new in the source and send every record that fits the
+    contract; return the local counts. `from_start` forgets the read position of this source first;
+    a set `stop` ends the run after the batch being read (what was read is sent first)."""
     keys = keys or key_source(config.keys)
     linkage_key = keys.linkage_key()
     signing_key = keys.signing_key()
@@ -97,22 +131,55 @@ def push(
     ensure_state_dir(config.agent.state_dir)
     source = source or open_source(config.source)
     summary = PushSummary()
-    with source.open(config.source_columns()) as stream, client_factory(config.gateway, tls) as client:
-        contract = _fetch_contract(config, client)
-        mapper = build_mapper(config, contract, linkage_key)
-        sealer = Sealer(config.agent.agency, contract, source.name, signing_key, gateway_key)
-        with RejectLog(config.agent.state_dir) as rejects:
-            batches = iter_batches(stream, mapper, rejects, config.agent.batch_size, summary)
-            _send(
-                batches,
-                sealer=sealer,
-                client=client,
+    with AgentState(config.agent.state_dir) as state, client_factory(config.gateway, tls) as client:
+        if from_start:
+            state.forget_source(source.name)
+        resume = state.read_position(source.name)
+        with source.open(config.source_columns(), resume) as stream:
+            contract = _fetch_contract(config, client)
+            mapper = build_mapper(config, contract, linkage_key)
+            sealer = Sealer(config.agent.agency, contract, source.name, signing_key, gateway_key)
+            sender = _Sender(
+                client,
+                state=state,
                 max_in_flight=config.gateway.max_in_flight,
                 summary=summary,
                 stream=stream,
                 progress=progress,
             )
+            try:
+                with sender:
+                    for entry in state.pending():
+                        summary.resent += 1
+                        sender.send(entry.seq, entry.batch_id, entry.record_count, entry.sealed)
+                    start = resume if resume is not None else stream.position()
+                    for stretch in iter_stretches(stream, mapper, config.agent.batch_size, summary, start):
+                        _spool_and_send(stretch, source.name, sealer, state, sender)
+                        if stop is not None and stop.is_set():
+                            break
+            finally:
+                summary.spooled = state.spooled_counts()[0]
+                write_reject_file(config.agent.state_dir, state.rejects(source.name))
     return summary
+
+
+def _spool_and_send(
+    stretch: Stretch, source_name: str, sealer: Sealer, state: AgentState, sender: _Sender
+) -> None:
+    if not stretch.records:
+        state.spool(source_name, stretch.start, stretch.end, stretch.rejects, None)
+        return
+    sealed = sealer.seal(stretch.records, stretch.start)
+    payload = sealed.message.SerializeToString()
+    seq = state.spool(
+        source_name,
+        stretch.start,
+        stretch.end,
+        stretch.rejects,
+        (sealed.batch_id, sealed.record_count, payload),
+    )
+    if seq is not None:
+        sender.send(seq, sealed.batch_id, sealed.record_count, payload)
 
 
 def dry_run(config: AgentConfig, contract: Contract, *, keys: KeySource | None = None) -> PushSummary:
@@ -121,13 +188,14 @@ def dry_run(config: AgentConfig, contract: Contract, *, keys: KeySource | None =
     mapper = build_mapper(config, contract, keys.linkage_key())
     ensure_state_dir(config.agent.state_dir)
     summary = PushSummary()
-    with (
-        open_source(config.source).open(config.source_columns()) as stream,
-        RejectLog(config.agent.state_dir) as rejects,
-    ):
-        for _first_line, records in iter_batches(stream, mapper, rejects, config.agent.batch_size, summary):
-            summary.batches += 1
-            summary.sent += len(records)
+    rejects: list[RejectRow] = []
+    with open_source(config.source).open(config.source_columns()) as stream:
+        for stretch in iter_stretches(stream, mapper, config.agent.batch_size, summary, stream.position()):
+            rejects.extend(stretch.rejects)
+            if stretch.records:
+                summary.batches += 1
+                summary.sent += len(stretch.records)
+    write_reject_file(config.agent.state_dir, rejects)
     return summary
 
 
@@ -144,44 +212,58 @@ def _fetch_contract(config: AgentConfig, client: GatewayClient) -> Contract:
     return contract
 
 
-def _send(
-    batches: Iterator[tuple[int, list[MappedRecord]]],
-    *,
-    sealer: Sealer,
-    client: GatewayClient,
-    max_in_flight: int,
-    summary: PushSummary,
-    stream: RowStream,
-    progress: Progress | None,
-) -> None:
-    pending: deque[Future[tuple[int, ingest_pb2.PushAck]]] = deque()
+class _Sender:
+    """Up to `max_in_flight` PushBatch calls at once; acknowledgements are applied in this thread."""
 
-    def send(message: ingest_pb2.SealedBatch, batch_id: str, count: int) -> tuple[int, ingest_pb2.PushAck]:
-        return count, client.push(message, batch_id)
+    def __init__(
+        self,
+        client: GatewayClient,
+        *,
+        state: AgentState,
+        max_in_flight: int,
+        summary: PushSummary,
+        stream: RowStream,
+        progress: Progress | None,
+    ) -> None:
+        self._client, self._state, self._summary = client, state, summary
+        self._stream, self._progress = stream, progress
+        self._max = max_in_flight
+        self._pending: deque[Future[tuple[int, int, ingest_pb2.PushAck]]] = deque()
+        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="agent-push")
 
-    def collect(future: Future[tuple[int, ingest_pb2.PushAck]]) -> None:
-        count, ack = future.result()
+    def __enter__(self) -> _Sender:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:
+                while self._pending:
+                    self._collect(self._pending.popleft())
+        finally:
+            # on failure, calls still queued are dropped (their batches stay in the spool); the
+            # caller closes the channel, which ends the ones on the wire
+            self._pool.shutdown(wait=not self._pending, cancel_futures=True)
+        if self._progress is not None:
+            self._progress.update(self._summary, self._stream.progress())
+
+    def send(self, seq: int, batch_id: str, count: int, payload: bytes) -> None:
+        def call() -> tuple[int, int, ingest_pb2.PushAck]:
+            message = ingest_pb2.SealedBatch.FromString(payload)
+            return seq, count, self._client.push(message, batch_id)
+
+        self._pending.append(self._pool.submit(call))
+        while len(self._pending) > self._max or (self._pending and self._pending[0].done()):
+            self._collect(self._pending.popleft())
+
+    def _collect(self, future: Future[tuple[int, int, ingest_pb2.PushAck]]) -> None:
+        seq, count, ack = future.result()
+        self._state.acknowledge(seq)
+        summary = self._summary
         summary.batches += 1
         summary.sent += count
         if ack.status == ingest_pb2.PushAck.STATUS_DUPLICATE:
             summary.duplicate += 1
         else:
             summary.stored += 1
-        if progress is not None:
-            progress.update(summary, stream.progress())
-
-    pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="agent-push")
-    try:
-        for first_line, records in batches:
-            sealed = sealer.seal(records, first_line)
-            pending.append(pool.submit(send, sealed.message, sealed.batch_id, sealed.record_count))
-            while len(pending) > max_in_flight or (pending and pending[0].done()):
-                collect(pending.popleft())
-        while pending:
-            collect(pending.popleft())
-    finally:
-        # on failure, calls still queued are dropped; the caller closes the channel, which ends
-        # the ones on the wire
-        pool.shutdown(wait=not pending, cancel_futures=True)
-    if progress is not None:
-        progress.update(summary, stream.progress())
+        if self._progress is not None:
+            self._progress.update(summary, self._stream.progress())

@@ -12,10 +12,14 @@ THE EXACT BYTE LAYOUT (the gateway's opener mirrors this; change both sides or n
                     agency  (UTF-8) || 0x00 ||
                     dataset (UTF-8) || 0x00 ||
                     source name (UTF-8, e.g. "csv:/abs/path/ed_visits.csv") || 0x00 ||
-                    first source line number of the batch, decimal ASCII || 0x00 ||
+                    start position (UTF-8: the canonical JSON of where the batch starts in the
+                        source, agents/_state.encode_position: a CSV byte offset, line number and
+                        file fingerprint, or a database watermark) || 0x00 ||
                     SHA-256(plaintext)                       (32 raw bytes)
                 ).hexdigest()[:32]                           -> 32 lower-case hex characters
-                Same file, same config, same contract => same ids, so a resend is a DUPLICATE.
+                Same source, same position, same records => same id (DESIGN §6: source + watermark
+                + content hash), so a batch re-read after a crash or resent from the spool is a
+                DUPLICATE at the gateway, never stored twice.
 3. header     = BatchHeader(agency, dataset, contract_version, batch_id, record_count,
                 signing_key_id, sealed_at).SerializeToString(deterministic=True)
                 sealed_at is RFC 3339 UTC to the second, e.g. "2025-01-31T12:00:00Z" (informational;
@@ -66,8 +70,8 @@ def signed_message(header: bytes, ciphertext: bytes) -> bytes:
     return SIGNATURE_CONTEXT + len(header).to_bytes(4, "big") + header + ciphertext
 
 
-def batch_id(agency: str, dataset: str, source_name: str, first_line: int, plaintext: bytes) -> str:
-    material = b"\x00".join(part.encode("utf-8") for part in (agency, dataset, source_name, str(first_line)))
+def batch_id(agency: str, dataset: str, source_name: str, start: str, plaintext: bytes) -> str:
+    material = b"\x00".join(part.encode("utf-8") for part in (agency, dataset, source_name, start))
     digest = hashlib.sha256(BATCH_ID_CONTEXT + material + b"\x00" + hashlib.sha256(plaintext).digest())
     return digest.hexdigest()[:BATCH_ID_HEX_CHARS]
 
@@ -116,9 +120,10 @@ class Sealer:
     gateway_key: X25519PublicKey
     clock: Callable[[], str] = _now
 
-    def seal(self, records: Sequence[MappedRecord], first_line: int) -> SealedBatch:
+    def seal(self, records: Sequence[MappedRecord], start: str) -> SealedBatch:
+        """Seal and sign `records`; `start` is the canonical text of the batch's start position."""
         plaintext = record_batch(self.contract, records).SerializeToString(deterministic=True)
-        identity = batch_id(self.agency, self.contract.dataset, self.source_name, first_line, plaintext)
+        identity = batch_id(self.agency, self.contract.dataset, self.source_name, start, plaintext)
         header = ingest_pb2.BatchHeader(
             agency=self.agency,
             dataset=self.contract.dataset,

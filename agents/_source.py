@@ -5,25 +5,30 @@ the agent. A row that cannot be read (wrong number of fields, bytes that are not
 configured encoding, broken quoting) is yielded as a BadRow: the record is rejected and the run
 goes on. Only a source that cannot be opened or read at all stops the run (SourceError).
 
-CSV is the first source; a SQL source (a later issue) only has to honour the same protocol.
+Every stream can say where it is (`position()`): a JSON-serialisable resume point just after the
+last row it yielded. The agent stores positions with its spool and watermark (agents/_state.py)
+and hands one back to `open(columns, resume=...)` to read only what is new.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import BinaryIO, Protocol
 
-from agents._config import CsvSourceSettings
+from agents._config import CsvSourceSettings, SourceSettings
 from agents.errors import ConfigError, SourceError
 
 # errors="surrogateescape" turns every undecodable byte into a lone surrogate in this range,
 # so one regex search finds a bad line without stopping the stream.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
+_FINGERPRINT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,8 @@ class BadRow:
 
 Row = Mapping[str, str]
 SourceRow = tuple[int, Row | BadRow]
+Position = Mapping[str, object]
+"""A resume point, JSON-serialisable; only the source that made it interprets it."""
 
 
 class RowStream(Protocol):
@@ -43,18 +50,31 @@ class RowStream(Protocol):
     def progress(self) -> float | None:
         """Fraction of the source read so far, or None when the size is unknown."""
 
+    def position(self) -> Position:
+        """Where a later run resumes to read what follows the last row yielded (JSON-serialisable)."""
+
 
 class RecordSource(Protocol):
     @property
     def name(self) -> str:
         """A stable identity of the source (same file or table, same name): part of batch ids."""
 
-    def open(self, columns: Sequence[str]) -> AbstractContextManager[RowStream]:
-        """Check the source has `columns` (ConfigError naming one it lacks) and stream rows."""
+    def open(
+        self, columns: Sequence[str], resume: Position | None = None
+    ) -> AbstractContextManager[RowStream]:
+        """Check the source has `columns` (ConfigError naming one it lacks) and stream rows, starting
+        after `resume` (a position an earlier stream gave) or at the beginning."""
 
 
 class CsvSource:
-    """A delimited text export, read with the csv module; the first row names the columns."""
+    """A delimited text export, read with the csv module; the first row names the columns.
+
+    The file is read as bytes, one line at a time, and decoded per line, so the reader knows the
+    byte offset of every record boundary: a position is that offset, the line number, and a
+    fingerprint of the file around it (SHA-256 of the first 64 KiB and of the 64 KiB before the
+    offset). Resuming checks the fingerprint: an export that was appended to resumes where it
+    stopped; one that was rewritten or replaced stops with a SourceError instead of guessing.
+    """
 
     def __init__(self, settings: CsvSourceSettings) -> None:
         self.settings = settings
@@ -63,28 +83,41 @@ class CsvSource:
     def name(self) -> str:
         return f"csv:{self.settings.path}"
 
-    def open(self, columns: Sequence[str]) -> AbstractContextManager[RowStream]:
-        return self._open(columns)
+    def open(
+        self, columns: Sequence[str], resume: Position | None = None
+    ) -> AbstractContextManager[RowStream]:
+        return self._open(columns, resume)
 
     @contextmanager
-    def _open(self, columns: Sequence[str]) -> Iterator[RowStream]:
+    def _open(self, columns: Sequence[str], resume: Position | None) -> Iterator[RowStream]:
         path = self.settings.path
         try:
-            handle = path.open("r", encoding=self.settings.encoding, errors="surrogateescape", newline="")
+            handle = path.open("rb")
         except OSError as exc:
             raise SourceError(f"{path}: cannot open the source file ({exc.strerror or exc})") from exc
         with handle:
-            try:
-                size = path.stat().st_size
-            except OSError:
-                size = 0
-            yield _CsvStream(path, handle, self.settings.delimiter, columns, size)
+            yield _CsvStream(path, handle, self.settings, columns, resume)
 
 
 class _CsvStream:
-    def __init__(self, path: Path, handle: TextIO, delimiter: str, columns: Sequence[str], size: int) -> None:
-        self._path, self._handle, self._size = path, handle, size
-        self._reader = csv.reader(handle, delimiter=delimiter, strict=True)
+    def __init__(
+        self,
+        path: Path,
+        handle: BinaryIO,
+        settings: CsvSourceSettings,
+        columns: Sequence[str],
+        resume: Position | None,
+    ) -> None:
+        self._path, self._handle = path, handle
+        self._encoding = settings.encoding
+        try:
+            self._size = os.fstat(handle.fileno()).st_size
+        except OSError:
+            self._size = 0
+        self._offset = 0
+        self._reader = csv.reader(
+            self._lines(), delimiter=settings.delimiter, quotechar=settings.quotechar, strict=True
+        )
         header = self._next_header()
         if header and header[0].startswith("\ufeff"):
             header[0] = header[0][1:]  # a byte-order mark some spreadsheet tools write
@@ -99,29 +132,74 @@ class _CsvStream:
                 raise ConfigError(f"{path}: column '{column}' {problem} the header row")
             positions.append((column, names.index(column)))
         self._positions = tuple(positions)
+        self._line_base = 0
+        if resume is not None:
+            self._resume(resume)
+
+    def _lines(self) -> Iterator[str]:
+        encoding, handle = self._encoding, self._handle
+        while True:
+            try:
+                raw = handle.readline()
+            except OSError as exc:
+                raise SourceError(f"{self._path}: read failed ({exc.strerror or exc})") from exc
+            if not raw:
+                return
+            self._offset += len(raw)
+            yield raw.decode(encoding, "surrogateescape")
+
+    def _resume(self, resume: Position) -> None:
+        offset, line = resume.get("offset"), resume.get("line")
+        if not isinstance(offset, int) or not isinstance(line, int) or offset < self._offset:
+            raise SourceError(f"{self._path}: the saved read position does not belong to a CSV source")
+        if offset > self._size or self._fingerprint(offset) != resume.get("fingerprint"):
+            raise SourceError(
+                f"{self._path}: the file no longer starts with what was already sent (it was rewritten "
+                "or replaced); if it is a new export, run again with --from-start"
+            )
+        try:
+            self._handle.seek(offset)
+        except OSError as exc:
+            raise SourceError(f"{self._path}: cannot seek to the saved position") from exc
+        self._offset = offset
+        self._line_base = line - self._reader.line_num
+
+    def _fingerprint(self, offset: int) -> str:
+        fd = self._handle.fileno()
+        try:
+            head = os.pread(fd, min(offset, _FINGERPRINT_BYTES), 0)
+            tail_start = max(0, offset - _FINGERPRINT_BYTES)
+            tail = os.pread(fd, offset - tail_start, tail_start)
+        except OSError as exc:
+            raise SourceError(f"{self._path}: read failed ({exc.strerror or exc})") from exc
+        digest = hashlib.sha256(len(head).to_bytes(8, "big") + head + tail)
+        return digest.hexdigest()
 
     def _next_header(self) -> list[str]:
         try:
             for header in self._reader:
                 if header:
                     return header
-        except (csv.Error, OSError) as exc:
+        except csv.Error as exc:
             raise SourceError(f"{self._path}: cannot read the header row") from exc
         raise SourceError(f"{self._path}: the file is empty (no header row)")
 
     def progress(self) -> float | None:
         if not self._size:
             return None
-        try:
-            done: int = self._handle.buffer.raw.tell()  # type: ignore[attr-defined]
-        except (AttributeError, OSError, ValueError):
-            return None
-        return min(done / self._size, 1.0)
+        return min(self._offset / self._size, 1.0)
+
+    def position(self) -> Position:
+        return {
+            "offset": self._offset,
+            "line": self._line_base + self._reader.line_num,
+            "fingerprint": self._fingerprint(self._offset),
+        }
 
     def __iter__(self) -> Iterator[SourceRow]:
         reader, width, positions = self._reader, self._width, self._positions
         while True:
-            start = reader.line_num + 1
+            start = self._line_base + reader.line_num + 1
             try:
                 fields = next(reader)
             except StopIteration:
@@ -129,8 +207,6 @@ class _CsvStream:
             except csv.Error:
                 yield start, BadRow("the line is not well-formed CSV")
                 continue
-            except OSError as exc:
-                raise SourceError(f"{self._path}: read failed ({exc.strerror or exc})") from exc
             if not fields:
                 continue  # blank line
             if len(fields) != width:
@@ -141,5 +217,5 @@ class _CsvStream:
                 yield start, {column: fields[index] for column, index in positions}
 
 
-def open_source(settings: CsvSourceSettings) -> RecordSource:
+def open_source(settings: SourceSettings) -> RecordSource:
     return CsvSource(settings)

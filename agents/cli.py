@@ -44,12 +44,18 @@ Read the source named in the config, map every record to the dataset contract (f
 the gateway and cached in state_dir), and push sealed, signed batches to the gateway.
 
 A record that does not fit (missing identifier, bad date, value outside the contract) is not
-sent: its line number, field and reason are written to <state_dir>/rejects.csv and the run goes
-on. Re-running over the same file sends the same batch ids; the gateway acknowledges them as
-duplicates and stores nothing twice.
+sent: its line number, field and reason are kept in <state_dir> and listed in
+<state_dir>/rejects.csv, and the run goes on.
+
+Nothing is lost and nothing is sent twice: every sealed batch is first written to a spool in
+<state_dir> and leaves it only when the gateway acknowledges it; the position in the source moves
+on with it. A run that was killed, or that stopped because the gateway stayed unreachable, is
+simply run again: it resends the spool, then reads on from where it stopped. A second run over an
+export that has only grown sends only the new records; an export that was rewritten is refused
+(exit 3) unless you say --from-start.
 
 At the end one line sums up the run (your own local figures; nothing is sent about them):
-  read N, sent N, rejected N, batches N (stored N, duplicate N)
+  read N, sent N, rejected N, batches N (stored N, duplicate N)[, N resent from the spool]
 
 config file (TOML; relative paths are read from the config's folder):
   [agent]    agency, dataset, batch_size, state_dir
@@ -93,13 +99,20 @@ def _add_push(parser: argparse.ArgumentParser) -> None:
         help="no progress bar and no summary sentence; errors still go to stderr, and --json still "
         "prints (example: --quiet in a cron job)",
     )
+    parser.add_argument(
+        "--from-start",
+        action="store_true",
+        help="read the source from its beginning, not from where the last run stopped: for an export "
+        "that was replaced by a different file. Batches the gateway already holds come back as "
+        "duplicates; records that moved to other batches are sent again (example: --from-start)",
+    )
 
 
 def _run_push(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     show_progress = not args.quiet and sys.stderr.isatty()
     with _ProgressBar(enabled=show_progress) as bar:
-        summary = push(config, progress=bar if show_progress else None)
+        summary = push(config, progress=bar if show_progress else None, from_start=args.from_start)
     _report(summary, as_json=args.json, quiet=args.quiet)
     return 0
 

@@ -114,7 +114,16 @@ def test_json_summary(
     assert main(["push", "--config", str(workspace.config), "--json"]) == 0
 
     summary = json.loads(capsys.readouterr().out)
-    assert summary == {"read": 4, "sent": 3, "rejected": 1, "batches": 1, "stored": 1, "duplicate": 0}
+    assert summary == {
+        "read": 4,
+        "sent": 3,
+        "rejected": 1,
+        "batches": 1,
+        "stored": 1,
+        "duplicate": 0,
+        "resent": 0,
+        "spooled": 0,
+    }
 
 
 def test_quiet_prints_nothing_on_success(
@@ -129,16 +138,32 @@ def test_quiet_prints_nothing_on_success(
     assert (captured.out, captured.err) == ("", "")
 
 
-def test_rerun_sends_the_same_batch_ids_and_the_server_dedups(
+def test_rerun_of_an_unchanged_export_sends_nothing(
     workspace: Workspace, server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Batch ids are deterministic across runs, so a re-run is acknowledged as all duplicates."""
+    """The read position is kept: a second run over the same file reads and sends no record."""
+    workspace.write_config(batch_size=3)
+    workspace.write_rows(_rows(7))
+
+    assert main(["push", "--config", str(workspace.config)]) == 0
+    assert main(["push", "--config", str(workspace.config)]) == 0
+
+    assert len(server.servicer.stored) == 3
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "read 0, sent 0, rejected 0, batches 0 (stored 0, duplicate 0)"
+    )
+
+
+def test_from_start_sends_the_same_batch_ids_and_the_server_dedups(
+    workspace: Workspace, server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Batch ids are deterministic across runs, so a re-read from the start is all duplicates."""
     workspace.write_config(batch_size=3)
     workspace.write_rows(_rows(7))
 
     assert main(["push", "--config", str(workspace.config)]) == 0
     first_ids = list(server.servicer.stored)
-    assert main(["push", "--config", str(workspace.config)]) == 0
+    assert main(["push", "--config", str(workspace.config), "--from-start"]) == 0
 
     assert list(server.servicer.stored) == first_ids
     assert (
@@ -149,12 +174,38 @@ def test_rerun_sends_the_same_batch_ids_and_the_server_dedups(
     assert lines[-1] == "read 7, sent 7, rejected 0, batches 3 (stored 0, duplicate 3)"
 
 
+def test_appended_rows_are_the_only_ones_sent_next_time(workspace: Workspace, server: RunningServer) -> None:
+    """An export that grew is read on from where the last run stopped."""
+    workspace.write_config(batch_size=2)
+    workspace.write_rows(_rows(3))
+    assert main(["push", "--config", str(workspace.config), "--quiet"]) == 0
+    workspace.write_rows(_rows(5))  # the same three rows, then two more
+
+    assert main(["push", "--config", str(workspace.config), "--quiet"]) == 0
+
+    assert len(server.servicer.all_records()) == 5
+
+
+def test_rewritten_export_is_refused_without_from_start(
+    workspace: Workspace, server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file whose already-sent part changed stops with exit 3, rather than guess what is new."""
+    workspace.write_rows(_rows(2))
+    assert main(["push", "--config", str(workspace.config), "--quiet"]) == 0
+    workspace.write_rows([*_rows(1), ed_row(patient_national_id="ZZ000999C")])
+
+    assert main(["push", "--config", str(workspace.config), "--quiet"]) == 3
+
+    assert "--from-start" in capsys.readouterr().err
+    assert len(server.servicer.stored) == 1
+
+
 def test_changed_content_gets_a_new_batch_id(workspace: Workspace, server: RunningServer) -> None:
     """An edited record changes its batch's id, so the gateway stores the new content."""
     workspace.write_rows(_rows(2))
     assert main(["push", "--config", str(workspace.config), "--quiet"]) == 0
     workspace.write_rows([*_rows(1), ed_row(patient_national_id="ZZ000999C")])
-    assert main(["push", "--config", str(workspace.config), "--quiet"]) == 0
+    assert main(["push", "--config", str(workspace.config), "--quiet", "--from-start"]) == 0
 
     assert len(server.servicer.stored) == 2
 
@@ -209,7 +260,21 @@ def test_invalid_argument_stops_with_exit_4_and_the_server_message(
         "agent: error: gateway refused a batch: INVALID_ARGUMENT: records.event_days: a date lies outside\n"
     )
     assert captured.out == ""
-    assert not (workspace.state / "rejects.csv").exists()
+
+
+def test_a_refused_batch_stays_in_the_spool_and_is_sent_by_the_next_run(
+    workspace: Workspace, server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A batch the gateway refused is not dropped: once the cause is fixed, the next run sends it."""
+    server.servicer.failures.append((grpc.StatusCode.PERMISSION_DENIED, "not enrolled yet"))
+    workspace.write_rows(_rows(2))
+    assert main(["push", "--config", str(workspace.config)]) == 4
+
+    assert main(["push", "--config", str(workspace.config)]) == 0
+
+    assert len(server.servicer.all_records()) == 2
+    out = capsys.readouterr().out.strip()
+    assert out == "read 0, sent 2, rejected 0, batches 1 (stored 1, duplicate 0), 1 resent from the spool"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ from agents import Contract, Sealer, SigningKey, batch_id
 from agents._mapping import MappedRecord
 from agents._pb import ingest_pb2
 
+START = '{"fingerprint":"ab","line":1,"offset":120}'
+OTHER_START = '{"fingerprint":"cd","line":2,"offset":200}'
 RECORDS: list[MappedRecord] = [
     (bytes([1]) * 32, 19797, (0, 1, 0, 0), (3.5,)),
     (bytes([2]) * 32, 19798, (2, 6, 2, 1), (0.0,)),
@@ -36,7 +38,7 @@ def _sealer(
 
 def test_sealed_batch_opens_to_the_same_records(agency_keys: AgencyKeys) -> None:
     """The server side, written from the proto comments, verifies, opens and reads back every column."""
-    sealed = _sealer(agency_keys).seal(RECORDS, first_line=2)
+    sealed = _sealer(agency_keys).seal(RECORDS, start=START)
 
     header, batch = open_sealed(
         sealed.message, agency_keys.hpke_private, agency_keys.signing_private.public_key()
@@ -59,8 +61,8 @@ def test_sealed_batch_opens_to_the_same_records(agency_keys: AgencyKeys) -> None
 
 def test_batch_id_is_32_hex_and_deterministic(agency_keys: AgencyKeys) -> None:
     """Same source, position and content give the same id, whatever the time of sealing."""
-    first = _sealer(agency_keys, clock="2025-01-31T12:00:00Z").seal(RECORDS, first_line=2)
-    again = _sealer(agency_keys, clock="2026-06-01T00:00:00Z").seal(RECORDS, first_line=2)
+    first = _sealer(agency_keys, clock="2025-01-31T12:00:00Z").seal(RECORDS, start=START)
+    again = _sealer(agency_keys, clock="2026-06-01T00:00:00Z").seal(RECORDS, start=START)
     assert re.fullmatch(r"[0-9a-f]{32}", first.batch_id)
     assert first.batch_id == again.batch_id
     assert first.message.ciphertext != again.message.ciphertext  # HPKE is randomised
@@ -72,26 +74,26 @@ def test_batch_id_is_32_hex_and_deterministic(agency_keys: AgencyKeys) -> None:
 )
 def test_batch_id_changes_with_content_position_or_source(agency_keys: AgencyKeys, change: str) -> None:
     """A different record, starting line or source gives a different id."""
-    base = _sealer(agency_keys).seal(RECORDS, first_line=2).batch_id
+    base = _sealer(agency_keys).seal(RECORDS, start=START).batch_id
     if change == "content":
-        other = _sealer(agency_keys).seal(RECORDS[:2], first_line=2).batch_id
+        other = _sealer(agency_keys).seal(RECORDS[:2], start=START).batch_id
     elif change == "line":
-        other = _sealer(agency_keys).seal(RECORDS, first_line=3).batch_id
+        other = _sealer(agency_keys).seal(RECORDS, start=OTHER_START).batch_id
     else:
-        other = _sealer(agency_keys, source="csv:/data/other.csv").seal(RECORDS, first_line=2).batch_id
+        other = _sealer(agency_keys, source="csv:/data/other.csv").seal(RECORDS, start=START).batch_id
     assert other != base
 
 
 def test_batch_id_matches_the_documented_layout(agency_keys: AgencyKeys) -> None:
     """batch_id is SHA-256 over the documented fields, cut to 32 hex characters."""
-    sealed = _sealer(agency_keys).seal(RECORDS, first_line=2)
+    sealed = _sealer(agency_keys).seal(RECORDS, start=START)
     _header, batch = open_sealed(
         sealed.message, agency_keys.hpke_private, agency_keys.signing_private.public_key()
     )
     plaintext = batch.SerializeToString(deterministic=True)
-    material = b"datashare/v1/batch-id\x00health\x00ed_visits\x00csv:/data/ed.csv\x002\x00"
+    material = b"datashare/v1/batch-id\x00health\x00ed_visits\x00csv:/data/ed.csv\x00" + START.encode() + b"\x00"
     expected = hashlib.sha256(material + hashlib.sha256(plaintext).digest()).hexdigest()[:32]
-    assert sealed.batch_id == expected == batch_id("health", "ed_visits", "csv:/data/ed.csv", 2, plaintext)
+    assert sealed.batch_id == expected == batch_id("health", "ed_visits", "csv:/data/ed.csv", START, plaintext)
 
 
 def _tampered(message: ingest_pb2.SealedBatch, part: str) -> ingest_pb2.SealedBatch:
@@ -111,7 +113,7 @@ def _tampered(message: ingest_pb2.SealedBatch, part: str) -> ingest_pb2.SealedBa
 @pytest.mark.parametrize("part", ["header", "ciphertext"])
 def test_tampering_breaks_the_signature(agency_keys: AgencyKeys, part: str) -> None:
     """Changing one bit of the header or the ciphertext fails signature verification."""
-    sealed = _sealer(agency_keys).seal(RECORDS, first_line=2)
+    sealed = _sealer(agency_keys).seal(RECORDS, start=START)
     with pytest.raises(InvalidSignature):
         open_sealed(
             _tampered(sealed.message, part),
@@ -122,7 +124,7 @@ def test_tampering_breaks_the_signature(agency_keys: AgencyKeys, part: str) -> N
 
 def test_swapped_header_fails_to_open_even_when_re_signed(agency_keys: AgencyKeys) -> None:
     """The header is bound into the seal: re-signing a changed header still cannot open the batch."""
-    sealed = _sealer(agency_keys).seal(RECORDS, first_line=2)
+    sealed = _sealer(agency_keys).seal(RECORDS, start=START)
     forged = _tampered(sealed.message, "header")
     forged.signature = agency_keys.signing_private.sign(
         b"datashare/v1/signature\x00"
@@ -136,7 +138,7 @@ def test_swapped_header_fails_to_open_even_when_re_signed(agency_keys: AgencyKey
 
 def test_other_agency_key_does_not_verify(agency_keys: AgencyKeys) -> None:
     """A batch signed by one agency does not verify under another agency's key."""
-    sealed = _sealer(agency_keys).seal(RECORDS, first_line=2)
+    sealed = _sealer(agency_keys).seal(RECORDS, start=START)
     with pytest.raises(InvalidSignature):
         open_sealed(sealed.message, agency_keys.hpke_private, Ed25519PrivateKey.generate().public_key())
 
@@ -144,4 +146,4 @@ def test_other_agency_key_does_not_verify(agency_keys: AgencyKeys) -> None:
 def test_empty_batch_is_not_sealed(agency_keys: AgencyKeys) -> None:
     """The agent never sends an empty batch."""
     with pytest.raises(ValueError, match="at least one record"):
-        _sealer(agency_keys).seal([], first_line=2)
+        _sealer(agency_keys).seal([], start=START)
