@@ -28,6 +28,7 @@ from typing import Protocol
 from agents._config import AgentConfig
 from agents._contract import Contract, ensure_state_dir, save_contract
 from agents._keys import KeySource, key_source, load_hpke_public_key, load_tls_material
+from agents._log import get_logger
 from agents._mapping import MappedRecord, Mapper, Rejected, build_mapper
 from agents._pb import ingest_pb2
 from agents._push import GatewayClient, TlsMaterial
@@ -135,6 +136,8 @@ def push(
         if from_start:
             state.forget_source(source.name)
         resume = state.read_position(source.name)
+        log = get_logger()
+        log.info("push.started", source=source.name, resuming=resume is not None)
         with source.open(config.source_columns(), resume) as stream:
             contract = _fetch_contract(config, client)
             mapper = build_mapper(config, contract, linkage_key)
@@ -160,6 +163,7 @@ def push(
             finally:
                 summary.spooled = state.spooled_counts()[0]
                 write_reject_file(config.agent.state_dir, state.rejects(source.name))
+    log.info("push.finished", **summary.as_dict())
     return summary
 
 
@@ -258,6 +262,12 @@ class _Sender:
     def _collect(self, future: Future[tuple[int, int, ingest_pb2.PushAck]]) -> None:
         seq, count, ack = future.result()
         self._state.acknowledge(seq)
+        get_logger().debug(
+            "batch.acknowledged",
+            batch_id=ack.batch_id,
+            records=count,
+            status=ingest_pb2.PushAck.Status.Name(ack.status),
+        )
         summary = self._summary
         summary.batches += 1
         summary.sent += count

@@ -16,8 +16,10 @@ from types import TracebackType
 from typing import Self
 
 from agents._config import load_config
+from agents._log import configure_logging
 from agents._pipeline import PushSummary, push
-from agents.errors import AgentError
+from agents._service import run_service
+from agents.errors import AgentError, TransientPushError
 
 PROG = "agent"
 
@@ -99,6 +101,7 @@ def _add_push(parser: argparse.ArgumentParser) -> None:
         help="no progress bar and no summary sentence; errors still go to stderr, and --json still "
         "prints (example: --quiet in a cron job)",
     )
+    _add_logging(parser, default_format="text", default_level="warning")
     parser.add_argument(
         "--from-start",
         action="store_true",
@@ -109,11 +112,85 @@ def _add_push(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_push(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_format)
     config = load_config(args.config)
     show_progress = not args.quiet and sys.stderr.isatty()
     with _ProgressBar(enabled=show_progress) as bar:
         summary = push(config, progress=bar if show_progress else None, from_start=args.from_start)
     _report(summary, as_json=args.json, quiet=args.quiet)
+    return 0
+
+
+RUN_DESCRIPTION = """\
+Service mode: push what is new in the source, wait [run] interval_s (or --interval), repeat,
+until SIGTERM or SIGINT (then it finishes the batch in hand, waits for the gateway's answers and
+exits 0). This is what the systemd unit in deploy/agent runs.
+
+Each cycle is an incremental `agent push`: batches left in the spool are resent first, then the
+source is read on from where the last cycle stopped. When the gateway is unreachable or the
+source cannot be read for now, the cycle is retried later (backoff from 5 s up to the interval);
+nothing is lost meanwhile. A refusal retrying cannot fix (exit 4) or a config problem (exit 2)
+stops the service with that exit code.
+
+One line per event goes to stderr: JSON by default here (for journald and log shippers), or
+text with --log-format text. Lines carry counts and batch ids only, never record content.
+
+examples:
+  agent run --config /etc/datashare/agent.toml
+  agent run --config agent-health.toml --interval 60 --log-format text
+  agent run --config agent-health.toml --once        # one cycle, then exit (for a cron job)
+"""
+
+
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument(
+        "--interval",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="seconds between cycles, instead of [run] interval_s from the config (example: --interval 300)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="run one cycle and exit; unlike push, a gateway outage is logged and exits 5 without a "
+        "traceback (example: --once)",
+    )
+    _add_logging(parser, default_format="json", default_level="info")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 1 <= value <= 7 * 86400:
+        raise argparse.ArgumentTypeError("must be from 1 to 604800 seconds")
+    return value
+
+
+def _add_logging(parser: argparse.ArgumentParser, *, default_format: str, default_level: str) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=default_format,
+        help=f"how event lines on stderr look (default {default_format}; example: --log-format text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=default_level,
+        help=f"the least important events shown (default {default_level}; debug adds one line per "
+        "batch; example: --log-level warning)",
+    )
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_format)
+    config = load_config(args.config)
+    report = run_service(config, interval_s=args.interval, max_cycles=1 if args.once else None)
+    if args.once and report.failed_cycles:
+        return TransientPushError.exit_code
     return 0
 
 
@@ -128,6 +205,7 @@ COMMANDS: dict[
     str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "push": ("send a source to the gateway once", PUSH_DESCRIPTION, _add_push, _run_push),
+    "run": ("keep sending what is new, on a schedule (service mode)", RUN_DESCRIPTION, _add_run, _run_run),
 }
 
 
