@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import operator
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,7 @@ class _CsvStream:
         except OSError:
             self._size = 0
         self._offset = 0
+        self._undecodable_lines = 0
         self._reader = csv.reader(
             self._lines(), delimiter=settings.delimiter, quotechar=settings.quotechar, strict=True
         )
@@ -146,7 +148,12 @@ class _CsvStream:
             if not raw:
                 return
             self._offset += len(raw)
-            yield raw.decode(encoding, "surrogateescape")
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError:
+                # keep going: the record this line belongs to is rejected, the next ones are read
+                self._undecodable_lines += 1
+                yield raw.decode(encoding, "surrogateescape")
 
     def _resume(self, resume: Position) -> None:
         offset, line = resume.get("offset"), resume.get("line")
@@ -197,9 +204,13 @@ class _CsvStream:
         }
 
     def __iter__(self) -> Iterator[SourceRow]:
-        reader, width, positions = self._reader, self._width, self._positions
+        reader, width = self._reader, self._width
+        names = tuple(column for column, _index in self._positions)
+        getter = operator.itemgetter(*(index for _column, index in self._positions))
+        pick: Callable[[list[str]], object] = _single(getter) if len(names) == 1 else getter
         while True:
             start = self._line_base + reader.line_num + 1
+            undecodable = self._undecodable_lines
             try:
                 fields = next(reader)
             except StopIteration:
@@ -211,10 +222,15 @@ class _CsvStream:
                 continue  # blank line
             if len(fields) != width:
                 yield start, BadRow("wrong number of fields")
-            elif _UNDECODABLE.search("".join(fields)):
+            elif undecodable != self._undecodable_lines:
                 yield start, BadRow("bytes that are not valid text in the configured encoding")
             else:
-                yield start, {column: fields[index] for column, index in positions}
+                yield start, dict(zip(names, pick(fields), strict=True))  # type: ignore[call-overload]
+
+
+def _single(pick: Callable[[list[str]], object]) -> Callable[[list[str]], tuple[object, ...]]:
+    """itemgetter with one index returns the item itself, not a 1-tuple."""
+    return lambda fields: (pick(fields),)
 
 
 def open_source(settings: SourceSettings) -> RecordSource:

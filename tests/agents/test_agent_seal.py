@@ -91,9 +91,13 @@ def test_batch_id_matches_the_documented_layout(agency_keys: AgencyKeys) -> None
         sealed.message, agency_keys.hpke_private, agency_keys.signing_private.public_key()
     )
     plaintext = batch.SerializeToString(deterministic=True)
-    material = b"datashare/v1/batch-id\x00health\x00ed_visits\x00csv:/data/ed.csv\x00" + START.encode() + b"\x00"
+    material = (
+        b"datashare/v1/batch-id\x00health\x00ed_visits\x00csv:/data/ed.csv\x00" + START.encode() + b"\x00"
+    )
     expected = hashlib.sha256(material + hashlib.sha256(plaintext).digest()).hexdigest()[:32]
-    assert sealed.batch_id == expected == batch_id("health", "ed_visits", "csv:/data/ed.csv", START, plaintext)
+    assert (
+        sealed.batch_id == expected == batch_id("health", "ed_visits", "csv:/data/ed.csv", START, plaintext)
+    )
 
 
 def _tampered(message: ingest_pb2.SealedBatch, part: str) -> ingest_pb2.SealedBatch:
