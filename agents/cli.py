@@ -15,9 +15,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from agents._check import CHECK_DESCRIPTION, add_check_arguments, run_check
 from agents._config import load_config
 from agents._log import configure_logging
 from agents._pipeline import PushSummary, push
+from agents._preview import PREVIEW_DESCRIPTION, add_preview_arguments, run_preview
 from agents._service import run_service
 from agents.errors import AgentError, TransientPushError
 
@@ -205,6 +207,18 @@ COMMANDS: dict[
     str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "push": ("send a source to the gateway once", PUSH_DESCRIPTION, _add_push, _run_push),
+    "check": (
+        "check config, keys, certificates, source and gateway before leaving the agent running",
+        CHECK_DESCRIPTION,
+        add_check_arguments,
+        run_check,
+    ),
+    "preview": (
+        "show exactly what would leave: the first records and a column-by-column table",
+        PREVIEW_DESCRIPTION,
+        add_preview_arguments,
+        run_preview,
+    ),
     "run": ("keep sending what is new, on a schedule (service mode)", RUN_DESCRIPTION, _add_run, _run_run),
 }
 
