@@ -377,15 +377,13 @@ class _Checker:
 
     def _source(self) -> Check:
         columns = self.config.source_columns()
+        source = open_source(self.config.source)
         try:
-            with open_source(self.config.source).open(columns):
-                pass  # opening reads and checks the header row only
+            with source.open(columns):
+                pass  # opening checks the columns (a CSV header, a query's result columns) only
         except AgentError as exc:
             return _failed("source", exc)
-        return _ok(
-            "source",
-            f"{self.config.source.path}: the header has all {len(columns)} columns the mapping reads",
-        )
+        return _ok("source", f"{source.name}: has all {len(columns)} columns the mapping reads")
 
     # --- gateway and contract --------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from agents._config import AgentConfig
 from agents._log import get_logger
 from agents._pipeline import PushSummary, push
 from agents._push import GatewayClient
-from agents.errors import SourceError, TransientPushError
+from agents.errors import AgentError, SourceError, TransientPushError
 
 FIRST_BACKOFF_S = 5.0
 
@@ -72,6 +72,9 @@ def run_service(
             log.warning(
                 "cycle.retry_later", error=exc.message, exit_code=exc.exit_code, wait_s=round(wait, 1)
             )
+        except AgentError as exc:
+            log.error("service.failed", error=exc.message, exit_code=exc.exit_code)  # noqa: TRY400 - no traceback in the log, by design
+            raise
         else:
             backoff = FIRST_BACKOFF_S
             wait = interval
