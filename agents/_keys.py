@@ -1,7 +1,9 @@
 """Where the agent's secrets come from: a KeySource (files now; an environment or vault later).
 
 Private key files must be readable by their owner only: a key file with any group or other
-permission bit set is refused, naming the file, before a byte of it is used.
+permission bit set is refused, naming the file, before a byte of it is used. The one exception
+is the shape systemd's LoadCredential= gives a key (root-owned 0400 plus an ACL that lets only
+this service's user read it), whose mode shows 0440 although no group can read it.
 
 Accepted encodings (whichever the PKI tooling wrote):
   linkage key      hex text of at least 32 bytes (64 hex digits), surrounding whitespace ignored
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,15 +99,49 @@ def read_private_file(path: Path) -> bytes:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the key file ({exc.strerror or exc})") from exc
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
             raise ConfigError(f"{path}: key file is not a regular file")
-        if mode & 0o077:
+        if info.st_mode & 0o077 and not _read_only_for_me_by_acl(handle.fileno(), info):
             raise ConfigError(f"{path}: key file is accessible by group or others; run: chmod 600 {path}")
         data = handle.read(_MAX_KEY_FILE_BYTES + 1)
     if not data or len(data) > _MAX_KEY_FILE_BYTES:
         raise ConfigError(f"{path}: key file is empty or far too large")
     return data
+
+
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_USER_OBJ, _ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER = 1, 2, 4, 8, 0x10, 0x20
+_ACL_ENTRY = struct.Struct("<HHI")
+
+
+def _read_only_for_me_by_acl(fd: int, info: os.stat_result) -> bool:
+    """True for the shape systemd (>= 254) gives a LoadCredential= file: owned by root or by this
+    user, mode 0400 plus an ACL that lets this user (and nobody else) read it. `stat` then shows
+    the ACL mask in the group bits (0440) although no group can read the file."""
+    me = os.getuid()
+    if info.st_uid not in (0, me) or info.st_mode & 0o037:  # group write/exec, or any bit for others
+        return False
+    try:
+        blob = os.getxattr(fd, _ACL_XATTR)
+    except (OSError, AttributeError):
+        return False
+    return _acl_grants_read_to_only(blob, me)
+
+
+def _acl_grants_read_to_only(blob: bytes, me: int) -> bool:
+    """A POSIX ACL (xattr form) in which no group and no other user may read, and `me` may not write."""
+    if len(blob) < 4 or (len(blob) - 4) % _ACL_ENTRY.size or struct.unpack_from("<I", blob)[0] != 2:
+        return False
+    for offset in range(4, len(blob), _ACL_ENTRY.size):
+        tag, perm, who = _ACL_ENTRY.unpack_from(blob, offset)
+        if tag not in (_ACL_USER_OBJ, _ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER):
+            return False
+        if tag in (_ACL_GROUP_OBJ, _ACL_GROUP, _ACL_OTHER) and perm:
+            return False
+        if tag == _ACL_USER and (who != me or perm & 0o3):  # read for this user only, never write
+            return False
+    return True
 
 
 def read_public_file(path: Path, what: str) -> bytes:

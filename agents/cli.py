@@ -1,4 +1,4 @@
-"""The `agent` command line: `agent push --config FILE` and, later, check, preview and run.
+"""The `agent` command line: check, preview, push, run and keygen.
 
 Every command is one entry in COMMANDS (name -> (add its arguments, run it)); a new command is a
 new entry. Errors print one line on stderr and end with the exit code of the AgentError class;
@@ -17,6 +17,7 @@ from typing import Self
 
 from agents._check import CHECK_DESCRIPTION, add_check_arguments, run_check
 from agents._config import load_config
+from agents._keygen import KEYGEN_DESCRIPTION, add_keygen_arguments, run_keygen
 from agents._log import configure_logging
 from agents._pipeline import PushSummary, push
 from agents._preview import PREVIEW_DESCRIPTION, add_preview_arguments, run_preview
@@ -32,7 +33,10 @@ this machine), coarsens dates and ages, seals every batch to the gateway's publi
 with your agency's key, and pushes it to the gateway over mutual TLS.
 
 examples:
-  agent push --config agent-health.toml     send the CSV export named in the config, once
+  agent check --config agent-health.toml    is everything in place? (keys, certificates, gateway)
+  agent preview --config agent-health.toml  exactly what would leave this machine, and what not
+  agent push --config agent-health.toml     send what is new in the source, once
+  agent run --config agent-health.toml      keep sending what is new, on a schedule
   agent push --help                         the options of one command, and the config format
 """
 
@@ -206,7 +210,6 @@ def _report(summary: PushSummary, *, as_json: bool, quiet: bool) -> None:
 COMMANDS: dict[
     str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
-    "push": ("send a source to the gateway once", PUSH_DESCRIPTION, _add_push, _run_push),
     "check": (
         "check config, keys, certificates, source and gateway before leaving the agent running",
         CHECK_DESCRIPTION,
@@ -219,7 +222,14 @@ COMMANDS: dict[
         add_preview_arguments,
         run_preview,
     ),
+    "push": ("send a source to the gateway once", PUSH_DESCRIPTION, _add_push, _run_push),
     "run": ("keep sending what is new, on a schedule (service mode)", RUN_DESCRIPTION, _add_run, _run_run),
+    "keygen": (
+        "make a new signing key (first enrolment or rotation)",
+        KEYGEN_DESCRIPTION,
+        add_keygen_arguments,
+        run_keygen,
+    ),
 }
 
 

@@ -10,6 +10,10 @@ import sys
 import structlog
 
 
+def _current_stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
@@ -25,6 +29,8 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # the stream is looked up per logger, not bound once: a process that swaps sys.stderr
+        # (a test runner, a daemon redirecting its output) must not keep writing to the old one
+        logger_factory=_current_stderr_logger,
         cache_logger_on_first_use=False,
     )

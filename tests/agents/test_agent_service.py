@@ -82,7 +82,8 @@ def test_sigterm_stops_the_service_cleanly(workspace: Workspace, server: Running
 
     assert process.returncode == 0, err
     events = [e["event"] for e in _json_lines(err)]
-    assert events[-2:] == ["service.stopping", "service.stopped"]
+    assert "service.stopping" in events  # the signal may land during the cycle or while waiting
+    assert events[-1] == "service.stopped"
     assert len(server.servicer.all_records()) == 5
 
 
