@@ -377,8 +377,8 @@ class _Checker:
 
     def _source(self) -> Check:
         columns = self.config.source_columns()
-        source = open_source(self.config.source)
         try:
+            source = open_source(self.config.source)
             with source.open(columns):
                 pass  # opening checks the columns (a CSV header, a query's result columns) only
         except AgentError as exc:

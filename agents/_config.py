@@ -10,6 +10,10 @@ against the directory of the config file (so a config and its keys can move toge
                 signing_key (file) or signing_key_env (variable name)
     [source]    type = "csv", path, delimiter (","), quotechar ('"'), encoding ("utf-8"; any
                 encoding that writes ASCII as ASCII: utf-8, utf-8-sig, latin-1, cp1252, ...)
+                or type = "sql", url (a SQLAlchemy URL) or url_env (a variable holding it), query
+                (one SELECT), watermark_column (unique, increasing: an id or sequence), tiebreak_column
+                (a unique key; needed when the watermark repeats, e.g. a timestamp), fetch_size (5000);
+                field formats for a SQL source are ISO (%Y-%m-%d, %Y-%m-%d %H:%M:%S): agents/_sql_source.py
     [run]       interval_s (900): how often `agent run` reads the source for new records
     [fields.<name>]  one table per contract column plus `subject` and `event_date`:
         pseudonymise   columns = [...]                   (only for `subject`)
@@ -91,7 +95,20 @@ class CsvSourceSettings:
     type: Literal["csv"] = "csv"
 
 
-SourceSettings = CsvSourceSettings
+@dataclass(frozen=True)
+class SqlSourceSettings:
+    """A database read through SQLAlchemy; the URL is given in the file or by an environment variable."""
+
+    query: str
+    watermark_column: str
+    url: str | None = None
+    url_env: str | None = None
+    tiebreak_column: str | None = None
+    fetch_size: int = 5000
+    type: Literal["sql"] = "sql"
+
+
+SourceSettings = CsvSourceSettings | SqlSourceSettings
 
 
 @dataclass(frozen=True)
@@ -367,8 +384,10 @@ def _file_or_env(table: _Table, key: str) -> tuple[Path | None, str | None]:
 
 def _source(table: _Table) -> SourceSettings:
     kind = table.text("type")
+    if kind == "sql":
+        return _sql_source(table)
     if kind != "csv":
-        raise table.error("must be one of: csv", "type")
+        raise table.error("must be one of: csv, sql", "type")
     delimiter = _one_character(table, "delimiter", ",")
     quotechar = _one_character(table, "quotechar", '"')
     if quotechar == delimiter:
@@ -384,6 +403,44 @@ def _source(table: _Table) -> SourceSettings:
         raise table.error("must write ASCII as ASCII (utf-8, latin-1, cp1252, ...; not utf-16)", "encoding")
     settings = CsvSourceSettings(
         path=table.path("path"), delimiter=delimiter, quotechar=quotechar, encoding=encoding
+    )
+    table.finish()
+    return settings
+
+
+def _sql_source(table: _Table) -> SqlSourceSettings:
+    try:  # sqlalchemy is needed only for a database source
+        from agents import _sql_source as sql
+    except ImportError as exc:
+        problem = "a sql source needs the sqlalchemy package (the agent's 'sql' extra)"
+        raise table.error(problem, "type") from exc
+    if ("url" in table.raw) == ("url_env" in table.raw):
+        problem = "give exactly one of url (a SQLAlchemy URL) or url_env (an environment variable)"
+        raise table.error(problem, "url")
+    url = table.optional_text("url")
+    if url is not None:
+        try:
+            url = sql.resolve_sqlite_path(sql.parse_url(url), table.file.parent)
+        except ValueError as exc:
+            raise table.error(str(exc), "url") from exc
+    url_env = None
+    if "url_env" in table.raw:
+        url_env = table.name("url_env", _ENV_NAME, "an environment variable name (letters, digits, '_')")
+    try:
+        query = sql.clean_query(table.text("query"))
+    except ValueError as exc:
+        raise table.error(str(exc), "query") from exc
+    watermark = table.text("watermark_column")
+    tiebreak = table.optional_text("tiebreak_column")
+    if tiebreak is not None and tiebreak == watermark:
+        raise table.error("must differ from watermark_column", "tiebreak_column")
+    settings = SqlSourceSettings(
+        query=query,
+        watermark_column=watermark,
+        url=url,
+        url_env=url_env,
+        tiebreak_column=tiebreak,
+        fetch_size=table.integer("fetch_size", default=5000, low=1, high=1_000_000),
     )
     table.finish()
     return settings

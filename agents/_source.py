@@ -234,4 +234,9 @@ def _single(pick: Callable[[list[str]], object]) -> Callable[[list[str]], tuple[
 
 
 def open_source(settings: SourceSettings) -> RecordSource:
-    return CsvSource(settings)
+    """The source the settings describe; a SQL source needs sqlalchemy, imported only here."""
+    if isinstance(settings, CsvSourceSettings):
+        return CsvSource(settings)
+    from agents._sql_source import SqlSource
+
+    return SqlSource(settings)
