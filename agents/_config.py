@@ -8,7 +8,7 @@ against the directory of the config file (so a config and its keys can move toge
                 retries (5), backoff_initial_s (0.5), backoff_max_s (30), max_in_flight (2)
     [keys]      signing_key_id; linkage_key (file) or linkage_key_env (variable name);
                 signing_key (file) or signing_key_env (variable name)
-    [source]    type = "csv", path, delimiter (","), quotechar ('"'), encoding ("utf-8"; any
+    [source]    id (optional: a stable name for the source), type = "csv", path, delimiter (","), quotechar ('"'), encoding ("utf-8"; any
                 encoding that writes ASCII as ASCII: utf-8, utf-8-sig, latin-1, cp1252, ...)
                 or type = "sql", url (a SQLAlchemy URL) or url_env (a variable holding it), query
                 (one SELECT), watermark_column (unique, increasing: an id or sequence), tiebreak_column
@@ -49,6 +49,7 @@ _AGENCY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _ASCII_PROBE = "\n\r,;|\t\"'azAZ09-_:./ "
+_SOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -92,6 +93,7 @@ class CsvSourceSettings:
     delimiter: str = ","
     quotechar: str = '"'
     encoding: str = "utf-8"
+    id: str | None = None  # a stable name for the source; see _source_id
     type: Literal["csv"] = "csv"
 
 
@@ -105,6 +107,7 @@ class SqlSourceSettings:
     url_env: str | None = None
     tiebreak_column: str | None = None
     fetch_size: int = 5000
+    id: str | None = None  # a stable name for the source; see _source_id
     type: Literal["sql"] = "sql"
 
 
@@ -402,10 +405,26 @@ def _source(table: _Table) -> SourceSettings:
         # the reader finds line ends and resume offsets in bytes; UTF-16/32 exports need converting
         raise table.error("must write ASCII as ASCII (utf-8, latin-1, cp1252, ...; not utf-16)", "encoding")
     settings = CsvSourceSettings(
-        path=table.path("path"), delimiter=delimiter, quotechar=quotechar, encoding=encoding
+        path=table.path("path"),
+        delimiter=delimiter,
+        quotechar=quotechar,
+        encoding=encoding,
+        id=_source_id(table),
     )
     table.finish()
     return settings
+
+
+def _source_id(table: _Table) -> str | None:
+    """`[source] id`: the name the agent keeps the source's read position and batch ids under.
+
+    Without it the name is derived from the file path (or the database URL and query), so moving
+    the file or editing the query makes a new source that is read from its beginning. With it,
+    the operator decides what counts as the same source."""
+    if "id" not in table.raw:
+        table.used.add("id")
+        return None
+    return table.name("id", _SOURCE_ID, "letters, digits, '.', '_' or '-' (at most 64)")
 
 
 def _sql_source(table: _Table) -> SqlSourceSettings:
@@ -441,6 +460,7 @@ def _sql_source(table: _Table) -> SqlSourceSettings:
         url_env=url_env,
         tiebreak_column=tiebreak,
         fetch_size=table.integer("fetch_size", default=5000, low=1, high=1_000_000),
+        id=_source_id(table),
     )
     table.finish()
     return settings

@@ -82,6 +82,8 @@ class CsvSource:
 
     @property
     def name(self) -> str:
+        if self.settings.id is not None:
+            return f"csv:id:{self.settings.id}"
         return f"csv:{self.settings.path}"
 
     def open(

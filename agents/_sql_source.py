@@ -274,6 +274,8 @@ class SqlSource:
         """'sql:' + the masked URL + '#' + a hash of the query and the ordering columns: a changed
         query is a new source (read from the beginning), a changed password is not."""
         settings = self.settings
+        if settings.id is not None:
+            return f"sql:id:{settings.id}"
         identity = "\x00".join(
             (_WHITESPACE.sub(" ", self._query), settings.watermark_column, settings.tiebreak_column or "")
         )
