@@ -8,8 +8,9 @@ against the directory of the config file (so a config and its keys can move toge
                 retries (5), backoff_initial_s (0.5), backoff_max_s (30), max_in_flight (2)
     [keys]      signing_key_id; linkage_key (file) or linkage_key_env (variable name);
                 signing_key (file) or signing_key_env (variable name)
-    [source]    id (optional: a stable name for the source), type = "csv", path, delimiter (","), quotechar ('"'), encoding ("utf-8"; any
-                encoding that writes ASCII as ASCII: utf-8, utf-8-sig, latin-1, cp1252, ...)
+    [source]    id (optional, a stable name for the source); type = "csv", path, delimiter (","),
+                quotechar ('"'), encoding ("utf-8"; any encoding that writes ASCII as ASCII:
+                utf-8, utf-8-sig, latin-1, cp1252, ...)
                 or type = "sql", url (a SQLAlchemy URL) or url_env (a variable holding it), query
                 (one SELECT), watermark_column (unique, increasing: an id or sequence), tiebreak_column
                 (a unique key; needed when the watermark repeats, e.g. a timestamp), fetch_size (5000);
