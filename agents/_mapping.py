@@ -206,12 +206,15 @@ class _Compiler:
         self.parsed[(fmt, cached)] = name
         return name
 
-    def date(self, var: str, field: str, column: str, parse: str) -> None:
-        """`var` = the datetime in `column`, or Rejected(field)."""
+    def date(self, field: str, column: str, parse: str) -> str:
+        """The name of a local holding the datetime in `column` (or Rejected(field) raised).
+
+        Each (column, parser) pair gets its own local, assigned once: a second field reading the
+        same column reuses it, and no later field can overwrite what an earlier one computed."""
         earlier = self.dates.get((column, parse))
         if earlier is not None:  # already parsed (and checked) by an earlier field: same text, same value
-            self.emit(f"{var} = {earlier}")
-            return
+            return earlier
+        var = f"_dt{len(self.dates)}"
         self.dates[(column, parse)] = var
         f, c = self.const(field), self.const(column)
         self.emit(
@@ -223,6 +226,7 @@ class _Compiler:
             "except ValueError:",
             f"    raise Rejected({f}, 'not a valid date in the configured format') from None",
         )
+        return var
 
     def subject(self, spec: PseudonymiseField, pseudonymiser: Pseudonymiser) -> None:
         keyed = self.const(pseudonymiser.keyed)
@@ -243,10 +247,10 @@ class _Compiler:
         )
 
     def event(self, spec: DateField, granularity: str) -> None:
-        self.date("_event", EVENT_DATE, spec.column, self.parser(spec.format, cached=False))
+        event = self.date(EVENT_DATE, spec.column, self.parser(spec.format, cached=False))
         f = self.const(EVENT_DATE)
         self.emit(
-            "_day = _event.date()",
+            f"_day = {event}.date()",
             f"if not {FIRST_EVENT_YEAR} <= _day.year <= {LAST_EVENT_YEAR}:",
             f"    raise Rejected({f}, 'outside the years {FIRST_EVENT_YEAR}-{LAST_EVENT_YEAR}')",
         )
@@ -289,9 +293,9 @@ class _Compiler:
         if isinstance(spec, AgeBandField):
             by_age = _age_codes(dimension, where)
             bands = self.const(by_age)
-            self.date("_birth", spec.name, spec.column, self.parser(spec.format, cached=True))
+            birth = self.date(spec.name, spec.column, self.parser(spec.format, cached=True))
             self.emit(
-                "_b = _birth.date()",
+                f"_b = {birth}.date()",
                 "_age = _day.year - _b.year - ((_day.month, _day.day) < (_b.month, _b.day))",
                 "if _age < 0:",
                 f"    raise Rejected({f}, 'date of birth is after the event date')",
@@ -324,9 +328,9 @@ class _Compiler:
             return var
         if isinstance(spec, HoursBetweenField):
             parse = self.parser(spec.format, cached=False)
-            self.date("_start", spec.name, spec.start_column, parse)
-            self.date("_end", spec.name, spec.end_column, parse)
-            self.emit(f"{var} = min(max((_end - _start).total_seconds() / 3600.0, {low}), {high})")
+            start = self.date(spec.name, spec.start_column, parse)
+            end = self.date(spec.name, spec.end_column, parse)
+            self.emit(f"{var} = min(max(({end} - {start}).total_seconds() / 3600.0, {low}), {high})")
             return var
         raise ConfigError(f"{where}.transform: {spec.name} is a measure; use number or hours_between")
 

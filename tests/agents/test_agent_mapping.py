@@ -291,3 +291,33 @@ def test_lookup_file_may_live_anywhere_relative_to_the_config(workspace: Workspa
     config = load_config(workspace.config)
     lookups = [spec for spec in config.fields if spec.name == "district"]
     assert lookups[0].file == workspace.root.resolve() / "lookups" / "postcode_district.csv"  # type: ignore[union-attr]
+
+
+def test_measures_sharing_date_columns_each_get_their_own_interval(workspace: Workspace) -> None:
+    """Three intervals over overlapping columns (a→b, b→c, t→b) each measure their own span: a
+    column parsed once is reused, never overwritten by a later field."""
+    contract = make_contract()
+    for name in ("to_admit", "admit_to_leave", "triage_to_admit"):
+        contract.columns.append(
+            common_pb2.ContractColumn(name=name, kind=common_pb2.COLUMN_KIND_MEASURE, min=0, max=1000)
+        )
+    contract.columns.remove(next(c for c in contract.columns if c.name == "length_of_stay_hours"))
+    text = workspace.config.read_text()
+    text = text[: text.index("[fields.length_of_stay_hours]")]
+    for name, (start, end) in {
+        "to_admit": ("arrival_time", "departure_time"),
+        "admit_to_leave": ("departure_time", "patient_name"),
+        "triage_to_admit": ("attendance_id", "departure_time"),
+    }.items():
+        text += f'[fields.{name}]\ntransform = "hours_between"\ncolumns = ["{start}", "{end}"]\n'
+        text += 'format = "%Y-%m-%d %H:%M"\n\n'
+    workspace.config.write_text(text)
+    mapper = build_mapper(load_config(workspace.config), Contract.from_proto(contract), KEY)
+
+    row = ed_row(
+        arrival_time="2024-03-15 10:00",  # a
+        departure_time="2024-03-15 12:00",  # b: admitted
+        patient_name="2024-03-15 20:00",  # c: left
+        attendance_id="2024-03-15 11:00",  # t: triage
+    )
+    assert mapper.map(row)[3] == (2.0, 8.0, 1.0)
