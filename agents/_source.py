@@ -12,11 +12,13 @@ and hands one back to `open(columns, resume=...)` to read only what is new.
 
 from __future__ import annotations
 
+import _csv
 import csv
 import hashlib
 import operator
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -30,6 +32,12 @@ from agents.errors import ConfigError, SourceError
 # so one regex search finds a bad line without stopping the stream.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _FINGERPRINT_BYTES = 64 * 1024
+MAX_RECORD_LINES = 200  # a quoted field over more lines than this is a stray quote, not a note
+SETTLE_SECONDS = 2.0
+
+
+class _RecordTooLongError(Exception):
+    """Raised from the line feed when one record has run over MAX_RECORD_LINES lines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +120,23 @@ class _CsvStream:
         resume: Position | None,
     ) -> None:
         self._path, self._handle = path, handle
+        self._settings = settings
         self._encoding = settings.encoding
         try:
-            self._size = os.fstat(handle.fileno()).st_size
+            info = os.fstat(handle.fileno())
+            self._size = info.st_size
+            # a last line without its line break is taken as complete only from a file nobody has
+            # written to for a while: otherwise it may be a record still being written
+            self._settled = time.time() - info.st_mtime >= SETTLE_SECONDS
         except OSError:
-            self._size = 0
+            self._size, self._settled = 0, False
         self._offset = 0
         self._undecodable_lines = 0
-        self._reader = csv.reader(
-            self._lines(), delimiter=settings.delimiter, quotechar=settings.quotechar, strict=True
-        )
+        self._record_lines: list[int] = []
+        self._in_header = True
+        self._reader = self._new_reader()
         header = self._next_header()
+        self._in_header = False
         if header and header[0].startswith("\ufeff"):
             header[0] = header[0][1:]  # a byte-order mark some spreadsheet tools write
         if any(_UNDECODABLE.search(name) for name in header):
@@ -140,8 +154,14 @@ class _CsvStream:
         if resume is not None:
             self._resume(resume)
 
+    def _new_reader(self) -> _csv.Reader:
+        settings = self._settings
+        return csv.reader(
+            self._lines(), delimiter=settings.delimiter, quotechar=settings.quotechar, strict=True
+        )
+
     def _lines(self) -> Iterator[str]:
-        encoding, handle = self._encoding, self._handle
+        encoding, handle, record = self._encoding, self._handle, self._record_lines
         while True:
             try:
                 raw = handle.readline()
@@ -149,6 +169,12 @@ class _CsvStream:
                 raise SourceError(f"{self._path}: read failed ({exc.strerror or exc})") from exc
             if not raw:
                 return
+            if not raw.endswith(b"\n") and not self._settled and not self._in_header:
+                handle.seek(self._offset)  # leave it for the next run, when it is complete
+                return
+            if len(record) >= MAX_RECORD_LINES:
+                raise _RecordTooLongError
+            record.append(len(raw))
             self._offset += len(raw)
             try:
                 yield raw.decode(encoding)
@@ -205,25 +231,45 @@ class _CsvStream:
             "fingerprint": self._fingerprint(self._offset),
         }
 
+    def _resync(self, record_start: int, first_line: int) -> None:
+        """After a broken record that ran over several lines (a stray quote swallows the lines after
+        it), reject only its first line and read on from the second as if nothing had happened."""
+        offset = record_start + self._record_lines[0]
+        try:
+            self._handle.seek(offset)
+        except OSError as exc:
+            raise SourceError(f"{self._path}: cannot seek back after a malformed record") from exc
+        self._offset = offset
+        self._reader = self._new_reader()
+        self._line_base = first_line
+
     def __iter__(self) -> Iterator[SourceRow]:
-        reader, width = self._reader, self._width
+        width = self._width
         names = tuple(column for column, _index in self._positions)
         getter = operator.itemgetter(*(index for _column, index in self._positions))
         pick: Callable[[list[str]], object] = _single(getter) if len(names) == 1 else getter
+        record = self._record_lines
         while True:
+            reader = self._reader
             start = self._line_base + reader.line_num + 1
+            record_start = self._offset
+            record.clear()
             undecodable = self._undecodable_lines
             try:
                 fields = next(reader)
             except StopIteration:
                 return
-            except csv.Error:
-                yield start, BadRow("the line is not well-formed CSV")
+            except (csv.Error, _RecordTooLongError):
+                yield start, BadRow("the line is not well-formed CSV (an unclosed quote?)")
+                if len(record) > 1:
+                    self._resync(record_start, start)
                 continue
             if not fields:
                 continue  # blank line
             if len(fields) != width:
                 yield start, BadRow("wrong number of fields")
+                if len(record) > 1:
+                    self._resync(record_start, start)
             elif undecodable != self._undecodable_lines:
                 yield start, BadRow("bytes that are not valid text in the configured encoding")
             else:

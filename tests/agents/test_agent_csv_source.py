@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,58 @@ def test_quotechar_must_differ_from_the_delimiter(workspace: Workspace) -> None:
     )
     with pytest.raises(ConfigError, match=r"source\.quotechar: must differ from the delimiter"):
         load_config(workspace.config)
+
+
+def test_a_stray_quote_rejects_one_line_not_the_rest_of_the_file(tmp_path: Path) -> None:
+    """An unclosed quote would swallow the lines after it into one field; only its own line is
+    rejected and every following record is read."""
+    path = tmp_path / "export.csv"
+    _write(path, ["id,note\n", '1,"oops\n', *(f"{i},fine\n" for i in range(2, 502))])
+
+    rows = _rows(path)
+
+    assert rows[0] == (2, BadRow("the line is not well-formed CSV (an unclosed quote?)"))
+    assert [r for r in rows if isinstance(r[1], BadRow)] == [rows[0]]
+    assert len(rows) == 501
+    assert rows[-1] == (502, {"id": "501", "note": "fine"})
+
+
+def test_a_stray_quote_closed_lines_later_loses_nothing_in_between(tmp_path: Path) -> None:
+    """A stray quote closed by a later quoted field rejects only its own line; the lines it had
+    swallowed are read as the records they are."""
+    path = tmp_path / "export.csv"
+    _write(path, ["id,note\n", '1,"ab\n', "2,fine\n", '3,"quoted"\n', "4,fine\n"])
+
+    rows = _rows(path)
+
+    assert isinstance(rows[0][1], BadRow)
+    assert rows[1:] == [
+        (3, {"id": "2", "note": "fine"}),
+        (4, {"id": "3", "note": "quoted"}),
+        (5, {"id": "4", "note": "fine"}),
+    ]
+
+
+def test_an_unfinished_last_line_of_a_file_being_written_waits_for_the_next_run(tmp_path: Path) -> None:
+    """A last line without its line break in a file just written is not read (it may be half a
+    record); the position stays before it, and it is read once complete."""
+    path = tmp_path / "export.csv"
+    _write(path, ["id,note\n", "1,a\n", "2,bra"])
+    with CsvSource(CsvSourceSettings(path=path)).open(COLUMNS) as stream:
+        assert list(stream) == [(2, {"id": "1", "note": "a"})]
+        position = stream.position()
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("vo\n")
+
+    assert _rows(path, position) == [(3, {"id": "2", "note": "bravo"})]
+
+
+def test_a_settled_file_without_a_final_line_break_is_read_whole(tmp_path: Path) -> None:
+    """An export nobody is writing to any more (spreadsheet tools often omit the last line break)
+    has its last record read."""
+    path = tmp_path / "export.csv"
+    _write(path, ["id,note\n", "1,a\n", "2,b"])
+    old = time.time() - 60
+    os.utime(path, (old, old))
+
+    assert _rows(path)[-1] == (3, {"id": "2", "note": "b"})
