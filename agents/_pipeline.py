@@ -18,6 +18,7 @@ duplicate. The counts in PushSummary are the agency's own local figures for this
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from agents._rejects import write_reject_file
 from agents._seal import Sealer
 from agents._source import BadRow, Position, RecordSource, RowStream, open_source
 from agents._state import AgentState, RejectRow, encode_position
-from agents.errors import ConfigError, PermanentPushError
+from agents.errors import AgentError, ConfigError, PermanentPushError
 
 ROW = "row"  # the "field" of a reject when the line itself could not be read
 
@@ -160,9 +161,13 @@ def push(
                         _spool_and_send(stretch, source.name, sealer, state, sender)
                         if stop is not None and stop.is_set():
                             break
-            finally:
-                summary.spooled = state.spooled_counts()[0]
-                write_reject_file(config.agent.state_dir, state.rejects(source.name))
+            except BaseException:
+                # the run's own error is what the operator must see; the reject file is best effort
+                with contextlib.suppress(AgentError):
+                    write_reject_file(config.agent.state_dir, state.rejects(source.name))
+                raise
+            summary.spooled = state.spooled_counts()[0]
+            write_reject_file(config.agent.state_dir, state.rejects(source.name))
     log.info("push.finished", **summary.as_dict())
     return summary
 

@@ -1,6 +1,7 @@
 """Talking to the gateway: one mutual-TLS gRPC channel, unary calls, bounded retries.
 
-UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are retried with exponential backoff and
+UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (and INTERNAL, UNKNOWN, ABORTED: a fault on the
+gateway's side that may clear) are retried with exponential backoff and
 full jitter (sleep uniformly in [0, min(backoff_max_s, backoff_initial_s * 2**attempt)]), for at
 most `retries` retries and within an overall deadline of timeout_s * (retries + 1) per call;
 giving up raises TransientPushError. Every other status is a refusal retrying cannot fix and
@@ -25,7 +26,15 @@ from agents._pb import common_pb2, ingest_pb2, ingest_pb2_grpc
 from agents.errors import PermanentPushError, TransientPushError
 
 RETRYABLE = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        # a fault on the gateway's side (a bug, a conflict) may clear; the retries stay bounded
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.ABORTED,
+    }
 )
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 

@@ -3,12 +3,14 @@
 Each cycle is one incremental push (agents/_pipeline.py): the spool is resent, then the source is
 read from where the last cycle stopped. What a cycle does about trouble:
 
-- gateway unreachable, busy or too slow after the client's retries (TransientPushError), or the
-  source unreadable for now (SourceError: the export is being rewritten, the database is down):
+- gateway unreachable, busy or too slow after the client's retries (TransientPushError), the
+  source unreadable for now (SourceError: the export is missing, the database is down), or the
+  state held by a manual `agent push` running beside the service (StateBusyError):
   log a warning and try again after a backoff (doubling from 5 s up to interval_s, with jitter);
   nothing is lost, the spool and the read position wait;
-- a refusal retrying cannot fix (PermanentPushError) or a config, key or contract problem
-  (ConfigError): log an error and exit with its code, so the service manager shows it (the
+- a refusal retrying cannot fix (PermanentPushError), a config, key or contract problem
+  (ConfigError), or a source whose already-read part changed (SourceChangedError: a rewritten
+  export, a repeated watermark): log an error and exit with its code, so the service manager shows it (the
   systemd unit does not restart on those exit codes);
 - SIGTERM/SIGINT: stop after the batch being read, wait for the batches on the wire, exit 0.
 """
@@ -27,7 +29,7 @@ from agents._config import AgentConfig
 from agents._log import get_logger
 from agents._pipeline import PushSummary, push
 from agents._push import GatewayClient
-from agents.errors import AgentError, SourceError, TransientPushError
+from agents.errors import AgentError, SourceChangedError, SourceError, StateBusyError, TransientPushError
 
 FIRST_BACKOFF_S = 5.0
 
@@ -65,7 +67,10 @@ def run_service(
             summary = push(
                 config, stop=stop, client_factory=partial(GatewayClient, sleep=_interruptible(stop))
             )
-        except (TransientPushError, SourceError) as exc:
+        except SourceChangedError as exc:
+            log.error("service.failed", error=exc.message, exit_code=exc.exit_code)  # noqa: TRY400 - no traceback in the log, by design
+            raise
+        except (TransientPushError, SourceError, StateBusyError) as exc:
             report.failed_cycles += 1
             wait = rng.uniform(backoff / 2, backoff)
             backoff = min(backoff * 2, max(interval, FIRST_BACKOFF_S))

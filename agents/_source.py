@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from agents._config import CsvSourceSettings, SourceSettings
-from agents.errors import ConfigError, SourceError
+from agents.errors import ConfigError, SourceChangedError, SourceError
 
 # errors="surrogateescape" turns every undecodable byte into a lone surrogate in this range,
 # so one regex search finds a bad line without stopping the stream.
@@ -188,9 +188,11 @@ class _CsvStream:
         if not isinstance(offset, int) or not isinstance(line, int) or offset < self._offset:
             raise SourceError(f"{self._path}: the saved read position does not belong to a CSV source")
         if offset > self._size or self._fingerprint(offset) != resume.get("fingerprint"):
-            raise SourceError(
+            raise SourceChangedError(
                 f"{self._path}: the file no longer starts with what was already sent (it was rewritten "
-                "or replaced); if it is a new export, run again with --from-start"
+                "or replaced). Export only new records into it (appending), or give each export a new "
+                "file; --from-start re-reads it all, and records already sent in other batches would "
+                "then be stored twice"
             )
         try:
             self._handle.seek(offset)

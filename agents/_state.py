@@ -26,16 +26,17 @@ byte offset, a database watermark).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Concatenate, ParamSpec, Self, TypeVar
 
-from agents.errors import ConfigError
+from agents.errors import ConfigError, StateBusyError, StateError
 
 STATE_FILE = "agent-state.sqlite3"
 SCHEMA_VERSION = "1"
@@ -84,6 +85,30 @@ class RejectRow:
     reason: str
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _translated(
+    method: Callable[Concatenate[AgentState, _P], _R],
+) -> Callable[Concatenate[AgentState, _P], _R]:
+    """sqlite3 errors at run time (disk full, I/O error, a lock held too long) become one line
+    naming the state file, never an internal error."""
+
+    def wrapper(self: AgentState, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise StateBusyError(f"{self.path}: another agent process is using this state_dir") from exc
+            raise StateError(f"{self.path}: cannot read or write the agent state ({exc})") from exc
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: the agent state is damaged ({type(exc).__name__})") from exc
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
 def encode_position(position: Position) -> str:
     """Canonical JSON of a position: the same position always gives the same text (it is hashed)."""
     return json.dumps(position, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -114,20 +139,17 @@ class AgentState:
             if version != SCHEMA_VERSION:
                 raise ConfigError(f"{self.path}: state file from another agent version ({version})")
         except sqlite3.OperationalError as exc:
-            raise ConfigError(self._problem(exc)) from exc
+            if "locked" in str(exc):
+                raise StateBusyError(f"{self.path}: another agent process is using this state_dir") from exc
+            raise StateError(f"{self.path}: cannot open the agent state ({exc})") from exc
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"{self.path}: not an agent state file (or damaged)") from exc
+            raise StateError(f"{self.path}: not an agent state file (or damaged)") from exc
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._db.close()
-
-    def _problem(self, exc: sqlite3.OperationalError) -> str:
-        if "locked" in str(exc):
-            return f"{self.path}: another agent process is using this state_dir"
-        return f"{self.path}: cannot open the agent state ({exc})"
 
     class _Txn:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -140,23 +162,29 @@ class AgentState:
         def __exit__(
             self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
         ) -> None:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            if exc_type is None:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:
+                self.db.execute("ROLLBACK")
 
     def _transaction(self) -> AgentState._Txn:
         return AgentState._Txn(self._db)
 
     # --- reading ---------------------------------------------------------------------------
 
+    @_translated
     def read_position(self, source: str) -> Position | None:
         """Where reading resumes: just past the last batch put in the spool (or past rejects only)."""
         row = self._db.execute("SELECT read_position FROM cursor WHERE source=?", (source,)).fetchone()
         return None if row is None else json.loads(row[0])
 
+    @_translated
     def watermark(self, source: str) -> Position | None:
         """The position up to which the gateway has acknowledged every batch."""
         row = self._db.execute("SELECT watermark FROM cursor WHERE source=?", (source,)).fetchone()
         return None if row is None or row[0] is None else json.loads(row[0])
 
+    @_translated
     def pending(self) -> list[SpoolEntry]:
         """Spooled batches not yet acknowledged, oldest first, whatever source they came from."""
         rows = self._db.execute(
@@ -164,6 +192,7 @@ class AgentState:
         ).fetchall()
         return [SpoolEntry(*row) for row in rows]
 
+    @_translated
     def spooled_counts(self) -> tuple[int, int]:
         """(batches, records) waiting in the spool."""
         batches, records = self._db.execute(
@@ -171,15 +200,16 @@ class AgentState:
         ).fetchone()
         return int(batches), int(records)
 
-    def rejects(self, source: str) -> Iterator[RejectRow]:
-        cursor = self._db.execute(
+    @_translated
+    def rejects(self, source: str) -> list[RejectRow]:
+        rows = self._db.execute(
             "SELECT line, field, reason FROM rejects WHERE source=? ORDER BY rowid", (source,)
-        )
-        for row in cursor:
-            yield RejectRow(*row)
+        ).fetchall()
+        return [RejectRow(*row) for row in rows]
 
     # --- writing ---------------------------------------------------------------------------
 
+    @_translated
     def spool(
         self,
         source: str,
@@ -217,6 +247,7 @@ class AgentState:
                 self._advance_watermark(db, source)
         return seq
 
+    @_translated
     def acknowledge(self, seq: int) -> None:
         """The gateway holds batch `seq`: drop the acknowledged prefix, move the watermark."""
         with self._transaction() as db:
@@ -245,6 +276,7 @@ class AgentState:
                 "UPDATE cursor SET watermark=?, updated_at=? WHERE source=?", (last_end, _now(), source)
             )
 
+    @_translated
     def forget_source(self, source: str) -> None:
         """Start the source again from its beginning (its spooled batches are still delivered)."""
         with self._transaction() as db:

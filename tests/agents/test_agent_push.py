@@ -343,3 +343,13 @@ def test_many_batches_in_flight_all_arrive(workspace: Workspace, server: Running
     tokens = [record[0] for record in server.servicer.all_records()]
     assert len(tokens) == 200
     assert len(set(tokens)) == 200
+
+
+def test_a_gateway_fault_is_retried(workspace: Workspace, server: RunningServer) -> None:
+    """INTERNAL from the gateway (a fault on its side that may clear) is retried, not a stop."""
+    server.servicer.failures.append((grpc.StatusCode.INTERNAL, "internal error"))
+    workspace.write_rows(_rows(2))
+
+    assert main(["push", "--config", str(workspace.config), "--quiet"]) == 0
+
+    assert len(server.servicer.all_records()) == 2

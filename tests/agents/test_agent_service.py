@@ -13,13 +13,14 @@ import grpc
 import pytest
 from agent_testkit import RunningServer, Workspace, ed_row
 
+from agents._state import AgentState
 from agents.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _json_lines(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def test_run_once_pushes_and_logs_one_json_line_per_event(
@@ -123,3 +124,29 @@ def test_no_identifier_reaches_any_log_line_output_or_state_file(
         assert secret not in captured.err
         assert secret.encode() not in written
     assert "batch.acknowledged" in captured.err  # debug lines were on
+
+
+def test_a_manual_push_holding_the_state_is_a_retry_not_a_stop(
+    workspace: Workspace, server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While another agent process holds the state, a service cycle waits for later (exit 5 for
+    --once) instead of stopping for good with a config error."""
+    workspace.write_rows([ed_row()])
+    workspace.state.mkdir(parents=True, exist_ok=True)
+    with AgentState(workspace.state):
+        assert main(["run", "--config", str(workspace.config), "--once"]) == 5
+
+    assert any(e["event"] == "cycle.retry_later" for e in _json_lines(capsys.readouterr().err))
+
+
+def test_a_rewritten_export_stops_the_service(
+    workspace: Workspace, server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An export whose already-sent part changed cannot be fixed by retrying: the service exits 3."""
+    workspace.write_rows([ed_row(attendance_id="1"), ed_row(attendance_id="2")])
+    assert main(["run", "--config", str(workspace.config), "--once"]) == 0
+    workspace.write_rows([ed_row(attendance_id="1", patient_national_id="ZZ9")])
+
+    assert main(["run", "--config", str(workspace.config)]) == 3
+
+    assert any(e["event"] == "service.failed" for e in _json_lines(capsys.readouterr().err))
