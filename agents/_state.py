@@ -277,6 +277,40 @@ class AgentState:
             )
 
     @_translated
+    def sources(self) -> list[tuple[str, Position, Position | None]]:
+        """(source, read position, watermark) of every source this state has read."""
+        rows = self._db.execute(
+            "SELECT source, read_position, watermark FROM cursor ORDER BY source"
+        ).fetchall()
+        return [
+            (name, json.loads(read), None if mark is None else json.loads(mark)) for name, read, mark in rows
+        ]
+
+    @_translated
+    def oldest_spooled_at(self) -> str | None:
+        row = self._db.execute("SELECT min(spooled_at) FROM spool WHERE acked=0").fetchone()
+        return None if row is None else row[0]
+
+    @_translated
+    def rewind_to_watermark(self) -> tuple[int, int]:
+        """Drop every batch waiting in the spool and move each source's read position back to its
+        watermark, so the next run reads, seals and sends those records again (with the current
+        signing key and contract). Returns (batches, records) dropped. Nothing the gateway holds is
+        affected: the watermark only ever covers acknowledged batches."""
+        with self._transaction() as db:
+            batches, records = db.execute(
+                "SELECT count(*), coalesce(sum(record_count), 0) FROM spool WHERE acked=0"
+            ).fetchone()
+            db.execute("DELETE FROM spool")
+            for source, mark in db.execute("SELECT source, watermark FROM cursor").fetchall():
+                if mark is None:  # nothing of it acknowledged yet: read it from its beginning
+                    db.execute("DELETE FROM cursor WHERE source=?", (source,))
+                    db.execute("DELETE FROM rejects WHERE source=?", (source,))
+                else:
+                    db.execute("UPDATE cursor SET read_position=watermark WHERE source=?", (source,))
+        return int(batches), int(records)
+
+    @_translated
     def forget_source(self, source: str) -> None:
         """Start the source again from its beginning (its spooled batches are still delivered)."""
         with self._transaction() as db:

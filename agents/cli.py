@@ -22,6 +22,7 @@ from agents._log import configure_logging
 from agents._pipeline import PushSummary, push
 from agents._preview import PREVIEW_DESCRIPTION, add_preview_arguments, run_preview
 from agents._service import run_service
+from agents._spool_cmd import SPOOL_DESCRIPTION, add_spool_arguments, run_spool
 from agents.errors import AgentError, TransientPushError
 
 PROG = "agent"
@@ -224,6 +225,12 @@ COMMANDS: dict[
     ),
     "push": ("send a source to the gateway once", PUSH_DESCRIPTION, _add_push, _run_push),
     "run": ("keep sending what is new, on a schedule (service mode)", RUN_DESCRIPTION, _add_run, _run_run),
+    "spool": (
+        "what waits to be sent; rewind refused batches to send them again",
+        SPOOL_DESCRIPTION,
+        add_spool_arguments,
+        run_spool,
+    ),
     "keygen": (
         "make a new signing key (first enrolment or rotation)",
         KEYGEN_DESCRIPTION,

@@ -150,3 +150,25 @@ def test_a_rewritten_export_stops_the_service(
     assert main(["run", "--config", str(workspace.config)]) == 3
 
     assert any(e["event"] == "service.failed" for e in _json_lines(capsys.readouterr().err))
+
+
+def test_spool_rewind_lets_refused_batches_be_resealed_and_sent(
+    workspace: Workspace, server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Batches refused for good wait in the spool; rewind drops them and the next run re-reads and
+    sends the same records, once."""
+    workspace.write_config(batch_size=2)
+    workspace.write_rows([ed_row(attendance_id=str(i)) for i in range(5)])
+    server.servicer.failures.append((grpc.StatusCode.PERMISSION_DENIED, "key retired"))
+    assert main(["push", "--config", str(workspace.config), "--quiet"]) == 4
+    assert main(["spool", "status", "--config", str(workspace.config), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["waiting_batches"] >= 1
+
+    assert main(["spool", "rewind", "--config", str(workspace.config)]) == 2  # asks for --yes
+    assert main(["spool", "rewind", "--config", str(workspace.config), "--yes"]) == 0
+    assert main(["push", "--config", str(workspace.config), "--quiet"]) == 0
+
+    assert len(server.servicer.all_records()) == 5
+    assert main(["spool", "status", "--config", str(workspace.config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["waiting_batches"] == 0
