@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agents._config import (
     EVENT_DATE,
@@ -115,6 +115,9 @@ MappedRecord = tuple[bytes, int, tuple[int, ...], tuple[float, ...]]
 """(subject token, event day, dimension codes in contract order, measures in contract order)."""
 
 MapFn = Callable[[Mapping[str, str]], MappedRecord]
+BatchColumns = list[list[Any]]
+"""A batch in columns: subject tokens, event days, then dimension codes and measure values."""
+AppendFn = Callable[[Mapping[str, str], BatchColumns], None]
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,20 @@ class Mapper:
     contract: Contract
     columns: tuple[str, ...]
     _map: MapFn
-    source_code: str  # the compiled function, for review and debugging (holds no key or value)
+    _append: AppendFn
+    source_code: str  # the compiled functions, for review and debugging (holds no key or value)
 
     def map(self, row: Mapping[str, str]) -> MappedRecord:
         """The record for one row; raises Rejected naming the first field that does not fit."""
         return self._map(row)
+
+    def append(self, row: Mapping[str, str], columns: BatchColumns) -> None:
+        """Map one row onto the end of `columns` (see `new_columns`); on Rejected nothing is added."""
+        self._append(row, columns)
+
+    def new_columns(self) -> BatchColumns:
+        """Empty columns for a batch: tokens, days, one per dimension, one per measure (contract order)."""
+        return [[] for _ in range(2 + len(self.contract.dimensions) + len(self.contract.measures))]
 
 
 def build_mapper(config: AgentConfig, contract: Contract, linkage_key: bytes) -> Mapper:
@@ -156,8 +168,10 @@ def build_mapper(config: AgentConfig, contract: Contract, linkage_key: bytes) ->
     code.event(event, contract.granularity)
     dims = [code.dimension(config, specs[d.name], d) for d in contract.dimensions]
     measures = [code.measure(config, specs[m.name], m) for m in contract.measures]
-    source, fn = code.finish(dims, measures)
-    return Mapper(contract=contract, columns=config.source_columns(), _map=fn, source_code=source)
+    source, map_fn, append_fn = code.finish(dims, measures)
+    return Mapper(
+        contract=contract, columns=config.source_columns(), _map=map_fn, _append=append_fn, source_code=source
+    )
 
 
 class _Compiler:
@@ -334,14 +348,23 @@ class _Compiler:
             return var
         raise ConfigError(f"{where}.transform: {spec.name} is a measure; use number or hours_between")
 
-    def finish(self, dims: list[str], measures: list[str]) -> tuple[str, MapFn]:
+    def finish(self, dims: list[str], measures: list[str]) -> tuple[str, MapFn, AppendFn]:
         def tuple_of(names: list[str]) -> str:
             return f"({', '.join(names)},)" if names else "()"
 
-        self.emit(f"return (_token, _coarse, {tuple_of(dims)}, {tuple_of(measures)})")
-        source = "def map_row(row):\n" + "\n".join(self.lines) + "\n"
+        body = "\n".join(self.lines)
+        values = ["_token", "_coarse", *dims, *measures]
+        # the same checks twice: once returning a record, once appending it to the batch's columns
+        # (the pipeline's form: no per-record tuples to build and transpose again)
+        appends = "\n".join(f"    _c{i}.append({value})" for i, value in enumerate(values))
+        unpack = ", ".join(f"_c{i}" for i in range(len(values)))
+        source = (
+            f"def map_row(row):\n{body}\n"
+            f"    return (_token, _coarse, {tuple_of(dims)}, {tuple_of(measures)})\n\n"
+            f"def append_row(row, columns):\n{body}\n    {unpack}, = columns\n{appends}\n"
+        )
         exec(compile(source, "<agents mapper>", "exec"), self.namespace)  # noqa: S102 - see the class docstring
-        return source, self.namespace["map_row"]  # type: ignore[return-value]
+        return source, self.namespace["map_row"], self.namespace["append_row"]  # type: ignore[return-value]
 
 
 def _read_lookup(path: Path, where: str, domain: Mapping[str, int]) -> dict[str, str]:

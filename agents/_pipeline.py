@@ -30,7 +30,7 @@ from agents._config import AgentConfig
 from agents._contract import Contract, ensure_state_dir, save_contract
 from agents._keys import KeySource, key_source, load_hpke_public_key, load_tls_material
 from agents._log import get_logger
-from agents._mapping import MappedRecord, Mapper, Rejected, build_mapper
+from agents._mapping import BatchColumns, Mapper, Rejected, build_mapper
 from agents._pb import ingest_pb2
 from agents._push import GatewayClient, TlsMaterial
 from agents._rejects import write_reject_file
@@ -79,7 +79,8 @@ class Stretch:
 
     start: str  # canonical text of the position the stretch starts at
     end: Position
-    records: list[MappedRecord] = field(default_factory=list)
+    columns: BatchColumns  # the accepted records, as the batch's columns
+    count: int = 0
     rejects: list[RejectRow] = field(default_factory=list)
 
 
@@ -88,28 +89,40 @@ def iter_stretches(
 ) -> Iterator[Stretch]:
     """The source cut into stretches of `batch_size` accepted records (the last may be shorter or
     hold only rejects). Cuts depend only on the rows and the start, so a re-read cuts the same."""
-    current = Stretch(encode_position(start), start)
-    for line, row in stream:
-        summary.read += 1
-        if isinstance(row, BadRow):
-            current.rejects.append(RejectRow(line, ROW, row.problem))
-            summary.rejected += 1
-            continue
-        try:
-            record = mapper.map(row)
-        except Rejected as rejected:
-            current.rejects.append(RejectRow(line, rejected.field, rejected.problem))
-            summary.rejected += 1
-            continue
-        current.records.append(record)
-        if len(current.records) >= batch_size:
-            current.end = stream.position()
+    current = Stretch(encode_position(start), start, mapper.new_columns())
+    append = mapper.append
+    read = rejected = 0
+    try:
+        for line, row in stream:
+            read += 1
+            if isinstance(row, BadRow):
+                current.rejects.append(RejectRow(line, ROW, row.problem))
+                rejected += 1
+                continue
+            try:
+                append(row, current.columns)
+            except Rejected as problem:
+                current.rejects.append(RejectRow(line, problem.field, problem.problem))
+                rejected += 1
+                continue
+            current.count += 1
+            if current.count >= batch_size:
+                current.end = stream.position()
+                summary.read, summary.rejected, read, rejected = (
+                    summary.read + read,
+                    summary.rejected + rejected,
+                    0,
+                    0,
+                )
+                yield current
+                current = Stretch(encode_position(current.end), current.end, mapper.new_columns())
+        end = stream.position()
+        if current.count or current.rejects or encode_position(end) != current.start:
+            current.end = end
             yield current
-            current = Stretch(encode_position(current.end), current.end)
-    end = stream.position()
-    if current.records or current.rejects or encode_position(end) != current.start:
-        current.end = end
-        yield current
+    finally:
+        summary.read += read
+        summary.rejected += rejected
 
 
 def push(
@@ -175,10 +188,10 @@ def push(
 def _spool_and_send(
     stretch: Stretch, source_name: str, sealer: Sealer, state: AgentState, sender: _Sender
 ) -> None:
-    if not stretch.records:
+    if not stretch.count:
         state.spool(source_name, stretch.start, stretch.end, stretch.rejects, None)
         return
-    sealed = sealer.seal(stretch.records, stretch.start)
+    sealed = sealer.seal_columns(stretch.columns, stretch.start)
     payload = sealed.message.SerializeToString()
     seq = state.spool(
         source_name,
@@ -201,9 +214,9 @@ def dry_run(config: AgentConfig, contract: Contract, *, keys: KeySource | None =
     with open_source(config.source).open(config.source_columns()) as stream:
         for stretch in iter_stretches(stream, mapper, config.agent.batch_size, summary, stream.position()):
             rejects.extend(stretch.rejects)
-            if stretch.records:
+            if stretch.count:
                 summary.batches += 1
-                summary.sent += len(stretch.records)
+                summary.sent += stretch.count
     write_reject_file(config.agent.state_dir, rejects)
     return summary
 

@@ -46,6 +46,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -82,18 +83,25 @@ def record_batch(contract: Contract, records: Sequence[MappedRecord]) -> ingest_
         raise ValueError("a batch holds at least one record")
     tokens, days, codes, values = zip(*records, strict=True)
     # a record with no dimensions (or measures) has an empty tuple, which transposes to no columns
-    code_columns = list(zip(*codes, strict=True))
-    value_columns = list(zip(*values, strict=True))
+    columns: list[Sequence[Any]] = [tokens, days, *zip(*codes, strict=True), *zip(*values, strict=True)]
+    return columns_batch(contract, columns)
+
+
+def columns_batch(contract: Contract, columns: Sequence[Sequence[Any]]) -> ingest_pb2.RecordBatch:
+    """The RecordBatch of columns laid out as agents._mapping.BatchColumns (at least one record)."""
+    if not columns[0]:
+        raise ValueError("a batch holds at least one record")
+    dims = len(contract.dimensions)
     return ingest_pb2.RecordBatch(
-        subject_tokens=tokens,
-        event_days=days,
+        subject_tokens=columns[0],
+        event_days=columns[1],
         dimensions=[
             ingest_pb2.DimensionColumn(name=d.name, dictionary=d.domain, codes=column)
-            for d, column in zip(contract.dimensions, code_columns, strict=True)
+            for d, column in zip(contract.dimensions, columns[2 : 2 + dims], strict=True)
         ],
         measures=[
             ingest_pb2.MeasureColumn(name=m.name, values=column)
-            for m, column in zip(contract.measures, value_columns, strict=True)
+            for m, column in zip(contract.measures, columns[2 + dims :], strict=True)
         ],
     )
 
@@ -122,14 +130,22 @@ class Sealer:
 
     def seal(self, records: Sequence[MappedRecord], start: str) -> SealedBatch:
         """Seal and sign `records`; `start` is the canonical text of the batch's start position."""
-        plaintext = record_batch(self.contract, records).SerializeToString(deterministic=True)
+        return self.seal_batch(record_batch(self.contract, records), start)
+
+    def seal_columns(self, columns: Sequence[Sequence[Any]], start: str) -> SealedBatch:
+        """Seal and sign a batch given as columns (agents._mapping.BatchColumns)."""
+        return self.seal_batch(columns_batch(self.contract, columns), start)
+
+    def seal_batch(self, batch: ingest_pb2.RecordBatch, start: str) -> SealedBatch:
+        records = len(batch.subject_tokens)
+        plaintext = batch.SerializeToString(deterministic=True)
         identity = batch_id(self.agency, self.contract.dataset, self.source_name, start, plaintext)
         header = ingest_pb2.BatchHeader(
             agency=self.agency,
             dataset=self.contract.dataset,
             contract_version=self.contract.version,
             batch_id=identity,
-            record_count=len(records),
+            record_count=records,
             signing_key_id=self.signing_key.key_id,
             sealed_at=self.clock(),
         ).SerializeToString(deterministic=True)
@@ -137,6 +153,6 @@ class Sealer:
         signature = self.signing_key.private_key.sign(signed_message(header, ciphertext))
         return SealedBatch(
             identity,
-            len(records),
+            records,
             ingest_pb2.SealedBatch(header=header, ciphertext=ciphertext, signature=signature),
         )
