@@ -1,20 +1,28 @@
 """The bare pipeline (DESIGN §12): HMAC + protobuf + AES-GCM + plain gRPC on loopback + bulk insert.
 
-No policy, no signature, no HPKE, no checks, no TLS (an insecure loopback port): the ceiling the
-agent → gateway path is judged against. Client and server share this process.
+No policy, no signature, no HPKE, no checks, no TLS (an insecure loopback port), no index on the
+table: the ceiling the agent → gateway path is judged against.
+
+Two processes, like the real path: the server (AES-GCM open, protobuf parse, bulk insert) runs in
+this process and the client (``bench._bare_client``: HMAC, protobuf, AES-GCM, gRPC) in a child,
+so each side has its own interpreter lock, as the agent and the gateway do. Client and server in
+one process would share one lock and make the ceiling lower than the real path's, flattering
+the ratio.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
+import json
 import os
+import resource
 import sqlite3
-import time
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -25,55 +33,60 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import make_url
 
 from agents._pb import ingest_pb2
-from bench._workspace import BareRecords, free_port
+from bench._bare_client import IN_FLIGHT, MEASURE, NONCE_BYTES
+from bench._child import run_child
+from bench._workspace import free_port
 from gateway.store.testing import fresh_postgres_schema
 
-BATCH = 1000
-_METHOD = "/bench.Bare/Push"
-_NONCE = 12
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLIENT_TIMEOUT_S = 1800
 _DIMS = ("age_band", "sex", "district", "presentation")
-_MEASURE = "length_of_stay_hours"
-_COLUMNS = ("subject", "event_day", "event_month", *_DIMS, _MEASURE)
+_COLUMNS = ("subject", "event_day", "event_month", *_DIMS, MEASURE)
 _EPOCH = date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class BareRun:
+    records: int
+    seconds: float  # the client's first batch to its last acknowledgement
+    client_cpu_s: float
+    server_cpu_s: float  # this process while the client ran: gRPC server, AES-GCM, parse, insert
+    client_peak_rss_kb: int
 
 
 class Sink(Protocol):
     def insert(self, rows: list[tuple[object, ...]]) -> None: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 def _ddl(table: str, blob: str, real: str) -> str:
     dims = ", ".join(f"{d} TEXT NOT NULL" for d in _DIMS)
     return (
         f"CREATE TABLE {table} (subject {blob} NOT NULL, event_day INTEGER NOT NULL, "
-        f"event_month TEXT NOT NULL, {dims}, {_MEASURE} {real} NOT NULL)"
+        f"event_month TEXT NOT NULL, {dims}, {MEASURE} {real} NOT NULL)"
     )
 
 
-def _index_ddl(table: str) -> list[str]:
-    """The same groupings the real store indexes (gateway/store/_schema.py)."""
-    tail = f"event_month, subject, {_MEASURE}"
-    return [
-        f"CREATE INDEX ix_{table}_month_subject ON {table} ({tail})",
-        *(f"CREATE INDEX ix_{table}_{d}_month_subject ON {table} ({d}, {tail})" for d in _DIMS),
-        f"CREATE INDEX ix_{table}_subject_day ON {table} (subject, event_day)",
-    ]
-
-
 class SqliteSink:
-    def __init__(self, path: Path, *, indexed: bool) -> None:
+    """The gateway's pragmas (WAL, synchronous=NORMAL, 64 MB cache), one transaction per batch."""
+
+    def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536"):
             self._conn.execute(f"PRAGMA {pragma}")
         self._conn.execute(_ddl("ed_visits", "BLOB", "REAL"))
-        for statement in _index_ddl("ed_visits") if indexed else []:
-            self._conn.execute(statement)
         marks = ", ".join("?" * len(_COLUMNS))
         self._insert = f"INSERT INTO ed_visits ({', '.join(_COLUMNS)}) VALUES ({marks})"
+        self._lock = threading.Lock()  # one writer, as the gateway's store has
 
     def insert(self, rows: list[tuple[object, ...]]) -> None:
-        self._conn.execute("BEGIN")
-        self._conn.executemany(self._insert, rows)
-        self._conn.execute("COMMIT")
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(self._insert, rows)
+            self._conn.execute("COMMIT")
 
     def count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM ed_visits").fetchone()[0])
@@ -83,21 +96,23 @@ class SqliteSink:
 
 
 class PostgresSink:
-    def __init__(self, sqlalchemy_url: str, *, indexed: bool) -> None:
+    """COPY, one transaction per batch."""
+
+    def __init__(self, sqlalchemy_url: str) -> None:
         dsn = make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._conn = psycopg.connect(dsn)
         with self._conn.cursor() as cur:
             cur.execute(_ddl("ed_visits", "BYTEA", "DOUBLE PRECISION"))
-            for statement in _index_ddl("ed_visits") if indexed else []:
-                cur.execute(statement)
         self._conn.commit()
         self._copy = f"COPY ed_visits ({', '.join(_COLUMNS)}) FROM STDIN"
+        self._lock = threading.Lock()
 
     def insert(self, rows: list[tuple[object, ...]]) -> None:
-        with self._conn.cursor() as cur, cur.copy(self._copy) as copy:
-            for row in rows:
-                copy.write_row(row)
-        self._conn.commit()
+        with self._lock:
+            with self._conn.cursor() as cur, cur.copy(self._copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            self._conn.commit()
 
     def count(self) -> int:
         with self._conn.cursor() as cur:
@@ -121,7 +136,7 @@ def _server_handler(key: bytes, sink: Sink) -> Callable[[bytes, grpc.ServicerCon
     months: dict[int, str] = {}
 
     def push(request: bytes, _context: grpc.ServicerContext) -> bytes:
-        plain = aead.decrypt(request[:_NONCE], request[_NONCE:], None)
+        plain = aead.decrypt(request[:NONCE_BYTES], request[NONCE_BYTES:], None)
         batch = ingest_pb2.RecordBatch.FromString(plain)
         dim_values = [[d.dictionary[c] for c in d.codes] for d in batch.dimensions]
         month_col = [_month_of(months, day) for day in batch.event_days]
@@ -143,7 +158,7 @@ def _server_handler(key: bytes, sink: Sink) -> Callable[[bytes, grpc.ServicerCon
 
 @contextmanager
 def _loopback_server(handler: Callable[[bytes, grpc.ServicerContext], bytes]) -> Iterator[str]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=IN_FLIGHT))
     method = grpc.unary_unary_rpc_method_handler(handler)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Bare", {"Push": method}),))
     port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
@@ -154,71 +169,55 @@ def _loopback_server(handler: Callable[[bytes, grpc.ServicerContext], bytes]) ->
         server.stop(1).wait()
 
 
-def _encode_dimension(column: ingest_pb2.DimensionColumn, values: list[str]) -> None:
-    codes: dict[str, int] = {}
-    out = [codes.setdefault(v, len(codes)) for v in values]
-    column.dictionary.extend(codes)
-    column.codes.extend(out)
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
-def _send_all(records: BareRecords, address: str, key: bytes, link_key: bytes) -> None:
-    keyed = hmac.new(link_key, digestmod=hashlib.sha256)
-    aead = AESGCM(key)
-    with grpc.insecure_channel(address) as channel:
-        push = channel.unary_unary(_METHOD, request_serializer=None, response_deserializer=None)
-        for start in range(0, len(records), BATCH):
-            stop = start + BATCH
-            tokens = []
-            for raw in records.ids[start:stop]:
-                mac = keyed.copy()
-                mac.update(raw)
-                tokens.append(mac.digest())
-            batch = ingest_pb2.RecordBatch()
-            batch.subject_tokens.extend(tokens)
-            batch.event_days.extend(records.event_days[start:stop])
-            for name in _DIMS:
-                column = batch.dimensions.add()
-                column.name = name
-                _encode_dimension(column, records.dims[name][start:stop])
-            measure = batch.measures.add()
-            measure.name = _MEASURE
-            measure.values.extend(records.measure[start:stop])
-            nonce = os.urandom(_NONCE)
-            push(nonce + aead.encrypt(nonce, batch.SerializeToString(), None), timeout=30)
-
-
-def run_bare(records: BareRecords, backend: str, workdir: Path, pg_url: str, *, indexed: bool) -> float:
-    """Seconds to move every record through the bare pipeline into a fresh table."""
+def run_bare(batches: Path, expected: int, backend: str, workdir: Path, pg_url: str) -> BareRun:
+    """Every record of ``batches`` through the bare pipeline into a fresh table."""
     key, link_key = AESGCM.generate_key(bit_length=256), os.urandom(32)
-    with _fresh_sink(backend, workdir, pg_url, indexed=indexed) as sink:
+    with _fresh_sink(backend, workdir, pg_url) as sink:
         with _loopback_server(_server_handler(key, sink)) as address:
-            started = time.perf_counter()
-            _send_all(records, address, key, link_key)
-            elapsed = time.perf_counter() - started
+            cpu_before = _cpu_s()
+            child = run_child(
+                [sys.executable, "-m", "bench._bare_client", address, str(batches)],
+                cwd=REPO_ROOT,
+                timeout_s=CLIENT_TIMEOUT_S,
+                stdin=f"{key.hex()}\n{link_key.hex()}\n".encode(),
+            )
+            server_cpu = _cpu_s() - cpu_before
         stored = sink.count()
-    if stored != len(records):
+    if child.returncode != 0:
+        sys.stderr.write(child.stderr[-4000:])
+        raise RuntimeError(f"bare client exited with status {child.returncode}")
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    if stored != expected or report["records"] != expected:
         raise RuntimeError("bare pipeline: the table does not hold every record sent")
-    return elapsed
+    return BareRun(
+        records=expected,
+        seconds=float(report["seconds"]),
+        client_cpu_s=child.cpu_s,
+        server_cpu_s=server_cpu,
+        client_peak_rss_kb=child.peak_rss_kb,
+    )
 
 
 _sink_numbers = itertools.count(1)
 
 
 @contextmanager
-def _fresh_sink(
-    backend: str, workdir: Path, pg_url: str, *, indexed: bool
-) -> Iterator[SqliteSink | PostgresSink]:
+def _fresh_sink(backend: str, workdir: Path, pg_url: str) -> Iterator[Sink]:
     if backend == "sqlite":
-        path = workdir / f"bare-{next(_sink_numbers)}.db"
-        sqlite_sink = SqliteSink(path, indexed=indexed)
+        sink: Sink = SqliteSink(workdir / f"bare-{next(_sink_numbers)}.db")
         try:
-            yield sqlite_sink
+            yield sink
         finally:
-            sqlite_sink.close()
+            sink.close()
         return
     with fresh_postgres_schema(pg_url, prefix="bench_bare") as url:
-        pg_sink = PostgresSink(url, indexed=indexed)
+        sink = PostgresSink(url)
         try:
-            yield pg_sink
+            yield sink
         finally:
-            pg_sink.close()
+            sink.close()

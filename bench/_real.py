@@ -1,39 +1,49 @@
 """The real path: the gateway in this process (mTLS, policy, HPKE, signatures, audit) and the
-real agent as a child process pushing the synthetic ED-visits export to it."""
+real agent as a child process (``python -m agents push``) pushing the synthetic ED-visits export.
+
+The agent's CPU seconds and peak RSS come from the kernel (``os.wait4``); the gateway's CPU
+seconds are this process's while the agent ran (nothing else runs here meanwhile). On PostgreSQL
+the database server's own CPU is in neither figure.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bench._child import run_child
 from bench._workspace import Workspace
 from gateway._settings import GatewaySettings
-from gateway.server import build_gateway
+from gateway.catalogue import Catalogue
+from gateway.server import _app, build_gateway
+from gateway.store import SqlStore, open_store
 from gateway.store.testing import fresh_postgres_schema
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_TIME = Path("/usr/bin/time")
 AGENT_TIMEOUT_S = 1800
+_APP_OPENER = "open_store"  # the name gateway/server/_app.py opens its store by
 
 
 @dataclass(frozen=True)
 class AgentRun:
-    seconds: float
+    seconds: float  # wall clock of the agent process: interpreter start-up and CSV parsing included
     sent: int
     stored_batches: int
-    peak_rss_kb: int | None
+    agent_cpu_s: float
+    gateway_cpu_s: float
+    peak_rss_kb: int
 
 
 @contextmanager
-def _store_url(backend: str, workdir: Path, pg_url: str, run: int) -> Iterator[str]:
+def _store_url(backend: str, workdir: Path, pg_url: str, run: str) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{workdir / f'real-{run}.db'}"
         return
@@ -41,7 +51,24 @@ def _store_url(backend: str, workdir: Path, pg_url: str, run: int) -> Iterator[s
         yield url
 
 
-def run_agent_push(ws: Workspace, backend: str, pg_url: str, run: int) -> AgentRun:
+@contextmanager
+def _index_profile(profile: str) -> Iterator[None]:
+    """Make build_gateway open its store with ``profile``, whether or not it passes
+    ``store.indexes`` through itself (a caller's explicit value wins)."""
+    original = getattr(_app, _APP_OPENER)
+
+    def opener(url: str, catalogue: Catalogue, *args: Any, **kwargs: Any) -> SqlStore:
+        kwargs.setdefault("indexes", profile)
+        return open_store(url, catalogue, *args, **kwargs)
+
+    setattr(_app, _APP_OPENER, opener)
+    try:
+        yield
+    finally:
+        setattr(_app, _APP_OPENER, original)
+
+
+def run_agent_push(ws: Workspace, backend: str, pg_url: str, run: str, *, indexes: str) -> AgentRun:
     """One agent push into a freshly started gateway over a fresh database."""
     base = GatewaySettings.from_file(ws.layout.gateway_config)
     # the agent remembers what it sent; a fresh state makes every run a first push
@@ -50,42 +77,41 @@ def run_agent_push(ws: Workspace, backend: str, pg_url: str, run: int) -> AgentR
         settings = dataclasses.replace(
             base,
             listen=ws.listen,
-            store=dataclasses.replace(base.store, url=url),
+            store=dataclasses.replace(base.store, url=url, indexes=indexes),
             # per-batch log lines would interleave with the table; warnings still show
             observability=dataclasses.replace(base.observability, log_level="warning"),
         )
-        gateway = build_gateway(settings)
+        with _index_profile(indexes):
+            gateway = build_gateway(settings)
+        store = gateway.shared.store
+        if not isinstance(store, SqlStore) or store.index_profile != indexes:
+            raise RuntimeError(f"gateway store: index profile is not {indexes}")
         gateway.start()
         try:
-            return _push(ws, run)
+            return _push(ws)
         finally:
             gateway.stop()
 
 
-def _push(ws: Workspace, run: int) -> AgentRun:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _push(ws: Workspace) -> AgentRun:
     command = [sys.executable, "-m", "agents", "push", "--config", str(ws.agent_config), "--json"]
-    rss_file = ws.root / f"agent-rss-{run}.txt"
-    if _TIME.exists():
-        command = [str(_TIME), "-f", "%M", "-o", str(rss_file), *command]
-    started = time.perf_counter()
-    done = subprocess.run(  # noqa: PLW1510 - the exit code is checked below with the output at hand
-        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=AGENT_TIMEOUT_S
-    )
-    elapsed = time.perf_counter() - started
+    before = _cpu_s()
+    done = run_child(command, cwd=REPO_ROOT, timeout_s=AGENT_TIMEOUT_S)
+    gateway_cpu = _cpu_s() - before
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
         raise RuntimeError(f"agent push exited with status {done.returncode}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     return AgentRun(
-        seconds=elapsed,
+        seconds=done.wall_s,
         sent=int(summary["sent"]),
         stored_batches=int(summary["stored"]),
-        peak_rss_kb=_peak_rss(rss_file),
+        agent_cpu_s=done.cpu_s,
+        gateway_cpu_s=gateway_cpu,
+        peak_rss_kb=done.peak_rss_kb,
     )
-
-
-def _peak_rss(rss_file: Path) -> int | None:
-    try:
-        return int(rss_file.read_text().strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError):
-        return None

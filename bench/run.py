@@ -1,6 +1,14 @@
 """Benchmark harness entry point.
 
-python bench/run.py ingest --records 100000 [--backends sqlite,postgres] [--repeat 3] [--json]
+python bench/run.py ingest --records 1000000 [--backends sqlite,postgres] [--repeat 3]
+                           [--indexes ingest[,query]] [--json]
+python bench/run.py indexes --records 1000000 [--backends sqlite,postgres] [--profiles ingest,query]
+                            [--json]
+
+``ingest`` (DESIGN §12): the bare pipeline and the real ``agent push`` of a CSV export into a
+running gateway, records/s of each, their ratio, each process's CPU seconds and the agent's peak
+RSS. Both paths run as two processes (client child, server here): see bench/_baseline.py.
+``indexes``: what each store index profile costs at ingest and saves at query time.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import sys
 from pathlib import Path
 
 _BACKENDS = ("sqlite", "postgres")
+_PROFILES = ("ingest", "query")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,25 +28,43 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--records", type=int, required=True, help="about how many ED-visit rows to push")
     ingest.add_argument("--backends", default="sqlite,postgres", help="comma list of sqlite, postgres")
     ingest.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is shown")
+    ingest.add_argument("--indexes", default="ingest", help="store index profiles for the real push")
     ingest.add_argument("--json", action="store_true", help="print the results as JSON")
+    indexes = commands.add_parser("indexes", help="ingest rate and query time of each index profile")
+    indexes.add_argument("--records", type=int, required=True, help="ED-visit rows to store")
+    indexes.add_argument("--backends", default="sqlite,postgres", help="comma list of sqlite, postgres")
+    indexes.add_argument("--profiles", default="ingest,query", help="comma list of ingest, query")
+    indexes.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
+
+
+def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str] | None:
+    chosen = [c.strip() for c in text.split(",") if c.strip()]
+    if not chosen or any(c not in allowed for c in chosen):
+        print(f"{flag}: choose from {', '.join(allowed)}", file=sys.stderr)
+        return None
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = [b for b in backends if b not in _BACKENDS]
-    if unknown or not backends:
-        print(f"--backends: choose from {', '.join(_BACKENDS)}", file=sys.stderr)
+    backends = _choices(args.backends, _BACKENDS, "--backends")
+    profiles = _choices(args.indexes if args.command == "ingest" else args.profiles, _PROFILES, "--indexes")
+    if backends is None or profiles is None:
         return 2
-    if args.records < 290 or args.repeat < 1:
+    if args.records < 290 or getattr(args, "repeat", 1) < 1:
         print("--records: at least 290; --repeat: at least 1", file=sys.stderr)
         return 2
     # `python bench/run.py` puts bench/ on the path, not the repo root that holds the packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    if args.command == "indexes":
+        from bench._indexes import print_indexes, run_indexes
+
+        print_indexes(run_indexes(args.records, backends, profiles), as_json=args.json)
+        return 0
     from bench._ingest import print_result, run_ingest
 
-    print_result(run_ingest(args.records, backends, args.repeat), as_json=args.json)
+    print_result(run_ingest(args.records, backends, args.repeat, profiles), as_json=args.json)
     return 0
 
 

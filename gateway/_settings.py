@@ -49,7 +49,7 @@ _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "gateway": frozenset({"listen", "trust_domain", "max_message_mb"}),
         "tls": frozenset({"ca", "cert", "key"}),
         "keys": frozenset({"hpke_private", "rest_key", "audit_signing"}),
-        "store": frozenset({"url"}),
+        "store": frozenset({"url", "indexes"}),
         "policy": frozenset({"engine", "bundle", "opa_url", "timeout_ms"}),
         "observability": frozenset({"metrics_port", "log_level", "log_format"}),
     }
@@ -73,6 +73,9 @@ class KeySettings:
 @dataclass(frozen=True)
 class StoreSettings:
     url: str
+    # which indexes the dataset tables carry: "ingest" (lean, the default) or "query" (covering);
+    # the trade-off is measured in gateway/store/_schema.py
+    indexes: str = "ingest"
 
 
 @dataclass(frozen=True)
@@ -356,7 +359,7 @@ class _Reader:
             rest_key=self.file("keys", "rest_key"),
             audit_signing=self.file("keys", "audit_signing"),
         )
-        store = StoreSettings(url=self.store_url())
+        store = StoreSettings(url=self.store_url(), indexes=self.store_indexes())
         policy = self.policy()
         observability = ObservabilitySettings(
             metrics_port=self.integer("observability", "metrics_port", 0, 0, 65535),
@@ -470,6 +473,11 @@ class _Reader:
                 absolute = _resolve(Path.cwd() if from_env else self.base, database)
                 url = f"{scheme}:///{absolute}{query_sep}{query}"
         return url
+
+    def store_indexes(self) -> str:
+        from gateway.store._schema import DEFAULT_INDEX_PROFILE, INDEX_PROFILES
+
+        return self.choice("store", "indexes", INDEX_PROFILES, DEFAULT_INDEX_PROFILE)
 
     def policy(self) -> PolicySettings:
         from gateway.policy._locate import shipped_bundle_dir

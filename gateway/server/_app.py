@@ -85,7 +85,7 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
         check_certificate(path)
     keys = load_gateway_keys(settings)
     policy = load_policy_state(settings)
-    store = open_store(settings.store_url, policy.catalogue)
+    store = open_store(settings.store_url, policy.catalogue, indexes=settings.store.indexes)
     store.create_schema()
     metrics = metrics or Metrics()
     shared = Shared(policy, store, BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys), metrics)

@@ -1,11 +1,23 @@
 """The gateway's database: per-dataset tables, the batch register and the audit log.
 
 ``open_store(url, catalogue)`` picks the backend from the URL: ``sqlite:///file.db`` (embedded,
-WAL) or ``postgresql+psycopg://...`` (production).
+WAL) or ``postgresql+psycopg://...`` (production); ``indexes=`` picks the index profile
+(``ingest``, the default, or ``query``; see ``_schema``).
 """
 
 from gateway.store._base import BatchMeta, RecordColumns, Store, StoreOutcome
 from gateway.store._engine import StoreSettings
+from gateway.store._schema import DEFAULT_INDEX_PROFILE, INDEX_PROFILES
 from gateway.store._sql import SqlStore, open_store
 
-__all__ = ["BatchMeta", "RecordColumns", "SqlStore", "Store", "StoreOutcome", "StoreSettings", "open_store"]
+__all__ = [
+    "DEFAULT_INDEX_PROFILE",
+    "INDEX_PROFILES",
+    "BatchMeta",
+    "RecordColumns",
+    "SqlStore",
+    "Store",
+    "StoreOutcome",
+    "StoreSettings",
+    "open_store",
+]

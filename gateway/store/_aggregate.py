@@ -8,6 +8,7 @@ parameters: PostgreSQL compares GROUP BY expressions to the select list textuall
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,9 @@ from gateway.catalogue import TIME_DIMENSIONS
 from gateway.errors import InvalidRequest
 from gateway.query._spec import Filters, QuerySpec
 from gateway.store._schema import DatasetTable
+
+# AS MATERIALIZED arrived in SQLite 3.35; older ones materialise or flatten as they see fit
+_SQLITE_MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,27 @@ def compile_aggregate(spec: QuerySpec, tables: Mapping[str, DatasetTable]) -> Ag
             raise InvalidRequest(field, "must not be negative")
         other = _table_for(link.dataset, "link.dataset", tables)
         o = other.table.alias("o")
+        probe: FromClause = o
+        probe_filters = _filters(o, other, link.filters, "link.filters")
+        if not other.subject_indexed:
+            # No index to probe row by row (the ingest profile): SQLite would scan the whole other
+            # table once per row. Materialised, the filtered side gets an automatic index built
+            # once per query. PostgreSQL ignores the hint (dialect="sqlite"), inlines the CTE and
+            # plans the EXISTS as a hash semi-join either way.
+            probe = select(o.c.subject, o.c.event_day).where(*probe_filters).cte("link_side")
+            if _SQLITE_MATERIALIZED:
+                probe = probe.prefix_with("MATERIALIZED", dialect="sqlite")
+            probe_filters = []
         conditions.append(
             exists(
-                select(literal_column("1")).where(
-                    o.c.subject == t.c.subject,
-                    o.c.event_day.between(t.c.event_day - link.days_before, t.c.event_day + link.days_after),
-                    *_filters(o, other, link.filters, "link.filters"),
+                select(literal_column("1"))
+                .select_from(probe)
+                .where(
+                    probe.c.subject == t.c.subject,
+                    probe.c.event_day.between(
+                        t.c.event_day - link.days_before, t.c.event_day + link.days_after
+                    ),
+                    *probe_filters,
                 )
             )
         )

@@ -1,18 +1,43 @@
 """The database schema, built from the catalogue: one typed table per dataset, the batch register
 and the audit log. Plain SQLAlchemy Core, identical on SQLite and PostgreSQL.
 
-Indexes follow the aggregations agreements allow (DESIGN §12: COUNT(DISTINCT subject) dominates,
-so every grouping index holds ``subject`` and the engine counts from the index alone; measures
-ride at the end so sums and means are covered too):
+Dataset-table indexes come in two profiles, chosen by ``[store] indexes`` in gateway.toml:
 
-- ``(event_month, subject, <measures>)``: time-only groupings (month, quarter, year), month
-  ranges;
-- ``(<dimension>, event_month, subject, <measures>)`` for each dimension: a grouping or filter
-  led by that dimension, with or without time;
-- ``(subject, event_day)``: the probe side of a link (``EXISTS`` on the other dataset).
+- ``ingest`` (the default): no secondary index at all. Every insert appends to the table and
+  touches nothing else. A link (``EXISTS`` on the other dataset) then cannot probe an index, so
+  the query compiler (``_aggregate``) materialises the filtered other side once and SQLite builds
+  an automatic index on it for the query; PostgreSQL plans a hash semi-join either way.
+- ``query``: covering indexes for the groupings agreements allow (COUNT(DISTINCT subject) can
+  count from the index; measures ride at the end so sums are covered too):
+  ``(event_month, subject, <measures>)`` for time-only groupings and month ranges;
+  ``(<dimension>, event_month, subject, <measures>)`` per dimension; and ``(subject, event_day)``
+  for the probe side of a link.
 
-Index upkeep is most of the cost of an insert (inserts are ~10x faster on SQLite and ~4x on
-PostgreSQL without them), so add one only for a grouping an agreement actually allows.
+Why the lean one is the default, measured with ``python bench/run.py indexes --records 1000000``
+(2 cores; store step alone, batches of 1,000; query = COUNT(DISTINCT subject), COUNT(*) and
+SUM(length_of_stay_hours) by district and month over 1M ``ed_visits`` rows; link = overdose
+visits with a police contact 0-30 days before, against 333k ``police_incidents`` rows):
+
+    backend     profile  ingest rec/s   2-dim query   link query
+    SQLite      ingest   @@SI@@
+    SQLite      query    @@SQ@@
+    PostgreSQL  ingest   @@PI@@
+    PostgreSQL  query    @@PQ@@
+
+The subject is a random 32-byte token, so each covering index puts every insert on a random
+B-tree page; even the one link index alone, ``(subject, event_day)``, cut SQLite to ~20k rec/s
+(PostgreSQL ~53k) while the link query ran 1.3 s vs 1.0 s (PostgreSQL 0.32 s vs 0.33 s). An
+``(event_day)`` index is not append-friendly either (exports come person by person, so days
+arrive in no order): SQLite ~37k rec/s, and no query here filters on days. The covering set buys
+little for these queries: they read most of the table, and COUNT(DISTINCT) still sorts.
+Choose ``query`` only for a database that is loaded once and queried hard.
+
+Switching profiles on an existing database: ``create_schema`` (every start) creates the
+profile's missing indexes and drops the other profile's, so the database always matches the
+configuration, both ways. Only index names the profiles define are ever dropped; an index a DBA
+added by hand stays. Every replica on one database must use the same profile, or they undo each
+other's indexes at start-up. Creating the covering set on a big table takes a while and holds the
+schema lock meanwhile.
 
 There is no index on ``batch_id``: batches are never deleted, so the foreign key is only
 checked on insert (a primary-key lookup in ``batches``), and every index costs ingest speed.
@@ -23,11 +48,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Connection,
     Double,
     ForeignKey,
     Index,
@@ -38,6 +65,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    inspect,
 )
 
 from gateway.catalogue import Catalogue, Dataset
@@ -50,11 +78,22 @@ DIMENSION_MIN_WIDTH = 64
 _IDENTIFIER_MAX = 63  # PostgreSQL silently truncates longer identifiers; refuse them instead
 _FIXED_COLUMNS = ("batch_id", "subject", "event_day", "event_month")
 
+IndexProfile = Literal["ingest", "query"]
+INDEX_PROFILES: tuple[IndexProfile, ...] = ("ingest", "query")
+DEFAULT_INDEX_PROFILE: IndexProfile = "ingest"
+
 
 @dataclass(frozen=True)
 class DatasetTable:
     dataset: Dataset
-    table: Table
+    table: Table  # with the chosen profile's indexes attached
+    # every index name any profile gives this table: the ones create_schema may create or drop
+    managed_indexes: frozenset[str] = frozenset()
+
+    @property
+    def subject_indexed(self) -> bool:
+        """Whether an index leads with ``subject``, so a link can probe it row by row."""
+        return any(next(iter(ix.columns)).name == "subject" for ix in self.table.indexes)
 
     @property
     def dimension_names(self) -> tuple[str, ...]:
@@ -71,14 +110,18 @@ class Schema:
     batches: Table
     audit_log: Table
     datasets: Mapping[str, DatasetTable]
+    index_profile: IndexProfile = "ingest"
 
 
 def table_name(dataset: str) -> str:
     return f"ds_{dataset}"
 
 
-def build_schema(catalogue: Catalogue) -> Schema:
-    """The tables and indexes for every dataset of the catalogue; ConfigError names a misfit."""
+def build_schema(catalogue: Catalogue, indexes: str = DEFAULT_INDEX_PROFILE) -> Schema:
+    """The tables, and the ``indexes`` profile's indexes, for every dataset of the catalogue;
+    ConfigError names a misfit (an unknown profile is ``store.indexes``)."""
+    if indexes not in INDEX_PROFILES:
+        raise ConfigError(f"store.indexes: must be one of {', '.join(INDEX_PROFILES)}")
     metadata = MetaData()
     batches = Table(
         "batches",
@@ -92,10 +135,10 @@ def build_schema(catalogue: Catalogue) -> Schema:
         Column("received_at", String(40), nullable=False),
     )
     audit_log = _audit_table(metadata)
-    datasets = {
-        name: DatasetTable(ds, _dataset_table(metadata, ds)) for name, ds in catalogue.datasets.items()
-    }
-    return Schema(metadata=metadata, batches=batches, audit_log=audit_log, datasets=datasets)
+    datasets = {name: _dataset_table(metadata, ds, indexes) for name, ds in catalogue.datasets.items()}
+    return Schema(
+        metadata=metadata, batches=batches, audit_log=audit_log, datasets=datasets, index_profile=indexes
+    )
 
 
 def _audit_table(metadata: MetaData) -> Table:
@@ -131,7 +174,7 @@ def _audit_table(metadata: MetaData) -> Table:
     return table
 
 
-def _dataset_table(metadata: MetaData, dataset: Dataset) -> Table:
+def _dataset_table(metadata: MetaData, dataset: Dataset, indexes: IndexProfile) -> DatasetTable:
     name = table_name(dataset.name)
     where = f"data.catalogue.datasets.{dataset.name}"
     if len(name) > _IDENTIFIER_MAX:
@@ -164,13 +207,45 @@ def _dataset_table(metadata: MetaData, dataset: Dataset) -> Table:
             if isinstance(c.type, String) and c.type.length is not None
         ),
     )
-    c = table.c
+    profiles = _index_columns(table, dataset)
+    for index_name, columns in profiles[indexes]:
+        Index(index_name, *columns)  # attaches itself to the table
+    return DatasetTable(
+        dataset,
+        table,
+        managed_indexes=frozenset(n for specs in profiles.values() for n, _ in specs),
+    )
+
+
+def _index_columns(table: Table, dataset: Dataset) -> dict[IndexProfile, list[tuple[str, list[Column[Any]]]]]:
+    """Every profile's indexes for one dataset table, as (name, columns): see the module doc."""
+    name, c = table.name, table.c
     measures = [c[m.name] for m in dataset.measures]
-    Index(_ident(f"ix_{name}_month_subject"), c.event_month, c.subject, *measures)
-    for d in dataset.dimensions:
-        Index(_ident(f"ix_{name}_{d.name}_month_subject"), c[d.name], c.event_month, c.subject, *measures)
-    Index(_ident(f"ix_{name}_subject_day"), c.subject, c.event_day)
-    return table
+    query = [
+        (_ident(f"ix_{name}_month_subject"), [c.event_month, c.subject, *measures]),
+        *(
+            (_ident(f"ix_{name}_{d.name}_month_subject"), [c[d.name], c.event_month, c.subject, *measures])
+            for d in dataset.dimensions
+        ),
+        (_ident(f"ix_{name}_subject_day"), [c.subject, c.event_day]),
+    ]
+    return {"ingest": [], "query": query}
+
+
+def reconcile_indexes(conn: Connection, schema: Schema) -> None:
+    """Create the profile's missing indexes and drop the other profile's, table by table.
+
+    Only names in ``managed_indexes`` are ever dropped, so an index a DBA added by hand stays."""
+    inspector = inspect(conn)
+    quote = conn.dialect.identifier_preparer.quote
+    for target in schema.datasets.values():
+        present = {ix["name"] for ix in inspector.get_indexes(target.table.name)}
+        wanted = {ix.name for ix in target.table.indexes}
+        for stale in sorted((target.managed_indexes - wanted) & present):
+            conn.exec_driver_sql(f"DROP INDEX {quote(stale)}")
+        for index in sorted(target.table.indexes, key=lambda ix: str(ix.name)):
+            if index.name not in present:
+                index.create(conn)
 
 
 def _ident(full: str) -> str:

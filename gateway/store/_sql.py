@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Row, RowMapping, Select, func, select
+from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.audit._chain import chain_hash
@@ -30,7 +30,7 @@ from gateway.store._bulk import BulkCopyError, insert_rows
 from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
 from gateway.store._records import check_meta, rows_for
-from gateway.store._schema import Schema, build_schema
+from gateway.store._schema import DEFAULT_INDEX_PROFILE, Schema, build_schema, reconcile_indexes
 
 AUDIT_PAGE = 1000
 
@@ -46,13 +46,22 @@ SCHEMA_LOCK_KEY = _advisory_key("datashare.schema.create")
 
 
 def open_store(
-    url: str, catalogue: Catalogue, settings: StoreSettings | None = None, *, create: bool = True
+    url: str,
+    catalogue: Catalogue,
+    settings: StoreSettings | None = None,
+    *,
+    create: bool = True,
+    indexes: str = DEFAULT_INDEX_PROFILE,
 ) -> SqlStore:
     """A store on ``url`` (``sqlite:///file.db`` or ``postgresql+psycopg://...``) for the
-    catalogue's datasets; creates missing tables unless ``create`` is False.
+    catalogue's datasets, with the ``indexes`` profile (``ingest`` or ``query``, see
+    ``_schema``); creates missing tables and brings indexes to the profile unless ``create`` is
+    False.
 
-    ConfigError for an unusable URL or catalogue, StoreError if the schema cannot be created."""
-    store = SqlStore(open_database(url, settings or StoreSettings()), build_schema(catalogue))
+    ConfigError for an unusable URL, catalogue or profile, StoreError if the schema cannot be
+    created."""
+    schema = build_schema(catalogue, indexes)
+    store = SqlStore(open_database(url, settings or StoreSettings()), schema)
     if create:
         try:
             store.create_schema()
@@ -67,19 +76,36 @@ class SqlStore:
         self._db = database
         self._schema = schema
         self._closed = False
+        # Built once and executed with parameters: building a statement per call (and
+        # ``insert().values(**row)``, which also defeats the compiled cache) cost ~2 ms a batch.
+        batches, log = schema.batches, schema.audit_log
+        self._insert_batch = batches.insert()
+        self._insert_audit = log.insert()
+        self._batch_seen = select(batches.c.content_digest, batches.c.record_count).where(
+            batches.c.batch_id == bindparam("batch_id")
+        )
+        self._last_audit = select(log.c.seq, log.c.hash).order_by(log.c.seq.desc()).limit(1)
 
     @property
     def backend(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._db.backend
 
+    @property
+    def index_profile(self) -> str:
+        """``ingest`` or ``query``: which indexes the dataset tables carry."""
+        return self._schema.index_profile
+
     def create_schema(self) -> None:
+        """Missing tables, then each dataset table's indexes brought to the profile: missing ones
+        created, the other profile's dropped (see ``_schema``); other indexes are left alone."""
         self._check_open()
 
         def work() -> None:
             with self._db.write() as conn:
                 self._advisory_lock(conn, SCHEMA_LOCK_KEY)
                 self._schema.metadata.create_all(conn)
+                reconcile_indexes(conn, self._schema)
 
         guarded(work, lambda: StoreError("store: schema could not be created"), (SQLAlchemyError,))
 
@@ -99,14 +125,13 @@ class SqlStore:
         if target is None:
             raise InvalidRequest("dataset", "is not in the catalogue")
         rows = rows_for(meta, records, target)
-        batches = self._schema.batches
 
         def insert() -> StoreOutcome:
             with self._db.write() as conn:
                 seen = self._seen_before(conn, meta)
                 if seen is not None:
                     return seen
-                conn.execute(batches.insert().values(**_batch_row(meta)))
+                conn.execute(self._insert_batch, _batch_row(meta))
                 insert_rows(conn, target.table, rows)
             return StoreOutcome(stored=True, records=len(rows.values))
 
@@ -151,19 +176,18 @@ class SqlStore:
 
     def append_audit(self, draft: AuditDraft) -> AuditEntry:
         """Chain and insert under the chain lock; any failure at all is an AuditWriteError."""
-        log = self._schema.audit_log
 
         def work() -> AuditEntry:
             self._check_open()
             normal = normalise(draft)
             with self._db.write() as conn:
                 self._advisory_lock(conn, AUDIT_LOCK_KEY)
-                last = conn.execute(select(log.c.seq, log.c.hash).order_by(log.c.seq.desc()).limit(1)).first()
+                last = conn.execute(self._last_audit).first()
                 seq, prev_hash = (
                     (int(last.seq) + 1, str(last.hash)) if last is not None else (1, GENESIS_HASH)
                 )
                 entry_hash = chain_hash(prev_hash, normal, seq)
-                conn.execute(log.insert().values(**to_row(normal, seq, prev_hash, entry_hash)))
+                conn.execute(self._insert_audit, to_row(normal, seq, prev_hash, entry_hash))
             drafted = {f.name: getattr(normal, f.name) for f in dataclasses.fields(AuditDraft)}
             return AuditEntry(**drafted, seq=seq, prev_hash=prev_hash, hash=entry_hash)
 
@@ -217,12 +241,7 @@ class SqlStore:
 
     def _seen_before(self, conn: Connection, meta: BatchMeta) -> StoreOutcome | None:
         """None for a new batch id; the duplicate's outcome; Conflict for other content."""
-        batches = self._schema.batches
-        row = conn.execute(
-            select(batches.c.content_digest, batches.c.record_count).where(
-                batches.c.batch_id == meta.batch_id
-            )
-        ).first()
+        row = conn.execute(self._batch_seen, {"batch_id": meta.batch_id}).first()
         if row is None:
             return None
         if row.content_digest != meta.content_digest:

@@ -1,22 +1,34 @@
-"""Aggregates computed in the database equal the same figures computed in Python from the rows."""
+"""Aggregates computed in the database equal the same figures computed in Python from the rows,
+under either index profile (the lean one answers links through a materialised probe side)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
+from gateway.catalogue import Catalogue
 from gateway.errors import InvalidRequest
 from gateway.query import LinkSpec, MeasureRef, QuerySpec, RawResult
-from gateway.store import SqlStore
+from gateway.store import INDEX_PROFILES, SqlStore, open_store
 
 MEASURES = (MeasureRef("subjects"), MeasureRef("records"), MeasureRef("sum", "stay_hours"))
 FIRST_DAY = (dt.date(2023, 10, 1) - dt.date(1970, 1, 1)).days  # a year that crosses a year end
 DAYS = 366
+
+
+@pytest.fixture(params=INDEX_PROFILES)
+def store(request: pytest.FixtureRequest, store_url: str, catalogue: Catalogue) -> Iterator[SqlStore]:
+    """The conftest store, once per index profile: answers must not depend on the indexes."""
+    opened = open_store(store_url, catalogue, indexes=request.param)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def _visits(seed: int = 7, n: int = 700, people: int = 90) -> list[dict[str, Any]]:

@@ -42,21 +42,6 @@ def test_schema_creation_is_idempotent_and_keeps_data(store: SqlStore, batches: 
     assert _counts(sql) == (12, 1)
 
 
-def test_schema_has_the_aggregation_indexes(store: SqlStore, sql: Any) -> None:
-    """The month/subject index and one (dimension, event_month, subject) index per dimension exist."""
-    if store.backend == "sqlite":
-        names = {
-            r[0]
-            for r in sql("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ds_visits'")
-        }
-    else:
-        names = {r[0] for r in sql("SELECT indexname FROM pg_indexes WHERE tablename = 'ds_visits'")}
-    expected = {"ix_ds_visits_month_subject", "ix_ds_visits_subject_day"} | {
-        f"ix_ds_visits_{d}_month_subject" for d in ("district", "age_band", "sex", "presentation")
-    }
-    assert expected <= names
-
-
 def test_a_resent_batch_is_stored_once(store: SqlStore, batches: Any, sql: Any) -> None:
     """The same batch id and digest again answers stored=False and writes nothing."""
     rows = _rows(20)
@@ -122,6 +107,31 @@ def test_columns_of_unequal_length_are_refused_by_name(store: SqlStore, batches:
     with pytest.raises(InvalidRequest) as caught:
         store.store_batch(batches.meta("visits", "b-1", 10), short)
     assert caught.value.field == "records.dimensions.sex"
+    assert _counts(sql) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("column", "bad", "field"),
+    [
+        ("subjects", b"\x01" * 31, "records.subjects"),
+        ("subjects", "x" * 32, "records.subjects"),
+        ("event_days", True, "records.event_days"),
+        ("event_days", 19_700.0, "records.event_days"),
+        ("event_days", 10**9, "records.event_days"),
+    ],
+    ids=["short-subject", "text-subject", "bool-day", "float-day", "day-out-of-range"],
+)
+def test_one_bad_value_in_a_column_is_refused_by_name(
+    store: SqlStore, batches: Any, sql: Any, column: str, bad: object, field: str
+) -> None:
+    """One subject that is not 32 bytes, or one event day that is not a whole number in range,
+    anywhere in the batch: InvalidRequest naming the column; nothing written."""
+    columns = batches.columns("visits", _rows(10))
+    values = list(getattr(columns, column))
+    values[6] = bad
+    with pytest.raises(InvalidRequest) as caught:
+        store.store_batch(batches.meta("visits", "b-1", 10), dataclasses.replace(columns, **{column: values}))
+    assert caught.value.field == field
     assert _counts(sql) == (0, 0)
 
 
