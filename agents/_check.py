@@ -16,6 +16,8 @@ In order:
     certificate_identity  its SPIFFE URI SAN names an agent of agent.agency
     hpke_public_key       the gateway's HPKE public key parses
     state_dir             the state directory is writable (or can be created)
+    spool                 what waits to be sent (warn when batches wait), read-only; "in use by a
+                          running agent" while the service holds the state
     source                the source opens and its header has every column the mapping reads
     gateway               GetContract answers over mutual TLS within --timeout, no retries
     contract              the mapping compiles against the fetched contract (or, when the gateway
@@ -56,7 +58,8 @@ from agents._mapping import build_mapper
 from agents._pb import common_pb2
 from agents._push import GatewayClient, TlsMaterial
 from agents._source import open_source
-from agents.errors import AgentError, ConfigError, PermanentPushError, TransientPushError
+from agents._state import peek_spool
+from agents.errors import AgentError, ConfigError, PermanentPushError, StateBusyError, TransientPushError
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -72,6 +75,7 @@ CHECK_NAMES = (
     "certificate_identity",
     "hpke_public_key",
     "state_dir",
+    "spool",
     "source",
     "gateway",
     "contract",
@@ -104,6 +108,7 @@ Check everything the agent needs before you leave it running, without sending a 
                         <agency> = agent.agency
   hpke_public_key       the gateway's public key (batches are sealed to it) parses
   state_dir             the state directory is writable, or can be created
+  spool                 what waits to be sent (warn when batches wait); read-only
   source                the source opens and has every column the mapping reads (only the
                         header row is read)
   gateway               the gateway answers over mutual TLS within --timeout, without retries;
@@ -223,6 +228,7 @@ class _Checker:
             self._certificate_identity,
             self._hpke_public_key,
             self._state_dir,
+            self._spool,
             self._source,
             self._gateway,
             self._contract,
@@ -374,6 +380,25 @@ class _Checker:
         if not os.access(parent, os.W_OK | os.X_OK):
             return _fail(name, f"{folder}: does not exist, and {parent} is not writable by this user")
         return _ok(name, f"{folder}: does not exist yet; the first push creates it")
+
+    def _spool(self) -> Check:
+        """What waits to be sent. Read-only: a check must never change what the agent holds."""
+        name = "spool"
+        try:
+            peek = peek_spool(self.config.agent.state_dir)
+        except StateBusyError:
+            return _ok(name, "in use by a running agent (the service); its log says what it sends")
+        except AgentError as exc:
+            return _failed(name, exc)
+        if peek is None:
+            return _ok(name, "no agent state yet: nothing has been read or sent")
+        if peek.batches == 0:
+            return _ok(name, "empty: the gateway has acknowledged everything read so far")
+        return _warn(
+            name,
+            f"{peek.batches} batch(es), {peek.records} record(s) wait to be sent (oldest spooled at "
+            f"{peek.oldest_spooled_at}); the next push or run sends them first ('agent spool status')",
+        )
 
     def _source(self) -> Check:
         columns = self.config.source_columns()

@@ -46,7 +46,8 @@ SUBJECT = "subject"
 EVENT_DATE = "event_date"
 MAX_BATCH_SIZE = 20_000  # keeps a sealed batch well under gRPC's default 4 MiB message limit
 
-_AGENCY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+AGENCY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+AGENCY_RULE = "lower-case letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)"
 _DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _ASCII_PROBE = "\n\r,;|\t\"'azAZ09-_:./ "
@@ -325,7 +326,7 @@ def load_config(path: Path) -> AgentConfig:
 
 def _agent(table: _Table) -> AgentSettings:
     settings = AgentSettings(
-        agency=table.name("agency", _AGENCY, "lower-case letters, digits, '.', '_' or '-'"),
+        agency=table.name("agency", AGENCY_NAME, AGENCY_RULE),
         dataset=table.name("dataset", _DATASET, "lower-case letters, digits or '_', starting with a letter"),
         batch_size=table.integer("batch_size", default=1000, low=1, high=MAX_BATCH_SIZE),
         state_dir=table.path("state_dir"),

@@ -25,6 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agents._config import AGENCY_NAME, AGENCY_RULE
 from agents.errors import ConfigError
 
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -73,7 +74,8 @@ def add_keygen_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_signing_key(out: Path, key_id: str) -> Path:
-    """Write a fresh private key to `out` (0600, exclusive) and its public key to `out`.pub."""
+    """Write a fresh private key to `out` (0600) and its public key to `out`.pub, both created
+    exclusively: both files are written or neither is (a half-written pair is removed)."""
     if not _KEY_ID.match(key_id):
         raise ConfigError(f"--key-id: '{key_id}' must be letters, digits, '.', '_' or '-' (at most 64)")
     public_path = out.with_name(out.name + ".pub")
@@ -87,18 +89,27 @@ def write_signing_key(out: Path, key_id: str) -> Path:
     for path in (out, public_path):
         if path.exists():
             raise ConfigError(f"{path}: already exists; keys are never overwritten (choose another --out)")
+    written: list[Path] = []
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(private_pem)
-        public_path.write_bytes(public_pem)
+        for path, pem, mode in ((out, private_pem, 0o600), (public_path, public_pem, 0o644)):
+            # O_EXCL: a file that appeared since the check above is not overwritten either
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            written.append(path)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(pem)
     except OSError as exc:
-        raise ConfigError(f"{out}: cannot write the key ({exc.strerror or exc})") from exc
+        for path in written:
+            path.unlink(missing_ok=True)
+        failed = path  # the file being written when it failed
+        raise ConfigError(f"{failed}: cannot write the key ({exc.strerror or exc})") from exc
     return public_path
 
 
 def run_keygen(args: argparse.Namespace) -> int:
     out: Path = args.out.absolute()
+    if not AGENCY_NAME.match(args.agency):
+        # the name goes into TOML the gateway operator pastes: nothing may break out of its quotes
+        raise ConfigError(f"--agency: must be {AGENCY_RULE}, as in the agent config's [agent] agency")
     public_path = write_signing_key(out, args.key_id)
     snippet = f'[agencies."{args.agency}".signing_keys]\n"{args.key_id}" = "{public_path}"\n'
     if args.json:

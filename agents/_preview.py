@@ -13,7 +13,6 @@ cache, no read position); read more of the source than the first N rows.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -27,7 +26,6 @@ from agents._config import (
     SUBJECT,
     AgeBandField,
     AgentConfig,
-    CsvSourceSettings,
     DateField,
     FieldSpec,
     HoursBetweenField,
@@ -35,7 +33,6 @@ from agents._config import (
     MapField,
     NumberField,
     PseudonymiseField,
-    SourceSettings,
     load_config,
 )
 from agents._contract import Contract, cache_path, load_cached_contract
@@ -46,7 +43,7 @@ from agents._pb import ingest_pb2
 from agents._push import GatewayClient, TlsMaterial
 from agents._seal import record_batch
 from agents._source import BadRow, open_source
-from agents.errors import ConfigError, PermanentPushError, SourceError, TransientPushError
+from agents.errors import ConfigError, PermanentPushError, TransientPushError
 
 DEFAULT_ROWS = 10
 MAX_ROWS = 1000
@@ -206,7 +203,7 @@ def build_preview(
     rejected: list[RejectView] = []
     read = 0
     with source.open(config.source_columns()) as stream:
-        header = source_header(config.source) or config.source_columns()
+        header = stream.header()
         # islice stops after `rows` rows without asking for another: the rest is never read
         for line, row in islice(stream, rows):
             read += 1
@@ -276,26 +273,6 @@ def _owned(config: AgentConfig, contract: Contract) -> Contract:
             f"{config.path}: agent.agency: dataset {contract.dataset} is owned by another agency"
         )
     return contract
-
-
-def source_header(settings: SourceSettings) -> tuple[str, ...] | None:
-    """Every column name of a CSV export's header row (only that row is read); None for other sources."""
-    if not isinstance(settings, CsvSourceSettings):
-        return None
-    path = settings.path
-    try:
-        with path.open(encoding=settings.encoding, errors="replace", newline="") as handle:
-            reader = csv.reader(handle, delimiter=settings.delimiter, quotechar=settings.quotechar)
-            header = next((fields for fields in reader if fields), None)
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot open the source file ({exc.strerror or exc})") from exc
-    except csv.Error as exc:
-        raise SourceError(f"{path}: cannot read the header row") from exc
-    if header is None:
-        raise SourceError(f"{path}: the file is empty (no header row)")
-    names = [name.strip() for name in header]
-    names[0] = names[0].removeprefix("\ufeff").strip()  # a byte-order mark some spreadsheet tools write
-    return tuple(names)
 
 
 def transform_name(spec: FieldSpec) -> str:

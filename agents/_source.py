@@ -62,6 +62,10 @@ class RowStream(Protocol):
     def position(self) -> Position:
         """Where a later run resumes to read what follows the last row yielded (JSON-serialisable)."""
 
+    def header(self) -> tuple[str, ...]:
+        """Every column the source offers, in its order (the CSV header row, the query's result
+        columns): what ``agent preview`` lists as leaving or not."""
+
 
 class RecordSource(Protocol):
     @property
@@ -142,6 +146,7 @@ class _CsvStream:
         if any(_UNDECODABLE.search(name) for name in header):
             raise SourceError(f"{path}: the header row is not valid text in the configured encoding")
         names = [name.strip() for name in header]
+        self._names = tuple(names)
         self._width = len(names)
         positions: list[tuple[str, int]] = []
         for column in columns:
@@ -225,6 +230,9 @@ class _CsvStream:
         if not self._size:
             return None
         return min(self._offset / self._size, 1.0)
+
+    def header(self) -> tuple[str, ...]:
+        return self._names
 
     def position(self) -> Position:
         return {

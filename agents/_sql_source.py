@@ -19,13 +19,16 @@ account that can only read the query's tables all the same.
 A position is the watermark (and tiebreak) value of the last row yielded, stored with its type so a
 later run binds the same type (int, str, float, Decimal as text, date/datetime/time as ISO text,
 UUID as text). A non-unique column such as a timestamp needs ``tiebreak_column``, a unique key
-ordered after it; two rows with the same watermark (and tiebreak) stop the read with a SourceError,
-because resuming between them would skip one. A row whose watermark (or tiebreak) is NULL can never
-be resumed past: it is rejected (BadRow "watermark column is empty") when met, which is only on a read
-from the beginning, since later reads ask for values greater than the position; make the column NOT
-NULL. A watermark only moves forward: rows committed late with a lower value (a sequence drawn by a
-transaction that commits after a later one) are not seen; read from a view that lags a little
-behind, or use a value assigned at commit, where that matters.
+ordered after it; two rows with the same watermark (and tiebreak) stop the read with a
+SourceChangedError (the service stops: retrying cannot fix it), because resuming between them would
+skip one. A row whose watermark (or tiebreak) is NULL can never be resumed past: it is rejected
+(BadRow "watermark column is empty") on the first read, and every later read leaves such rows out,
+so one added later is never seen; make the columns NOT NULL.
+
+**Late commits are not seen.** A watermark only moves forward: rows committed late with a lower
+value (a sequence number drawn by a transaction that commits after a later one) are skipped for
+good. Read from a view that lags a little behind (``WHERE created_at < now() - interval '5
+minutes'``), or use a value assigned at commit, where that matters.
 
 **Values reach the mapping as text**, as a CSV export would give them, so the formats in
 ``[fields.*]`` for a SQL source are ISO formats: a DATE arrives as ``YYYY-MM-DD`` (``%Y-%m-%d``), a
@@ -37,7 +40,9 @@ SQLite has no date types: a date stored as text arrives exactly as stored.
 **Errors**: a database that cannot be reached, SQL the database refuses, or a connection lost in the
 middle of a read stop the run with a SourceError naming the source by its URL with the password
 masked; an error met while reading rows says only what failed and the driver's error class and code,
-never the driver's message (it may quote a value). What was read before a lost connection has been
+never the driver's message (it may quote a value). On PostgreSQL the agent sets TCP keepalives
+(a vanished server is noticed within about a minute) and a 30-minute statement timeout; the URL's
+query can set ``keepalives*`` or ``options`` itself. What was read before a lost connection has been
 sent or spooled; the next run resumes after it.
 """
 
@@ -61,10 +66,22 @@ from sqlalchemy.pool import NullPool
 
 from agents._config import SqlSourceSettings
 from agents._source import BadRow, Position, Row, RowStream, SourceRow
-from agents.errors import ConfigError, SourceError
+from agents.errors import ConfigError, SourceChangedError, SourceError
 
 POSITION_KIND = "sql"
 CONNECT_TIMEOUT_S = 10
+# PostgreSQL: a peer that vanishes without closing (a firewall dropping the session, a failed-over
+# host) is noticed within ~1 minute instead of the kernel's two hours; one statement (the first
+# fetch of a large sorted read, a lock wait) gives up after 30 minutes rather than hanging the
+# service. Any of these set in the URL's query wins; other ``options`` there are kept.
+_PG_CONNECT_ARGS: dict[str, object] = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+_PG_STATEMENT_TIMEOUT = "-c statement_timeout=1800000"
 _HIDDEN_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile", "token", "secret"})
 _SELECT = re.compile(r"^\s*\(*\s*(select|with)\b", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
@@ -301,22 +318,35 @@ class SqlSource:
             cleanup.callback(_quietly, connection.close)
             # before the first statement: the transaction it opens is then read-only (PostgreSQL)
             connection = connection.execution_options(postgresql_readonly=True)
-            selected = self._selected(connection, columns)
-            statement, params = self._statement(connection, selected, after)
+            selected, header = self._selected(connection, columns)
+            resumed = resume is not None and (after is not None or int(resume["rows"]) > 0)  # type: ignore[call-overload]
+            statement, params = self._statement(connection, selected, after, resumed=resumed)
             try:
                 streamed = text(statement).execution_options(stream_results=True)
                 result = connection.execute(streamed, params).yield_per(self.settings.fetch_size)
             except SQLAlchemyError as exc:
-                raise SourceError(f"{self.label}: the database refused the query ({self._why(exc)})") from exc
+                # rows are evaluated from here on: the driver's message may quote a value
+                raise self.read_error(exc) from exc
             cleanup.callback(_quietly, result.close)
             yield _SqlStream(
-                self, result=result, selected=selected, columns=columns, after=after, resume=resume
+                self,
+                result=result,
+                selected=selected,
+                header=header,
+                columns=columns,
+                after=after,
+                resume=resume,
             )
 
     def _engine(self) -> Engine:
         connect_args: dict[str, object] = {}
-        if self._url.get_backend_name() == "postgresql" and "connect_timeout" not in self._url.query:
-            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        if self._url.get_backend_name() == "postgresql":
+            query = self._url.query
+            connect_args = {k: v for k, v in _PG_CONNECT_ARGS.items() if k not in query}
+            given = query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            if "statement_timeout" not in given:  # the URL's options (a search_path) keep theirs
+                connect_args["options"] = f"{given} {_PG_STATEMENT_TIMEOUT}".strip()
         try:
             return create_engine(self._url, poolclass=NullPool, connect_args=connect_args)
         except (SQLAlchemyError, ImportError, TypeError) as exc:
@@ -332,9 +362,12 @@ class SqlSource:
         if not Path(database).is_file():
             raise SourceError(f"{self.label}: the database file does not exist")
 
-    def _selected(self, connection: Connection, columns: Sequence[str]) -> tuple[str, ...]:
-        """The columns to read, in order: the mapping's, then the watermark and tiebreak; checked
-        against the query's result columns (a query that returns no row) before anything is read."""
+    def _selected(
+        self, connection: Connection, columns: Sequence[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The columns to read, in order (the mapping's, then the watermark and tiebreak), and all
+        the query's result columns; checked by running the query for no row, before anything is
+        read: no row is evaluated, so the driver's message can only quote the query and the URL."""
         settings = self.settings
         probe = f"SELECT * FROM ({self._query}) AS src WHERE 1 = 0"  # noqa: S608 - the agency's own SELECT
         try:
@@ -350,11 +383,19 @@ class SqlSource:
             if names.count(column) != 1:
                 problem = "is not a column" if column not in names else "appears more than once"
                 raise ConfigError(f"{self.label}: {what.format(column)} {problem} in the query's result")
-        return tuple(wanted)
+        return tuple(wanted), tuple(names)
 
     def _statement(
-        self, connection: Connection, selected: Sequence[str], after: tuple[object, object] | None
+        self,
+        connection: Connection,
+        selected: Sequence[str],
+        after: tuple[object, object] | None,
+        *,
+        resumed: bool,
     ) -> tuple[str, dict[str, object]]:
+        """The read, ordered by watermark (and tiebreak), after ``after``. Once anything has been
+        read (``resumed``), rows whose watermark or tiebreak is NULL are left out: they were
+        rejected on the first read, and reading them again would reject them again every run."""
         quote = connection.dialect.identifier_preparer.quote
         settings = self.settings
         wm = f"src.{quote(settings.watermark_column)}"
@@ -362,13 +403,20 @@ class SqlSource:
         columns = ", ".join(f"src.{quote(column)}" for column in selected)
         statement = f"SELECT {columns} FROM ({self._query}) AS src"  # noqa: S608 - quoted names, bound values
         params: dict[str, object] = {}
+        conditions = []
         if after is not None:
             params["w"] = after[0]
             if tb is None:
-                statement += f" WHERE {wm} > :w"
+                conditions.append(f"{wm} > :w")
             else:
                 params["t"] = after[1]
-                statement += f" WHERE ({wm} > :w) OR ({wm} = :w AND {tb} > :t)"
+                conditions.append(f"({wm} > :w) OR ({wm} = :w AND {tb} > :t)")
+        elif resumed:
+            conditions.append(f"{wm} IS NOT NULL")
+        if resumed and tb is not None:
+            conditions.append(f"{tb} IS NOT NULL")
+        if conditions:
+            statement += " WHERE " + " AND ".join(f"({c})" for c in conditions)
         statement += f" ORDER BY {wm}" if tb is None else f" ORDER BY {wm}, {tb}"
         return statement, params
 
@@ -391,8 +439,9 @@ class SqlSource:
         return watermark, tiebreak
 
     def _why(self, exc: SQLAlchemyError) -> str:
-        """The driver's first line, for errors met before any row is read (connecting, planning),
-        which quote the URL's host or the query's names, never a row; the password is removed."""
+        """The driver's first line, only for errors met before any row is evaluated (connecting,
+        the no-row probe), which quote the URL's host or the query's names, never a row; the
+        password is removed."""
         original = exc.orig if isinstance(exc, DBAPIError) else exc
         line = next((part.strip() for part in str(original).splitlines() if part.strip()), "")
         password = self._url.password
@@ -401,7 +450,8 @@ class SqlSource:
         return f"{type(original).__name__}: {line[:300]}" if line else type(original).__name__
 
     def read_error(self, exc: SQLAlchemyError) -> SourceError:
-        """An error met while rows stream: class and code only (the message may quote a value)."""
+        """An error met once rows are evaluated: class and code only, never the driver's message
+        (``invalid input syntax for type integer: "<a value>"`` quotes the row)."""
         original = exc.orig if isinstance(exc, DBAPIError) else exc
         code = getattr(original, "sqlstate", None) or getattr(original, "sqlite_errorname", None)
         detail = type(original).__name__ + (f", {code}" if code else "")
@@ -426,11 +476,12 @@ class _SqlStream:
         *,
         result: CursorResult[object],
         selected: Sequence[str],
+        header: tuple[str, ...],
         columns: Sequence[str],
         after: tuple[object, object] | None,
         resume: Position | None,
     ) -> None:
-        self._source, self._result = source, result
+        self._source, self._result, self._header = source, result, header
         index = {name: i for i, name in enumerate(selected)}
         self._picks = tuple((column, index[column]) for column in dict.fromkeys(columns))
         settings = source.settings
@@ -441,6 +492,9 @@ class _SqlStream:
 
     def progress(self) -> float | None:
         return None  # counting the rows first would cost a second scan
+
+    def header(self) -> tuple[str, ...]:
+        return self._header
 
     def position(self) -> Position:
         position: dict[str, object] = {"kind": POSITION_KIND, "rows": self._rows, "after": None}
@@ -490,7 +544,7 @@ class _SqlStream:
         if self._last is not None and watermark == self._last[0] and tiebreak == self._last[1]:
             key = "watermark_column" if tb_index is None else "tiebreak_column"
             hint = "; set source.tiebreak_column to a unique key" if tb_index is None else ""
-            raise SourceError(
+            raise SourceChangedError(
                 f"{self._source.label}: source.{key}: two rows share the same value, so a later run "
                 f"could not resume between them{hint}"
             )

@@ -118,6 +118,42 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@dataclass(frozen=True)
+class SpoolPeek:
+    """What waits in the spool, read without taking the state over (for ``agent check``)."""
+
+    batches: int
+    records: int
+    oldest_spooled_at: str | None
+
+
+def peek_spool(state_dir: Path) -> SpoolPeek | None:
+    """The spool's contents, read-only; None when there is no state file yet.
+
+    StateBusyError while a running agent holds the state (it keeps the file locked for as long as
+    it runs), StateError for a file that cannot be read."""
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=0.5)
+    except sqlite3.Error as exc:
+        raise StateError(f"{path}: cannot open the agent state read-only ({exc})") from exc
+    try:
+        row = db.execute(
+            "SELECT count(*), coalesce(sum(record_count), 0), min(spooled_at) FROM spool WHERE acked=0"
+        ).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise StateBusyError(f"{path}: in use by a running agent") from exc
+        raise StateError(f"{path}: cannot read the agent state ({exc})") from exc
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"{path}: not an agent state file (or damaged)") from exc
+    finally:
+        db.close()
+    return SpoolPeek(int(row[0]), int(row[1]), row[2])
+
+
 class AgentState:
     """Open with `AgentState(state_dir)` as a context manager; one writer (this agent) at a time."""
 

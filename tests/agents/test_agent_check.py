@@ -38,6 +38,7 @@ from agents import cli
 from agents._check import CHECK_NAMES
 from agents._contract import cache_path, save_contract
 from agents._pb import common_pb2, ingest_pb2
+from agents._state import AgentState
 
 # --- a CA that keeps its key, so a test can issue the agent a certificate of its own --------
 
@@ -615,3 +616,60 @@ def test_timeout_must_be_a_sensible_number(capsys: pytest.CaptureFixture[str]) -
     """--timeout 0 is a usage error (exit 2) naming the option."""
     assert cli.main(["check", "--config", "agent.toml", "--timeout", "0"]) == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+# --- the spool ---------------------------------------------------------------------------------
+
+
+def _spool_one(state_dir: Path, records: int) -> None:
+    state_dir.mkdir(exist_ok=True)
+    with AgentState(state_dir) as state:
+        state.spool("csv:ed", "{}", {"offset": 10}, [], ("batch-1", records, b"sealed"))
+
+
+def test_batches_waiting_in_the_spool_warn_with_their_count(
+    ready: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spool holding an unacknowledged batch warns with the batch and record counts (exit 0)."""
+    _spool_one(ready.state, 7)
+    code, _doc, checks = run_check(ready.config, capsys)
+    assert code == 0
+    assert checks["spool"]["status"] == "warn"
+    assert "1 batch(es), 7 record(s) wait to be sent" in checks["spool"]["detail"]
+
+
+def test_an_empty_spool_is_ok(ready: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """After every batch was acknowledged the spool check is ok and says it is empty."""
+    _spool_one(ready.state, 7)
+    with AgentState(ready.state) as state:
+        state.acknowledge(state.pending()[0].seq)
+    _code, _doc, checks = run_check(ready.config, capsys)
+    assert checks["spool"]["status"] == "ok"
+    assert "empty" in checks["spool"]["detail"]
+
+
+def test_a_spool_held_by_a_running_agent_is_reported_not_waited_for(
+    ready: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While another agent process holds the state, check says so at once and changes nothing."""
+    _spool_one(ready.state, 7)
+    with AgentState(ready.state) as state:
+        state.pending()  # the running agent holds its exclusive lock from here on
+        started = time.monotonic()
+        _code, _doc, checks = run_check(ready.config, capsys)
+        assert time.monotonic() - started < 10
+        assert state.spooled_counts() == (1, 7)
+    assert checks["spool"]["status"] == "ok"
+    assert "in use by a running agent" in checks["spool"]["detail"]
+
+
+def test_a_damaged_state_file_fails_the_spool_check(
+    ready: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state file that is not SQLite fails the spool check naming the file (exit 2)."""
+    ready.state.mkdir()
+    (ready.state / "agent-state.sqlite3").write_bytes(b"not a database at all" * 100)
+    code, _doc, checks = run_check(ready.config, capsys)
+    assert code == 2
+    assert checks["spool"]["status"] == "fail"
+    assert "agent-state.sqlite3" in checks["spool"]["detail"]

@@ -25,7 +25,7 @@ from agents._source import BadRow, Position, Row, open_source
 from agents._sql_source import EMPTY_WATERMARK, SqlSource
 from agents._state import encode_position
 from agents.cli import main
-from agents.errors import SourceError
+from agents.errors import SourceChangedError, SourceError
 from gateway.store.testing import fresh_postgres_schema
 
 POSTGRES_URL = os.environ.get(
@@ -169,6 +169,57 @@ def test_only_the_columns_the_mapping_reads_are_yielded(tmp_path: Path) -> None:
     source = _source(_sqlite(tmp_path / "db.sqlite3", [(1, "a", "2024-01-01")], columns="id, name, ts"))
     rows, _ = _read(source, ["name"])
     assert rows == [{"name": "a"}]
+
+
+def test_null_watermark_rows_are_rejected_once_not_every_run(tmp_path: Path) -> None:
+    """A table holding only NULL-watermark rows rejects them on the first read; the resumed reads
+    that follow yield nothing, then just the new rows (the reject count does not grow each run)."""
+    path = tmp_path / "db.sqlite3"
+    source = _source(_sqlite(path, [(None, "a"), (None, "b")]))
+    first, position = _read(source, ["name"])
+    again, position = _read(source, ["name"], position)
+    _sqlite(path, [(1, "c")])
+    new, _ = _read(source, ["name"], position)
+    assert first == [BadRow(EMPTY_WATERMARK), BadRow(EMPTY_WATERMARK)]
+    assert again == []
+    assert new == [{"name": "c"}]
+
+
+def test_a_null_tiebreak_is_rejected_once(tmp_path: Path) -> None:
+    """A row whose tiebreak is NULL, after the position, is rejected on the first read only."""
+    rows = [(1, "a", "2024-03-01"), (None, "b", "2024-03-02")]
+    url = _sqlite(tmp_path / "db.sqlite3", rows, columns="id, name, ts")
+    source = _source(url, watermark_column="ts", tiebreak_column="id")
+    first, position = _read(source, ["name"])
+    again, _ = _read(source, ["name"], position)
+    assert first == [{"name": "a"}, BadRow("tiebreak column is empty")]
+    assert again == []
+
+
+def test_the_stream_header_lists_every_column_of_the_query(tmp_path: Path) -> None:
+    """header() gives all the query's result columns, read or not, so preview can say what stays."""
+    source = _source(_sqlite(tmp_path / "db.sqlite3", [(1, "a", "x")], columns="id, name, ts"))
+    with source.open(["name"]) as stream:
+        assert stream.header() == ("id", "name", "ts")
+
+
+def test_a_repeated_watermark_is_a_source_change_the_service_does_not_retry(tmp_path: Path) -> None:
+    """Two rows sharing a watermark raise SourceChangedError: retrying every interval cannot fix it."""
+    source = _source(_sqlite(tmp_path / "db.sqlite3", [(1, "a"), (1, "b")]))
+    with pytest.raises(SourceChangedError):
+        _read(source, ["name"])
+
+
+def test_a_value_error_while_reading_sqlite_rows_never_quotes_the_value(tmp_path: Path) -> None:
+    """A row that makes the query fail (a JSON function on a value that is not JSON) is a
+    SourceError with the error class only: the value does not appear."""
+    path = tmp_path / "db.sqlite3"
+    _sqlite(path, [(1, "fine"), (2, "SECRET-ID-77{")])
+    source = _source(f"sqlite:///{path}", query="SELECT id, json_extract(name, '$.x') AS name FROM visits")
+    with pytest.raises(SourceError) as caught:
+        _read(source, ["name"])
+    assert "SECRET-ID-77" not in str(caught.value)
+    assert "OperationalError" in str(caught.value)
 
 
 # --- columns, configuration, errors ------------------------------------------------------------
@@ -397,6 +448,49 @@ def test_postgres_streams_with_a_server_side_cursor_of_fetch_size(pg_url: str) -
     assert int(fetched.group(1)) <= 700
     assert count == 200000
     assert position["after"] == ["int", 200000]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fetch_size", [1, 1000])
+def test_postgres_a_cast_failing_on_a_row_never_quotes_the_value(pg_url: str, fetch_size: int) -> None:
+    """A CAST that fails on one row (PostgreSQL's message quotes the value) is a SourceError with
+    the class and SQLSTATE only, at the first fetch or after some rows were read."""
+    admin = _pg(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text("CREATE TABLE v (id int, raw text)"))
+        conn.execute(text("INSERT INTO v VALUES (1, '10'), (2, '11'), (3, 'SECRET-ID-77')"))
+    admin.dispose()
+    source = _source(pg_url, query="SELECT id, CAST(raw AS integer) AS n FROM v", fetch_size=fetch_size)
+    with pytest.raises(SourceError) as caught:
+        _read(source, ["n"])
+    message = str(caught.value)
+    assert "SECRET-ID-77" not in message
+    assert "22P02" in message  # invalid_text_representation
+
+
+@pytest.mark.postgres
+def test_postgres_session_has_keepalives_and_a_statement_timeout(pg_url: str) -> None:
+    """The reading session runs with TCP keepalives on and a 30-minute statement timeout."""
+    admin = _pg(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text("CREATE TABLE v (id int, name text)"))
+        conn.execute(text("INSERT INTO v VALUES (1, 'a')"))
+    source = _source(
+        pg_url,
+        query="SELECT id, current_setting('statement_timeout') AS name FROM v",
+    )
+    try:
+        rows, _ = _read(source, ["name"])
+    finally:
+        admin.dispose()
+    engine = source._engine()  # the engine each read builds, to see libpq's side of the session
+    try:
+        with engine.connect() as conn:
+            parameters = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+    assert rows == [{"name": "30min"}]
+    assert (parameters["keepalives"], parameters["keepalives_idle"]) == ("1", "30")
 
 
 @pytest.mark.postgres
