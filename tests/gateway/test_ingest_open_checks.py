@@ -23,21 +23,27 @@ from gateway.ingest._open import SEAL_INFO_PREFIX
 REST_KEY = bytes(range(32))
 HPKE_KEY = X25519PrivateKey.generate()
 SIGNING_KEY = Ed25519PrivateKey.generate()
-CATALOGUE = Catalogue.from_data(
-    {
-        "agencies": {"health": {}},
-        "catalogue": {
-            "datasets": {
-                "visits": {
-                    "owner": "health",
-                    "version": 1,
-                    "dimensions": {"district": {"domain": ["D01", "D02"]}},
-                    "measures": {"stay_hours": {"min": 0, "max": 72}},
+
+
+def _catalogue(max_hours: float) -> Catalogue:
+    return Catalogue.from_data(
+        {
+            "agencies": {"health": {}},
+            "catalogue": {
+                "datasets": {
+                    "visits": {
+                        "owner": "health",
+                        "version": 1,
+                        "dimensions": {"district": {"domain": ["D01", "D02"]}},
+                        "measures": {"stay_hours": {"min": 0, "max": max_hours}},
+                    }
                 }
-            }
-        },
-    }
-)
+            },
+        }
+    )
+
+
+CATALOGUE = _catalogue(72)
 DATASET = CATALOGUE.datasets["visits"]
 
 
@@ -127,21 +133,7 @@ def test_a_code_past_the_dictionary_rejects_the_batch() -> None:
 
 def test_values_whose_sum_overflows_are_judged_one_by_one() -> None:
     """Finite values within bounds whose float sum overflows are still accepted (no false refusal)."""
-    wide = Catalogue.from_data(
-        {
-            "agencies": {"health": {}},
-            "catalogue": {
-                "datasets": {
-                    "visits": {
-                        "owner": "health",
-                        "version": 1,
-                        "dimensions": {"district": {"domain": ["D01", "D02"]}},
-                        "measures": {"stay_hours": {"min": 0, "max": 1.7e308}},
-                    }
-                }
-            },
-        }
-    ).datasets["visits"]
+    wide = _catalogue(1.7e308).datasets["visits"]
     stays = [1.6e308, 1.6e308]
     assert not math.isfinite(sum(stays))
     sealed, header = _sealed(_tokens(2), [19_000] * 2, [0, 1], stays)
