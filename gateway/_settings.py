@@ -50,7 +50,7 @@ _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "tls": frozenset({"ca", "cert", "key"}),
         "keys": frozenset({"hpke_private", "rest_key", "audit_signing"}),
         "store": frozenset({"url", "indexes"}),
-        "policy": frozenset({"engine", "bundle", "opa_url", "timeout_ms"}),
+        "policy": frozenset({"engine", "bundle", "opa_url", "timeout_ms", "reload_interval_s"}),
         "observability": frozenset({"metrics_port", "log_level", "log_format"}),
     }
 )
@@ -84,6 +84,9 @@ class PolicySettings:
     bundle: Path
     opa_url: str
     timeout_ms: int
+    # how often the bundle directory is checked for edits (0: only on SIGHUP); a change that
+    # loads is swapped in whole, one that does not leaves the last good revision serving
+    reload_interval_s: int = 5
 
 
 @dataclass(frozen=True)
@@ -490,7 +493,8 @@ class _Reader:
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", opa_url):
             raise self.fail(self.where("policy", "opa_url"), "must be an http:// or https:// URL")
         timeout_ms = self.integer("policy", "timeout_ms", 500, 1, 60_000)
-        return PolicySettings(engine, bundle, opa_url, timeout_ms)
+        reload_interval_s = self.integer("policy", "reload_interval_s", 5, 0, 86_400)
+        return PolicySettings(engine, bundle, opa_url, timeout_ms, reload_interval_s)
 
     def agencies(self) -> Mapping[str, AgencySettings]:
         agencies: dict[str, AgencySettings] = {}

@@ -233,6 +233,8 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP: load the policy bundle again now (it is also polled; see gateway/policy/_reload.py)
+    signal.signal(signal.SIGHUP, lambda signum, frame: gateway.request_policy_reload())
     port = gateway.start()
     sys.stderr.write(f"gateway listening on port {port}\n")
     stop.wait()

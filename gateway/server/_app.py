@@ -16,15 +16,16 @@ from gateway._tls import check_certificate, server_credentials
 from gateway.catalogue import Catalogue
 from gateway.errors import ConfigError
 from gateway.ingest import BatchOpener
-from gateway.policy import agreement_problems, make_engine
+from gateway.policy import PolicyEngine, agreement_problems, make_engine
 from gateway.policy._bundle import load_bundle
+from gateway.policy._reload import PolicyReloader, ReloadOutcome, bundle_digest
 from gateway.server._audit import AuditService
 from gateway.server._ingest import IngestService
 from gateway.server._interceptor import GatewayInterceptor
 from gateway.server._logging import configure_logging
 from gateway.server._metrics import Metrics
 from gateway.server._query import QueryService
-from gateway.server._state import PolicyState, Shared
+from gateway.server._state import PolicyState, Shared, check_storable
 from gateway.store import open_store
 
 log = structlog.get_logger("gateway")
@@ -35,15 +36,28 @@ SERVICES = (
 )
 
 
-def load_policy_state(settings: GatewaySettings) -> PolicyState:
+def load_policy_state(
+    settings: GatewaySettings, *, previous: PolicyState | None = None, stored: Catalogue | None = None
+) -> PolicyState:
+    """Bundle, catalogue and engine, each checked; ConfigError names the file (and line) at fault.
+
+    On a reload, ``previous`` is the state serving and ``stored`` the catalogue the store's tables
+    were built from. An engine that keeps state outside this process (an OPA server) may offer
+    ``reload(bundle) -> PolicyEngine`` to be handed the new bundle; any other is built afresh."""
     bundle = load_bundle(settings.policy_bundle)
     catalogue = Catalogue.from_data(bundle.data)
     problems = list(agreement_problems(bundle.data, catalogue))
     if problems:  # the policy would deny on bad terms anyway; an operator should hear of it at start
         raise ConfigError(f"policy bundle {settings.policy_bundle}: {'; '.join(problems)}")
-    engine = make_engine(
-        settings.policy_engine, bundle, opa_url=settings.opa_url, timeout_ms=settings.policy_timeout_ms
-    )
+    if stored is not None:
+        check_storable(catalogue, stored)
+    reload = getattr(previous.engine, "reload", None) if previous is not None else None
+    if callable(reload):
+        engine: PolicyEngine = reload(bundle)
+    else:
+        engine = make_engine(
+            settings.policy_engine, bundle, opa_url=settings.opa_url, timeout_ms=settings.policy_timeout_ms
+        )
     return PolicyState(engine=engine, catalogue=catalogue)
 
 
@@ -55,6 +69,7 @@ class Gateway:
     shared: Shared
     server: grpc.Server
     health: health.HealthServicer
+    reloader: PolicyReloader[PolicyState]
     port: int = 0
 
     def start(self) -> int:
@@ -62,13 +77,24 @@ class Gateway:
         if self.port == 0:
             raise ConfigError(f"gateway.listen: cannot bind {self.settings.listen}")
         self.server.start()
+        self.reloader.start()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway_started", port=self.port, revision=self.shared.policy.revision)
         return self.port
 
+    def reload_policy(self, timeout_s: float = 60.0) -> ReloadOutcome:
+        """Load the bundle directory again now and return what came of it (the started gateway's
+        watcher does the work, as on SIGHUP)."""
+        return self.reloader.reload(timeout_s)
+
+    def request_policy_reload(self) -> None:
+        """Reload the bundle soon, without waiting: what a SIGHUP handler calls."""
+        self.reloader.request()
+
     def stop(self, grace: float = 2.0) -> None:
         self.health.enter_graceful_shutdown()
+        self.reloader.stop()
         self.server.stop(grace).wait()
         self.shared.store.close()
         log.info("gateway_stopped")
@@ -84,11 +110,13 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     for path in (settings.tls.ca, settings.tls.cert):
         check_certificate(path)
     keys = load_gateway_keys(settings)
+    digest = bundle_digest(settings.policy_bundle)  # before loading: an edit meanwhile is seen later
     policy = load_policy_state(settings)
     store = open_store(settings.store_url, policy.catalogue, indexes=settings.store.indexes)
     store.create_schema()
     metrics = metrics or Metrics()
     shared = Shared(policy, store, BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys), metrics)
+    reloader = _reloader(settings, shared, digest)
     interceptor = GatewayInterceptor(
         settings.trust_domain, lambda: shared.policy.catalogue.agencies, shared.recorder, metrics
     )
@@ -104,4 +132,24 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    return Gateway(settings=settings, shared=shared, server=server, health=health_servicer)
+    return Gateway(settings=settings, shared=shared, server=server, health=health_servicer, reloader=reloader)
+
+
+def _reloader(settings: GatewaySettings, shared: Shared, digest: str) -> PolicyReloader[PolicyState]:
+    stored = shared.policy.catalogue
+    metrics = shared.metrics
+
+    def counted(outcome: ReloadOutcome) -> None:
+        if outcome.status != "unchanged":
+            metrics.policy_reloads.labels(outcome=outcome.status).inc()
+        metrics.policy_reload_failing.set(1 if outcome.status == "failed" else 0)
+
+    return PolicyReloader(
+        settings.policy_bundle,
+        load=lambda: load_policy_state(settings, previous=shared.policy, stored=stored),
+        install=shared.swap_policy,
+        serving=lambda: shared.policy.revision,
+        loaded_digest=digest,
+        interval_s=settings.policy.reload_interval_s,
+        on_outcome=counted,
+    )

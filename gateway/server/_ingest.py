@@ -27,7 +27,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             raise InvalidRequest("dataset", "must name a dataset")
         req = {"dataset": request.dataset, "contract_version": 0}
         input_doc = policy_input(ctx, "get_contract", req)
-        decision = self._s.decide(INGEST_RULE, input_doc)
+        decision = self._s.decide(INGEST_RULE, input_doc, policy)
         subject = AuditSubject("get_contract", INGEST_RULE, decision.revision, input_doc=input_doc)
         outcome = outcome_of(decision)
         self._s.recorder.record(
@@ -53,7 +53,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             reason = "header.agency: does not match the agency of the calling certificate"
             self._s.recorder.record(ctx, audit, outcome="deny", reasons=(reason,))
             raise PermissionDenied((reason,))
-        decision = self._s.decide(INGEST_RULE, input_doc)
+        decision = self._s.decide(INGEST_RULE, input_doc, policy)
         dataset = policy.catalogue.dataset(header.dataset)
         if not decision.allow or dataset is None:
             self._s.recorder.record(

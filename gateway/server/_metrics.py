@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -45,6 +45,19 @@ class Metrics:
         )
         self.audit_failures = Counter(
             "datashare_audit_write_failures", "Audit entries that could not be written", registry=r
+        )
+        # the live policy revision is readable here without a gRPC client (reload, DESIGN §8)
+        self.policy_bundle = Info("datashare_policy_bundle", "The policy bundle revision serving", registry=r)
+        self.policy_reloads = Counter(
+            "datashare_policy_reloads",
+            "Policy bundle reloads by outcome (reloaded, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.policy_reload_failing = Gauge(
+            "datashare_policy_reload_failing",
+            "1 while the bundle on disk fails to load and the last good revision serves",
+            registry=r,
         )
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:

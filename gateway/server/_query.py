@@ -81,7 +81,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         fingerprint = query_fingerprint(spec)
         input_doc = policy_input(ctx, "query", req)
         base = dataclasses.replace(base, fingerprint=fingerprint, input_doc=input_doc)
-        decision = self._s.decide(QUERY_RULE, input_doc)
+        decision = self._s.decide(QUERY_RULE, input_doc, policy)
         if not decision.allow:
             self._s.recorder.record(
                 ctx, base, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result

@@ -1,5 +1,7 @@
 """What every handler shares: the loaded policy bundle (engine + catalogue) and the services
-behind it. Bundle and catalogue are swapped together as one object so a reload is atomic."""
+behind it. Bundle and catalogue are swapped together as one object so a reload is atomic: a
+handler reads ``shared.policy`` once and passes that object on, so a request started before a
+swap is decided, validated and audited under one revision from start to finish."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.catalogue import Catalogue
+from gateway.catalogue import Catalogue, Dataset
+from gateway.errors import ConfigError
 from gateway.ingest import BatchOpener
 from gateway.policy._engine import PolicyDecision, PolicyEngine
 from gateway.server._context import RequestContext
 from gateway.server._metrics import Metrics
 from gateway.server._recorder import Recorder
 from gateway.store._base import Store
+from gateway.store._schema import DIMENSION_MIN_WIDTH
 
 
 @dataclass(frozen=True)
@@ -29,16 +33,45 @@ class PolicyState:
 
 class Shared:
     def __init__(self, policy: PolicyState, store: Store, opener: BatchOpener, metrics: Metrics) -> None:
-        self.policy = policy
         self.store = store
         self.opener = opener
         self.metrics = metrics
         self.recorder = Recorder(store, metrics)
+        self.policy = policy
+        self.swap_policy(policy)
 
-    def decide(self, path: str, input_doc: Mapping[str, Any]) -> PolicyDecision:
-        """Evaluate ``input_doc``, the same document the audit entry records."""
+    def decide(
+        self, path: str, input_doc: Mapping[str, Any], policy: PolicyState | None = None
+    ) -> PolicyDecision:
+        """Evaluate ``input_doc``, the same document the audit entry records, under ``policy``
+        (the state the handler read at its start; the live one if None)."""
+        engine = (policy or self.policy).engine
         with self.metrics.policy_latency.time():
-            return self.policy.engine.decide(path, input_doc)
+            return engine.decide(path, input_doc)
+
+    def swap_policy(self, policy: PolicyState) -> None:
+        """Serve ``policy`` from the next request on (one attribute store: atomic)."""
+        self.policy = policy
+        self.metrics.policy_bundle.info({"revision": policy.revision})
+
+
+def check_storable(catalogue: Catalogue, stored: Catalogue) -> None:
+    """ConfigError unless every dataset of ``catalogue`` fits the tables the store was opened
+    with (``stored``): a running gateway does not alter its tables, so a reload may change
+    agreements, contract versions and domains, but new datasets or columns need a restart."""
+    for name, dataset in catalogue.datasets.items():
+        where = f"data.catalogue.datasets.{name}"
+        before = stored.datasets.get(name)
+        if before is None:
+            raise ConfigError(f"{where}: a new dataset needs a gateway restart to create its table")
+        if _columns(dataset) != _columns(before):
+            raise ConfigError(f"{where}: its columns changed; that needs a gateway restart")
+
+
+def _columns(dataset: Dataset) -> frozenset[tuple[str, int]]:
+    # what the table is built from (gateway/store/_schema.py): column names and text widths
+    dims = {(d.name, max([DIMENSION_MIN_WIDTH, *(len(v) for v in d.domain)])) for d in dataset.dimensions}
+    return frozenset(dims | {(m.name, 0) for m in dataset.measures})
 
 
 def policy_input(ctx: RequestContext, action: str, request: Mapping[str, Any]) -> dict[str, Any]:
