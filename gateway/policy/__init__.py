@@ -1,6 +1,6 @@
 """Policy: the Rego bundle, the engines that evaluate it, and the tools that test and check it."""
 
-from gateway.policy._bundle import Bundle, load_bundle
+from gateway.policy._bundle import Bundle, load_bundle, load_checked_bundle, validate_bundle
 from gateway.policy._embedded import GATEWAY_RULES, EmbeddedEngine, make_engine
 from gateway.policy._engine import (
     AUDIT_RULE,
@@ -11,6 +11,7 @@ from gateway.policy._engine import (
     PolicyEngine,
 )
 from gateway.policy._locate import shipped_bundle_dir
+from gateway.policy._opa import UNAVAILABLE_REASON, OpaServerEngine
 from gateway.policy._tools import agreement_problems, check_bundle, run_policy_tests
 
 __all__ = [
@@ -19,14 +20,18 @@ __all__ = [
     "INGEST_RULE",
     "LISTING_RULE",
     "QUERY_RULE",
+    "UNAVAILABLE_REASON",
     "Bundle",
     "EmbeddedEngine",
+    "OpaServerEngine",
     "PolicyDecision",
     "PolicyEngine",
     "agreement_problems",
     "check_bundle",
     "load_bundle",
+    "load_checked_bundle",
     "make_engine",
     "run_policy_tests",
     "shipped_bundle_dir",
+    "validate_bundle",
 ]

@@ -34,8 +34,10 @@ from gateway.policy._engine import (
     INGEST_RULE,
     LISTING_RULE,
     QUERY_RULE,
+    Failure,
     PolicyDecision,
     PolicyEngine,
+    decision_of,
 )
 
 GATEWAY_RULES = (INGEST_RULE, QUERY_RULE, AUDIT_RULE, LISTING_RULE)
@@ -114,22 +116,9 @@ class EmbeddedEngine:
         except BaseException as exc:  # fail closed: any engine failure is a deny
             if not _engine_failure(exc):
                 raise
-            return self._failed(path, _failure_text(exc))
-        if value is None:
-            return self._failed(path, "policy result is undefined")
-        if not isinstance(value, dict) or not isinstance(value.get("allow"), bool):
-            return self._failed(path, "policy result is not an object with a boolean allow")
-        reasons = value.get("reasons", [])
-        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
-            return self._failed(path, "policy result reasons are not a list of strings")
-        allow: bool = value["allow"]
-        if allow and reasons:
-            return self._failed(path, "policy result allows and gives reasons to deny")
-        if not allow and not reasons:
-            reasons = ["denied by policy"]
-        return PolicyDecision(
-            allow=allow, reasons=tuple(reasons), revision=self._revision, path=path, result=value
-        )
+            return self._failed(path, Failure(_failure_kind(exc), _failure_text(exc)))
+        decision = decision_of(path, self._revision, value)
+        return self._failed(path, decision) if isinstance(decision, Failure) else decision
 
     def query(self, path: str, input_doc: Mapping[str, Any]) -> Any:
         try:
@@ -158,9 +147,14 @@ class EmbeddedEngine:
             cache.engines[self._token] = engine
         return engine
 
-    def _failed(self, path: str, error: str) -> PolicyDecision:
+    def _failed(self, path: str, failure: Failure) -> PolicyDecision:
         return PolicyDecision(
-            allow=False, reasons=(ENGINE_ERROR_REASON,), revision=self._revision, path=path, error=error
+            allow=False,
+            reasons=(ENGINE_ERROR_REASON,),
+            revision=self._revision,
+            path=path,
+            error=failure.message,
+            failure=failure.kind,
         )
 
 
@@ -168,6 +162,10 @@ def _engine_failure(exc: BaseException) -> bool:
     # A Rust panic surfaces as pyo3's PanicException, a BaseException; it is an engine failure,
     # unlike KeyboardInterrupt or SystemExit.
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def _failure_kind(exc: BaseException) -> str:
+    return "bad_input" if isinstance(exc, InputError) else "engine_error"
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -186,10 +184,14 @@ def make_engine(
     timeout_ms: int = 500,
     require: Iterable[str] = GATEWAY_RULES,
 ) -> PolicyEngine:
-    """The engine the settings name: "embedded" (in-process) or, later, "opa" (a sidecar;
-    ``opa_url`` and ``timeout_ms`` are for it)."""
+    """The engine the settings name: "embedded" (in-process) or "opa" (the bundle pushed to the
+    OPA server at ``opa_url``; each decision a request that gives up after ``timeout_ms``)."""
     if settings_engine == "embedded":
         return EmbeddedEngine.from_bundle(bundle, require=tuple(require))
     if settings_engine == "opa":
-        raise ConfigError("policy.engine: 'opa' (an OPA server) is not available yet; use 'embedded'")
+        from gateway.policy._opa import OpaServerEngine
+
+        return OpaServerEngine.from_bundle(
+            bundle, opa_url=opa_url, timeout_ms=timeout_ms, require=tuple(require)
+        )
     raise ConfigError(f"policy.engine: must be 'embedded' or 'opa', not {settings_engine!r}")

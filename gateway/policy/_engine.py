@@ -29,6 +29,7 @@ class PolicyDecision:
     path: str
     result: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None  # set when the engine failed; allow is then always False
+    failure: str = ""  # with error: a short fixed kind ("timeout", "undefined", ...) to count by
 
     @property
     def agreement(self) -> Mapping[str, Any]:
@@ -39,6 +40,33 @@ class PolicyDecision:
     def obligations(self) -> Mapping[str, Any]:
         value = self.result.get("obligations")
         return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an engine could not decide: ``kind`` is a fixed word (a metric label), ``message``
+    one line for the log and the audit entry that never carries an input value."""
+
+    kind: str
+    message: str
+
+
+def decision_of(path: str, revision: str, value: Any) -> PolicyDecision | Failure:
+    """The decision a rule's value makes, or the Failure that makes it a deny: every engine
+    holds the decision document to the same shape (DESIGN §8), so engines agree on what counts."""
+    if value is None:
+        return Failure("undefined", "policy result is undefined")
+    if not isinstance(value, dict) or not isinstance(value.get("allow"), bool):
+        return Failure("malformed_result", "policy result is not an object with a boolean allow")
+    reasons = value.get("reasons", [])
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        return Failure("malformed_result", "policy result reasons are not a list of strings")
+    allow: bool = value["allow"]
+    if allow and reasons:
+        return Failure("malformed_result", "policy result allows and gives reasons to deny")
+    if not allow and not reasons:
+        reasons = ["denied by policy"]
+    return PolicyDecision(allow=allow, reasons=tuple(reasons), revision=revision, path=path, result=value)
 
 
 class PolicyEngine(Protocol):

@@ -46,6 +46,12 @@ class Metrics:
         self.audit_failures = Counter(
             "datashare_audit_write_failures", "Audit entries that could not be written", registry=r
         )
+        self.policy_failures = Counter(
+            "datashare_policy_engine_failures",
+            "Decisions denied because the policy engine failed, by failure (timeout, unreachable, ...)",
+            ["failure"],
+            registry=r,
+        )
         # the live policy revision is readable here without a gRPC client (reload, DESIGN §8)
         self.policy_bundle = Info("datashare_policy_bundle", "The policy bundle revision serving", registry=r)
         self.policy_reloads = Counter(

@@ -47,7 +47,10 @@ class Shared:
         (the state the handler read at its start; the live one if None)."""
         engine = (policy or self.policy).engine
         with self.metrics.policy_latency.time():
-            return engine.decide(path, input_doc)
+            decision = engine.decide(path, input_doc)
+        if decision.error is not None:  # a deny the engine failed into, not one the policy made
+            self.metrics.policy_failures.labels(failure=decision.failure or "engine_error").inc()
+        return decision
 
     def swap_policy(self, policy: PolicyState) -> None:
         """Serve ``policy`` from the next request on (one attribute store: atomic)."""
