@@ -4,11 +4,14 @@ python bench/run.py ingest --records 1000000 [--backends sqlite,postgres] [--rep
                            [--indexes ingest[,query]] [--json]
 python bench/run.py indexes --records 1000000 [--backends sqlite,postgres] [--profiles ingest,query]
                             [--json]
+python bench/run.py policy [--agreements 20] [--decisions 5000] [--repeat 3] [--bundle DIR] [--json]
 
 ``ingest`` (DESIGN §12): the bare pipeline and the real ``agent push`` of a CSV export into a
 running gateway, records/s of each, their ratio, each process's CPU seconds and the agent's peak
 RSS. Both paths run as two processes (client child, server here): see bench/_baseline.py.
 ``indexes``: what each store index profile costs at ingest and saves at query time.
+``policy``: latency of the gateway's policy decisions (embedded engine) beside the bare regorus
+call, with ``--agreements`` agreements loaded: see bench/_policy.py.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     indexes.add_argument("--backends", default="sqlite,postgres", help="comma list of sqlite, postgres")
     indexes.add_argument("--profiles", default="ingest,query", help="comma list of ingest, query")
     indexes.add_argument("--json", action="store_true", help="print the results as JSON")
+    policy = commands.add_parser("policy", help="policy decision latency beside the bare engine call")
+    policy.add_argument("--agreements", type=int, default=20, help="agreements in the bundle (1-500)")
+    policy.add_argument("--decisions", type=int, default=5000, help="timed calls per decision kind")
+    policy.add_argument("--repeat", type=int, default=3, help="rounds; each figure is their median")
+    policy.add_argument("--bundle", type=Path, help="bundle to grow and measure (default: the shipped one)")
+    policy.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
 
@@ -46,8 +55,28 @@ def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str] | None
     return chosen
 
 
+def _policy(args: argparse.Namespace) -> int:
+    if not 1 <= args.agreements <= 500 or args.decisions < 100 or args.repeat < 1:
+        print("--agreements: from 1 to 500; --decisions: at least 100; --repeat: at least 1", file=sys.stderr)
+        return 2
+    from bench._policy import print_policy, run_policy
+    from gateway.errors import ConfigError
+
+    try:
+        result = run_policy(args.agreements, args.decisions, args.bundle, args.repeat)
+    except ConfigError as exc:  # the bundle does not load: say where, as the gateway would
+        print(f"policy: {exc.message}", file=sys.stderr)
+        return 1
+    print_policy(result, as_json=args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # `python bench/run.py` puts bench/ on the path, not the repo root that holds the packages
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    if args.command == "policy":
+        return _policy(args)
     backends = _choices(args.backends, _BACKENDS, "--backends")
     profiles = _choices(args.indexes if args.command == "ingest" else args.profiles, _PROFILES, "--indexes")
     if backends is None or profiles is None:
@@ -55,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 290 or getattr(args, "repeat", 1) < 1:
         print("--records: at least 290; --repeat: at least 1", file=sys.stderr)
         return 2
-    # `python bench/run.py` puts bench/ on the path, not the repo root that holds the packages
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     if args.command == "indexes":
         from bench._indexes import print_indexes, run_indexes
 

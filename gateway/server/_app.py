@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import structlog
@@ -16,8 +17,8 @@ from gateway._tls import check_certificate, server_credentials
 from gateway.catalogue import Catalogue
 from gateway.errors import ConfigError
 from gateway.ingest import BatchOpener
-from gateway.policy import PolicyEngine, agreement_problems, make_engine
-from gateway.policy._bundle import load_bundle
+from gateway.policy import PolicyEngine, make_engine
+from gateway.policy._bundle import Bundle, load_checked_bundle
 from gateway.policy._reload import PolicyReloader, ReloadOutcome, bundle_digest
 from gateway.server._audit import AuditService
 from gateway.server._ingest import IngestService
@@ -36,6 +37,13 @@ SERVICES = (
 )
 
 
+def checked_bundle(root: Path) -> tuple[Bundle, Catalogue]:
+    """The bundle under ``root`` and its catalogue, checked as the gateway serves them (at start,
+    on reload, and in ``bench/run.py policy``); ConfigError names the file (and line) at fault."""
+    bundle = load_checked_bundle(root)  # schemas and references, each problem at file:line
+    return bundle, Catalogue.from_data(bundle.data)
+
+
 def load_policy_state(
     settings: GatewaySettings, *, previous: PolicyState | None = None, stored: Catalogue | None = None
 ) -> PolicyState:
@@ -44,11 +52,7 @@ def load_policy_state(
     On a reload, ``previous`` is the state serving and ``stored`` the catalogue the store's tables
     were built from. An engine that keeps state outside this process (an OPA server) may offer
     ``reload(bundle) -> PolicyEngine`` to be handed the new bundle; any other is built afresh."""
-    bundle = load_bundle(settings.policy_bundle)
-    catalogue = Catalogue.from_data(bundle.data)
-    problems = list(agreement_problems(bundle.data, catalogue))
-    if problems:  # the policy would deny on bad terms anyway; an operator should hear of it at start
-        raise ConfigError(f"policy bundle {settings.policy_bundle}: {'; '.join(problems)}")
+    bundle, catalogue = checked_bundle(settings.policy_bundle)
     if stored is not None:
         check_storable(catalogue, stored)
     reload = getattr(previous.engine, "reload", None) if previous is not None else None

@@ -48,8 +48,12 @@ requested_version := object.get(request, "contract_version", null)
 
 current_version := spec.version
 
+# Only up to 2^53 - 1, where floats are exact: past an i64, regorus's round fails where OPA's
+# does not, and past 2^53 the two print numbers differently (1e+16 against the digits).
 whole_version if {
 	is_number(requested_version)
+	requested_version >= -9007199254740991
+	requested_version <= 9007199254740991
 	round(requested_version) == requested_version
 }
 
@@ -92,8 +96,9 @@ reasons contains sprintf("dataset '%v' belongs to agency '%v', not to '%v'", [da
 
 reasons contains "request.contract_version must be a whole number" if not whole_version
 
+# round() because regorus prints -0.0 as "-0" and OPA as "0".
 reasons contains sprintf("contract version %v of dataset '%v' is not the current version %v", [
-	requested_version, dataset, current_version,
+	round(requested_version), dataset, current_version,
 ]) if {
 	not version_ok
 	whole_version

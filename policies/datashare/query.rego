@@ -59,7 +59,7 @@ role := text(principal, "role")
 
 agency := text(principal, "agency")
 
-today := lib.date(object.get(input, "now", ""))
+today := lib.date(input.now)
 
 agreement_id := text(request, "agreement_id")
 
@@ -165,10 +165,13 @@ link_permitted if {
 	}
 }
 
+# Only up to 2^53 - 1, where floats are exact: past an i64, regorus's round fails where OPA's
+# does not, and past 2^53 the two print numbers differently (1e+16 against the digits).
 whole_days(n) if {
 	is_number(n)
-	round(n) == n
 	n >= 0
+	n <= 9007199254740991
+	round(n) == n
 }
 
 # --- reasons, for a deny --------------------------------------------------------------------

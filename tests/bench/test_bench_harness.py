@@ -1,9 +1,11 @@
 """The benchmark harness: child processes measured by the kernel, bare batches streamed from the
-export, and both commands end to end on a small export."""
+export, the ingest and indexes commands end to end on a small export, and the policy command."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from bench._child import run_child
 from bench._indexes import run_indexes
 from bench._workspace import prepare_bare_batches, read_bare_batches
 from gateway.demo import generate
+from gateway.policy import shipped_bundle_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,3 +105,63 @@ def test_the_ingest_command_runs_both_paths_end_to_end() -> None:
     for row in (bare, push):
         assert row["client_cpu_s"] > 0 and row["server_cpu_s"] > 0
         assert row["client_peak_rss_mb"] > 10
+
+
+def test_the_policy_command_times_each_decision_beside_the_bare_engine() -> None:
+    """`bench/run.py policy --json` with 3 agreements reports, per decision kind, the gateway's
+    call and the bare engine call (p50 <= p99), their ratio, the trivial-rule floor and the target."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            "policy",
+            "--agreements",
+            "3",
+            "--decisions",
+            "100",
+            "--repeat",
+            "1",
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    assert (result["agreements"], result["decisions"], result["rounds"]) == (3, 100, 1)
+    assert result["target"] == {"p50_us": 200.0, "p99_us": 1000.0}
+    rows = {row["decision"]: row for row in result["rows"]}
+    assert list(rows) == ["query allowed", "query denied", "ingest", "listing"]
+    assert [rows[name]["outcome"] for name in ("query allowed", "query denied", "ingest")] == [
+        "allow",
+        "deny",
+        "allow",
+    ]
+    assert rows["listing"]["outcome"].startswith("listed:")
+    for row in rows.values():
+        for side in ("gateway", "bare"):
+            assert 0 < row[side]["p50_us"] <= row[side]["p99_us"] <= row[side]["max_us"]
+        assert row["ratio_p50"] == pytest.approx(row["gateway"]["p50_us"] / row["bare"]["p50_us"])
+    assert 0 < result["trivial"]["p50_us"] < rows["ingest"]["bare"]["p50_us"]
+    assert isinstance(result["query_meets_target"], bool)
+
+
+def test_the_policy_command_refuses_a_bundle_that_would_not_load(tmp_path: Path) -> None:
+    """A bundle with a Rego syntax error ends the command with exit 1 and the file and line,
+    not a traceback."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle_dir(), bundle)
+    (bundle / "datashare" / "query.rego").write_text("package datashare.query\n\nallow if {\n")
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "policy", "--decisions", "100", "--bundle", str(bundle)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert re.search(r"datashare/query\.rego:\d+", done.stderr), done.stderr
