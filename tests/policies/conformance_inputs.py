@@ -115,8 +115,20 @@ NUMBER_FORMS: tuple[Any, ...] = (
     -1e300,
 )
 
-# Dimension names the catalogue does not have.
-UNKNOWN_DIMENSIONS = ("nope", "postcode", "date_of_birth", "token", "District", "district ")
+# Dimension names the catalogue does not have; the reasons that name them are sorted, so they
+# include upper case, accents, astral characters and format verbs (sort order is by code point).
+UNKNOWN_DIMENSIONS = (
+    "nope",
+    "postcode",
+    "date_of_birth",
+    "token",
+    "District",
+    "district ",
+    "Ωmega",
+    "e\u0301vent",
+    "📊",
+    "%v%%",
+)
 
 
 @dataclass(frozen=True)
