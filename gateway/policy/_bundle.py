@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.policy._schema import Locator, data_problems
 
 DATA_FILES = ("data.yaml", "data.yml", "data.json")
 
@@ -26,6 +27,7 @@ class Bundle:
     revision: str
     modules: Mapping[str, str]  # path relative to root -> Rego source (tests included)
     data: Mapping[str, Any] = field(default_factory=dict)
+    data_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # file -> where in data
 
     @property
     def policy_modules(self) -> dict[str, str]:
@@ -41,6 +43,7 @@ def load_bundle(root: Path) -> Bundle:
     digest = hashlib.sha256()
     modules: dict[str, str] = {}
     data: dict[str, Any] = {}
+    data_files: dict[str, tuple[str, ...]] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") for part in path.relative_to(root).parts):
@@ -50,13 +53,34 @@ def load_bundle(root: Path) -> Bundle:
             modules[rel] = _text(raw, rel)
         elif path.name in DATA_FILES:
             raw = path.read_bytes()
-            _place(data, path.relative_to(root).parent.parts, _parse_data(raw, rel), rel)
+            parts = path.relative_to(root).parent.parts
+            _place(data, parts, _parse_data(raw, rel), rel)
+            data_files[rel] = parts
         else:
             continue
         digest.update(rel.encode() + b"\0" + hashlib.sha256(raw).digest())
     if not modules:
         raise ConfigError(f"policy bundle {root}: holds no .rego module")
-    return Bundle(root=root, revision=digest.hexdigest()[:16], modules=modules, data=data)
+    return Bundle(
+        root=root, revision=digest.hexdigest()[:16], modules=modules, data=data, data_files=data_files
+    )
+
+
+def validate_bundle(bundle: Bundle) -> list[str]:
+    """Every problem of the bundle's data (schemas, then references), as ``file:line: data.path:
+    message`` lines; empty when the data is sound."""
+    locator = Locator(bundle.root, bundle.data_files)
+    return [locator.format(problem) for problem in data_problems(bundle.data)]
+
+
+def load_checked_bundle(root: Path) -> Bundle:
+    """load_bundle, then validate_bundle: what the gateway serves at start and on reload.
+    ConfigError lists every problem, each naming file, line and data path."""
+    bundle = load_bundle(root)
+    problems = validate_bundle(bundle)
+    if problems:
+        raise ConfigError(f"policy bundle {bundle.root}: " + "; ".join(problems))
+    return bundle
 
 
 def _text(raw: bytes, rel: str) -> str:

@@ -140,4 +140,9 @@ def _obligations(obligations: Mapping[str, Any]) -> tuple[int, int, int]:
         raise PolicyEngineError("policy decision carries no usable disclosure obligations") from exc
     if k < K_FLOOR or round_to < 1 or max_cells < 1:
         raise PolicyEngineError("policy decision carries disclosure obligations below the consortium floor")
+    # Noise and a query budget are agreement terms this gateway cannot enforce yet: an answer
+    # released without them would break the agreement, so refuse (fail closed).
+    for term in ("noise", "budget"):
+        if obligations.get(term) is not None:
+            raise PolicyEngineError(f"the agreement sets {term}, which this gateway does not enforce yet")
     return k, round_to, max_cells

@@ -39,7 +39,7 @@ pairs := sort({[id, ds] |
 entry(id, ds) := {
 	"agreement_id": id,
 	"agreement_title": object.get(ag, "title", ""),
-	"purposes": sort(object.get(ag, "purposes", [])),
+	"purposes": sort({p | some p in object.get(ag, "purposes", []); is_object(data.purposes[p])}),
 	"dataset": ds,
 	"dimensions": sort(terms.dimensions),
 	"measures": sort(terms.measures),
@@ -48,6 +48,7 @@ entry(id, ds) := {
 	"round_to": terms.round_to,
 	"max_cells": terms.max_cells,
 	"max_group_by": terms.max_group_by,
+	"forbidden_combinations": object.get(ag, "forbidden_combinations", []),
 } if {
 	ag := data.agreements[id]
 	terms := lib.terms(ag, ds)

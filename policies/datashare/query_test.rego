@@ -150,12 +150,12 @@ test_a_suspended_agreement_is_denied if {
 
 test_a_revoked_agreement_is_denied if {
 	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"].status as "revoked"
-	denied_because(d, "agreement ag-2026-001 is revoked")
+	denied_because(d, "agreement ag-2026-001 was revoked")
 }
 
 test_a_draft_agreement_is_denied if {
 	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"].status as "draft"
-	denied_because(d, "agreement ag-2026-001 is draft")
+	denied_because(d, "agreement ag-2026-001 is a draft, not yet in force")
 }
 
 test_an_expired_agreement_is_denied if {
@@ -366,4 +366,67 @@ test_an_agreement_without_status_or_dates_is_denied if {
 	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"] as terms
 	denied_because(d, "agreement ag-2026-001 has no status")
 	denied_because(d, "agreement ag-2026-001 has no valid dates")
+}
+
+# --- combinations, purposes, obligations ----------------------------------------------------
+
+test_a_forbidden_combination_is_denied_naming_both_dimensions if {
+	d := decide(health_analyst, {"group_by": ["age_band", "district"]})
+	denied_because(d, "dimension 'age_band' is not allowed with 'district' under ag-2026-001")
+}
+
+test_a_forbidden_combination_is_denied_whatever_else_is_grouped if {
+	d := decide(health_analyst, {"group_by": ["month", "district", "age_band"]})
+	denied_because(d, "dimension 'age_band' is not allowed with 'district' under ag-2026-001")
+}
+
+test_each_dimension_of_a_forbidden_combination_is_allowed_alone if {
+	decide(health_analyst, {"group_by": ["age_band", "month"]}).allow == true
+	decide(health_analyst, {"group_by": ["district", "sex", "month"]}).allow == true
+}
+
+test_a_forbidden_triple_is_named_in_full if {
+	combos := [["sex", "district", "month"]]
+	d := decide(health_analyst, {"group_by": ["district", "month", "sex"]}) with data.agreements["ag-2026-001"].forbidden_combinations as combos
+	denied_because(d, "dimensions 'sex', 'district', 'month' may not be grouped by together under ag-2026-001")
+	decide(health_analyst, {"group_by": ["district", "month"]}).allow == true with data.agreements["ag-2026-001"].forbidden_combinations as combos
+}
+
+test_malformed_forbidden_combinations_deny if {
+	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"].forbidden_combinations as "age_band"
+	denied_because(d, "agreement ag-2026-001: forbidden_combinations must be a list of lists of dimensions")
+}
+
+test_a_purpose_missing_from_the_catalogue_is_denied_even_if_the_agreement_lists_it if {
+	purposes := ["overdose-prevention", "curiosity"]
+	d := decide(health_analyst, {"purpose": "curiosity"}) with data.agreements["ag-2026-001"].purposes as purposes
+	denied_because(d, "purpose 'curiosity' is not in the consortium's purpose catalogue")
+}
+
+test_a_catalogued_purpose_outside_the_agreement_is_denied if {
+	d := decide(health_analyst, {"purpose": "service-planning"})
+	denied_because(d, "purpose 'service-planning' is not a purpose of ag-2026-001")
+}
+
+test_obligations_carry_clamp_bounds_of_summed_measures if {
+	d := decide(health_analyst, {})
+	d.obligations.clamp == {"length_of_stay_hours": {"min": 0, "max": 72}}
+	decide(health_analyst, {"measures": ["subjects"]}).obligations.clamp == {}
+}
+
+test_obligations_carry_noise_and_budget_or_null if {
+	d := decide(health_analyst, {})
+	d.obligations.noise == null
+	d.obligations.budget == null
+	budget := {"queries": 200, "period": "month"}
+	noise := {"epsilon": 0.5, "budget": 10, "period": "year"}
+	e := decide(health_analyst, {}) with data.agreements["ag-2026-001"].query_budget as budget
+		with data.agreements["ag-2026-001"].noise as noise
+	e.obligations.budget == budget
+	e.obligations.noise == noise
+}
+
+test_an_unknown_status_is_named if {
+	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"].status as "paused"
+	denied_because(d, "agreement ag-2026-001 has status 'paused', not active")
 }

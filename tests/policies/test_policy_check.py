@@ -4,13 +4,15 @@ each problem names the file and line, or the agreement and key."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_testkit import AGREEMENT, copy_bundle, edit_agreement, edit_yaml, write_module
 
-from gateway.policy import check_bundle, load_bundle, shipped_bundle_dir
+from gateway.errors import ConfigError
+from gateway.policy import check_bundle, load_bundle, load_checked_bundle, shipped_bundle_dir
 
 
 def check(root: Path) -> tuple[int, str]:
@@ -140,12 +142,14 @@ def test_a_bundle_missing_a_gateway_rule_fails(tmp_path: Path) -> None:
 def test_a_broken_agreement_fails_naming_agreement_and_key(
     tmp_path: Path, fields: dict[str, Any], key: str, words: str
 ) -> None:
-    """Each schema problem of an agreement fails the check with data.agreements.<id>.<key>."""
+    """Each problem of an agreement (schema or reference) fails the check naming the file, the
+    line and the data path down to the key (and the item of a list)."""
     root = copy_bundle(tmp_path)
     edit_agreement(root, **fields)
     code, text = check(root)
     assert code == 1
-    assert f"data.agreements.{AGREEMENT}.{key}:" in text, text
+    where = re.escape(f"data.agreements.{AGREEMENT}.{key}")
+    assert re.search(rf"^error: agreements/data\.yaml:\d+: {where}(\[\d+\])*:", text, re.MULTILINE), text
     assert words in text
 
 
@@ -194,3 +198,90 @@ def test_unreadable_yaml_fails_naming_file_and_line(tmp_path: Path) -> None:
     code, text = check(root)
     assert code == 1
     assert "agreements/data.yaml:" in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "words"),
+    [
+        pytest.param(
+            {"forbidden_combinations": [["age_band", "postcode"]]},
+            "forbidden_combinations[0][1]",
+            "'postcode' is not among the agreement's dimensions",
+            id="combination-dimension",
+        ),
+        pytest.param(
+            {"forbidden_combinations": [["age_band"]]},
+            "forbidden_combinations[0]",
+            "two or more different dimensions",
+            id="combination-of-one",
+        ),
+        pytest.param(
+            {"query_budget": {"queries": 100, "period": "fortnight"}},
+            "query_budget.period",
+            "day, week, month, year",
+            id="budget-period",
+        ),
+        pytest.param(
+            {"purposes": ["overdose-prevention", "curiosity"]},
+            "purposes[1]",
+            "'curiosity' is not a purpose in data.purposes",
+            id="uncatalogued-purpose",
+        ),
+        pytest.param({"legal_basis": " "}, "legal_basis", "non-empty text", id="legal-basis"),
+    ],
+)
+def test_new_agreement_terms_are_checked_at_file_and_line(
+    tmp_path: Path, fields: dict[str, Any], path: str, words: str
+) -> None:
+    """Forbidden combinations, the query budget, catalogued purposes and the legal basis are
+    checked like every other term, naming file, line and the item at fault."""
+    root = copy_bundle(tmp_path)
+    edit_agreement(root, **fields)
+    code, text = check(root)
+    assert code == 1
+    where = re.escape(f"data.agreements.{AGREEMENT}.{path}")
+    assert re.search(rf"^error: agreements/data\.yaml:\d+: {where}: ", text, re.MULTILINE), text
+    assert words in text
+
+
+def test_the_line_named_is_the_line_of_the_bad_value(tmp_path: Path) -> None:
+    """The line number points at the offending key in the file as written, comments and all."""
+    root = copy_bundle(tmp_path)
+    path = root / "agreements" / "data.yaml"
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("k:"))
+    lines[at] = lines[at].replace("k: 10", "k: 9")
+    path.write_text("\n".join(lines) + "\n")
+    code, text = check(root)
+    assert code == 1
+    assert f"agreements/data.yaml:{at + 1}: data.agreements.{AGREEMENT}.k: " in text, text
+
+
+def test_a_bundle_without_a_purpose_catalogue_is_refused(tmp_path: Path) -> None:
+    """Purposes are enumerated by the consortium: a bundle without data.purposes is not deployable."""
+    root = copy_bundle(tmp_path)
+    (root / "purposes" / "data.yaml").unlink()
+    code, text = check(root)
+    assert code == 1
+    assert "data.purposes: missing" in text
+
+
+def test_a_catalogue_schema_problem_names_file_and_line(tmp_path: Path) -> None:
+    """A contract that breaks the catalogue schema is named by file, line and data path."""
+    root = copy_bundle(tmp_path)
+
+    def change(catalogue: dict[str, Any]) -> None:
+        catalogue["datasets"]["ed_visits"]["version"] = 0
+
+    edit_yaml(root / "catalogue" / "data.yaml", change)
+    code, text = check(root)
+    assert code == 1
+    assert re.search(r"catalogue/data\.yaml:\d+: data\.catalogue\.datasets\.ed_visits\.version: ", text), text
+
+
+def test_the_gateway_refuses_to_load_a_bundle_that_fails_its_schema(tmp_path: Path) -> None:
+    """load_checked_bundle (gateway start and reload) raises one ConfigError naming file and line."""
+    root = copy_bundle(tmp_path)
+    edit_agreement(root, k=5)
+    with pytest.raises(ConfigError, match=r"agreements/data\.yaml:\d+: data\.agreements\.ag-2026-001\.k: "):
+        load_checked_bundle(root)

@@ -85,10 +85,10 @@ links = st.one_of(
 requests = st.fixed_dictionaries(
     {
         "agreement_id": mostly(AGREEMENT, "ag-1999-999", ""),
-        "purpose": mostly("overdose-prevention", "marketing", ""),
+        "purpose": mostly("overdose-prevention", "service-planning", "marketing", ""),
         "dataset": mostly("ed_visits", "police_incidents", "tax_returns"),
         "measures": names_from(["subjects", "records"], MEASURES, 1, 2),
-        "group_by": names_from(["district", "month", "year", "sex"], DIMENSIONS, 0, 3),
+        "group_by": names_from(["district", "month", "year", "sex", "age_band"], DIMENSIONS, 0, 3),
         "filters": names_from(["district", "age_band"], DIMENSIONS, 0, 2),
         "months": mostly(None, {"first": "2026-01", "last": "2026-06"}, "2026"),
         "link": links,
@@ -142,7 +142,7 @@ def test_whatever_is_allowed_stays_inside_the_agreement(
 ) -> None:
     """An allowed query comes from a health analyst, under an active agreement in force with k
     at or above the floor, for its purpose, asking only for measures, dimensions and filters of
-    its obligations, within its group-by cap, linking only where and as far as it allows."""
+    its obligations, within its group-by cap and never grouping a forbidden combination, linking only where and as far as it allows."""
     decision = engines[variant].decide(QUERY_RULE, inp)
     if not decision.allow:
         return
@@ -164,6 +164,7 @@ def test_whatever_is_allowed_stays_inside_the_agreement(
     assert request["measures"]
     assert set(request["measures"]) <= set(obligations["measures"])
     assert set(request["group_by"]) <= set(obligations["dimensions"])
+    assert not {"age_band", "district"} <= set(request["group_by"])  # the shipped forbidden pair
     assert len(request["group_by"]) <= obligations["max_group_by"]
     assert set(request["filters"]) <= set(obligations["filters"])
     assert obligations["k"] >= 10
