@@ -10,6 +10,7 @@ words and never carry a count, a value, a token or a row.
     │   └── BatchRejected           INVALID_ARGUMENT   (signature, seal, header or record)
     ├── Unauthenticated             UNAUTHENTICATED
     ├── PermissionDenied            PERMISSION_DENIED  (carries the policy's reasons)
+    │   └── BudgetSpent             PERMISSION_DENIED  (query budget used up at audit time)
     ├── NotFound                    NOT_FOUND
     ├── Conflict                    ALREADY_EXISTS
     └── Unavailable                 UNAVAILABLE
@@ -20,7 +21,8 @@ words and never carry a count, a value, a token or a row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 
@@ -67,6 +69,16 @@ class PermissionDenied(GatewayError):
     def __init__(self, reasons: Sequence[str]) -> None:
         self.reasons = tuple(reasons) or ("denied by policy",)
         super().__init__("; ".join(self.reasons))
+
+
+class BudgetSpent(PermissionDenied):
+    """An agreement's query budget for the period was used up by the time an allowed answer was
+    to be audited (a racing query took the last unit): nothing was written or released.
+    ``usage`` is the count as re-read under the audit lock, for the policy to decide again."""
+
+    def __init__(self, usage: Mapping[str, Any]) -> None:
+        super().__init__(("the agreement's query budget for this period is used up",))
+        self.usage = dict(usage)
 
 
 class NotFound(GatewayError):

@@ -43,6 +43,15 @@ class AuditEntry(AuditDraft):
 
 
 @dataclass(frozen=True)
+class AuditScope:
+    """The entries an auditor may read (policies/datashare/audit.rego): those whose principal's
+    agency is in ``agencies``, or made under one of ``agreements``."""
+
+    agencies: frozenset[str] = frozenset()
+    agreements: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class AuditFilter:
     since: str = ""
     until: str = ""
@@ -52,6 +61,7 @@ class AuditFilter:
     outcome: str = ""
     decision_id: str = ""
     limit: int = 0
+    scope: AuditScope | None = None  # None: the whole log (an oversight body, verify)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,10 @@ from gateway.errors import ConfigError
 SCHEMA_KEYS = ("agencies", "purposes", "catalogue", "agreements")
 """Top-level data documents every gateway bundle holds, each with its schema."""
 
+OPTIONAL_SCHEMA_KEYS = ("auditors",)
+"""Documents a bundle may leave out (auditors: each agency then audits only itself); checked
+against their schema when present."""
+
 DataPath = tuple[str | int, ...]
 
 
@@ -131,6 +135,12 @@ def data_problems(data: Mapping[str, Any]) -> list[Problem]:
         problems.extend(found)
         if not found:
             valid.add(key)
+    for key in OPTIONAL_SCHEMA_KEYS:
+        if key in data:
+            found = list(_schema_problems(key, data[key]))
+            problems.extend(found)
+            if not found:
+                valid.add(key)
     if {"agencies", "catalogue"} <= valid:
         try:
             catalogue = Catalogue.from_data(data)
@@ -139,6 +149,8 @@ def data_problems(data: Mapping[str, Any]) -> list[Problem]:
             return problems
         if "agreements" in valid and "purposes" in valid:
             problems.extend(_agreement_references(data["agreements"], data["purposes"], catalogue))
+        if "auditors" in valid:
+            problems.extend(_auditor_references(data["auditors"], catalogue))
     return problems
 
 
@@ -203,6 +215,16 @@ def _agreement_references(
             if purpose not in purposes:
                 yield Problem((*at, "purposes", i), f"'{purpose}' is not a purpose in data.purposes")
         yield from _dataset_references(at, ag, catalogue)
+
+
+def _auditor_references(auditors: Mapping[str, Any], catalogue: Catalogue) -> Iterator[Problem]:
+    for agency, scope in auditors.items():
+        if agency not in catalogue.agencies:
+            yield Problem(("auditors", agency), f"'{agency}' is not an agency in data.agencies")
+        sees = scope["sees"]
+        for i, seen in enumerate(sees if isinstance(sees, list) else []):
+            if seen not in catalogue.agencies:
+                yield Problem(("auditors", agency, "sees", i), f"'{seen}' is not an agency in data.agencies")
 
 
 def _dataset_references(at: DataPath, ag: Mapping[str, Any], catalogue: Catalogue) -> Iterator[Problem]:

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway._pb import audit_pb2, audit_pb2_grpc, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from gateway._settings import GatewaySettings, load_gateway_keys
 from gateway._tls import check_certificate, server_credentials
+from gateway.audit import query_budgets
 from gateway.catalogue import Catalogue
 from gateway.errors import ConfigError
 from gateway.ingest import BatchOpener
@@ -62,7 +63,8 @@ def load_policy_state(
         engine = make_engine(
             settings.policy_engine, bundle, opa_url=settings.opa_url, timeout_ms=settings.policy_timeout_ms
         )
-    return PolicyState(engine=engine, catalogue=catalogue)
+    budgets = query_budgets(bundle.data.get("agreements"))
+    return PolicyState(engine=engine, catalogue=catalogue, budgets=budgets)
 
 
 @dataclass

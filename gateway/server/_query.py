@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
 from gateway._pb import query_pb2, query_pb2_grpc
+from gateway.audit import Quota, budget_period
+from gateway.audit._budget import parse_time
 from gateway.disclosure import ReleaseInfo, apply_disclosure, build_grid, to_proto
-from gateway.errors import GatewayError, InvalidRequest, PermissionDenied, PolicyEngineError
+from gateway.errors import BudgetSpent, GatewayError, InvalidRequest, PermissionDenied, PolicyEngineError
 from gateway.policy._engine import LISTING_RULE, QUERY_RULE
 from gateway.query import validate_request
 from gateway.query._validate import policy_request, query_fingerprint
-from gateway.server._context import current
+from gateway.server._context import RequestContext, current
 from gateway.server._recorder import AuditSubject, outcome_of
-from gateway.server._state import Shared, policy_input
+from gateway.server._state import PolicyState, Shared, policy_input
 
 K_FLOOR = 10  # the consortium's floor (DESIGN §9): no obligation can go below it
+# Noise with a privacy budget is an agreement term this gateway cannot apply yet (issue 5 builds
+# it): an answer released without it would break the agreement, so every query is refused.
+NOISE_REFUSAL = (
+    "agreement {} requires noise to be added to answers, which this gateway cannot do yet; "
+    "no query under it is answered until it can"
+)
 
 
 class QueryService(query_pb2_grpc.QueryServicer):
@@ -81,6 +89,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         fingerprint = query_fingerprint(spec)
         input_doc = policy_input(ctx, "query", req)
         base = dataclasses.replace(base, fingerprint=fingerprint, input_doc=input_doc)
+        quota = self._budget_use(ctx, base, policy, request.agreement_id, input_doc)
         decision = self._s.decide(QUERY_RULE, input_doc, policy)
         if not decision.allow:
             self._s.recorder.record(
@@ -88,12 +97,16 @@ class QueryService(query_pb2_grpc.QueryServicer):
             )
             raise PermissionDenied(decision.reasons)
         try:
-            k, round_to, max_cells = _obligations(decision.obligations)
+            k, round_to, max_cells = _obligations(decision.obligations, budgeted=quota is not None)
         except PolicyEngineError as exc:  # fail closed, and say so in the log
             self._s.recorder.record(
                 ctx, base, outcome="error", reasons=(exc.message,), result=decision.result
             )
             raise
+        if decision.obligations.get("noise") is not None:
+            refusal = NOISE_REFUSAL.format(request.agreement_id)
+            self._s.recorder.record(ctx, base, outcome="deny", reasons=(refusal,), result=decision.result)
+            raise PermissionDenied((refusal,))
         try:
             grid = build_grid(spec, policy.catalogue, max_cells=max_cells)
         except InvalidRequest as exc:
@@ -107,15 +120,19 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 ctx, base, outcome="error", reasons=(exc.message,), result=decision.result
             )
             raise
-        self._s.recorder.record(
-            ctx,
-            base,
-            outcome="allow",
-            reasons=decision.reasons,
-            result=decision.result,
-            cells_released=released.cells_released,
-            cells_withheld=released.cells_withheld,
-        )
+        try:
+            self._s.recorder.record(
+                ctx,
+                base,
+                outcome="allow",
+                reasons=decision.reasons,
+                result=decision.result,
+                cells_released=released.cells_released,
+                cells_withheld=released.cells_withheld,
+                quota=quota,
+            )
+        except BudgetSpent as spent:  # a racing query took the last unit: nothing leaves
+            self._deny_spent(ctx, base, policy, spent)
         self._s.metrics.cells_withheld.inc(released.cells_withheld)
         info = ReleaseInfo(
             k=k,
@@ -126,23 +143,61 @@ class QueryService(query_pb2_grpc.QueryServicer):
         )
         return to_proto(spec, released, info)
 
+    def _budget_use(
+        self,
+        ctx: RequestContext,
+        base: AuditSubject,
+        policy: PolicyState,
+        agreement_id: str,
+        input_doc: dict[str, Any],
+    ) -> Quota | None:
+        """For an agreement with a query budget: count the queries allowed under it this period
+        (from the audit log), put the count in ``input_doc["usage"]`` for the policy, and return
+        the quota the audit append re-checks under its lock. None without a budget."""
+        budget = policy.budgets.get(agreement_id)
+        if budget is None:
+            return None
+        period = budget_period(budget.period, parse_time(str(input_doc["now"])))
+        try:
+            used = self._s.store.queries_allowed(agreement_id, period.since, period.until)
+        except GatewayError as exc:  # the budget cannot be checked: fail closed
+            self._s.recorder.record(ctx, base, outcome="error", reasons=(exc.message,))
+            raise
+        input_doc["usage"] = period.usage(used)
+        return Quota(agreement_id, budget)
+
+    def _deny_spent(
+        self, ctx: RequestContext, base: AuditSubject, policy: PolicyState, spent: BudgetSpent
+    ) -> NoReturn:
+        """Decide again on the count read under the audit lock, so the analyst gets the policy's
+        own reason, and record that decision instead of the allow that was not written."""
+        input_doc = {**base.input_doc, "usage": spent.usage}
+        subject = dataclasses.replace(base, input_doc=input_doc)
+        decision = self._s.decide(QUERY_RULE, input_doc, policy)
+        if decision.allow:  # the policy must deny a spent budget; if it does not, fail closed
+            reason = "the query policy allowed a query over its budget at the audit-time re-check"
+            self._s.recorder.record(ctx, subject, outcome="error", reasons=(reason,), result=decision.result)
+            raise PolicyEngineError(reason)
+        self._s.recorder.record(
+            ctx, subject, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
+        )
+        raise PermissionDenied(decision.reasons)
+
 
 def _loggable(value: str) -> str:
     """An identifier as the audit log may hold it before validation: short and printable, or nothing."""
     return value if len(value) <= 64 and value.isascii() and value.isprintable() else ""
 
 
-def _obligations(obligations: Mapping[str, Any]) -> tuple[int, int, int]:
-    """k, rounding base and cell cap from the decision; anything missing or odd fails closed."""
+def _obligations(obligations: Mapping[str, Any], *, budgeted: bool) -> tuple[int, int, int]:
+    """k, rounding base and cell cap from the decision; anything missing or odd fails closed,
+    and so does a budget the policy names but the gateway did not count (``budgeted``)."""
     try:
         k, round_to, max_cells = (int(obligations[name]) for name in ("k", "round_to", "max_cells"))
     except (KeyError, TypeError, ValueError) as exc:
         raise PolicyEngineError("policy decision carries no usable disclosure obligations") from exc
     if k < K_FLOOR or round_to < 1 or max_cells < 1:
         raise PolicyEngineError("policy decision carries disclosure obligations below the consortium floor")
-    # Noise and a query budget are agreement terms this gateway cannot enforce yet: an answer
-    # released without them would break the agreement, so refuse (fail closed).
-    for term in ("noise", "budget"):
-        if obligations.get(term) is not None:
-            raise PolicyEngineError(f"the agreement sets {term}, which this gateway does not enforce yet")
+    if obligations.get("budget") is not None and not budgeted:
+        raise PolicyEngineError("policy decision names a query budget the gateway did not count")
     return k, round_to, max_cells

@@ -9,8 +9,9 @@ from typing import Any
 
 import structlog
 
+from gateway.audit._budget import Quota
 from gateway.audit._types import AuditDraft, AuditEntry, Outcome
-from gateway.errors import AuditWriteError, GatewayError
+from gateway.errors import AuditWriteError, BudgetSpent, GatewayError
 from gateway.policy._engine import PolicyDecision
 from gateway.server._context import RequestContext
 from gateway.server._metrics import Metrics
@@ -55,8 +56,10 @@ class Recorder:
         result: Mapping[str, Any] | None = None,
         cells_released: int = 0,
         cells_withheld: int = 0,
+        quota: Quota | None = None,
     ) -> AuditEntry:
-        """Append the entry or raise AuditWriteError: the caller then releases nothing."""
+        """Append the entry or raise AuditWriteError: the caller then releases nothing. With a
+        quota, BudgetSpent if the query budget was used up meanwhile (nothing written)."""
         draft = AuditDraft(
             decision_id=ctx.decision_id,
             timestamp=utc_now(),
@@ -77,15 +80,18 @@ class Recorder:
             result=dict(result or {}),
         )
         action = subject.action
-        self._metrics.decisions.labels(action=action, outcome=outcome).inc()
         try:
-            entry = self._store.append_audit(draft)
+            entry = self._store.append_audit(draft, quota=quota)
+        except BudgetSpent:
+            raise  # not a decision yet: the caller decides again on the fresh count and records that
         except GatewayError as exc:
+            self._metrics.decisions.labels(action=action, outcome=outcome).inc()
             self._metrics.audit_failures.inc()
             log.error("audit_write_failed", action=action, error=type(exc).__name__)  # noqa: TRY400 - a traceback may hold row data
             raise AuditWriteError(
                 "audit log: the decision could not be recorded, so nothing is released"
             ) from exc
+        self._metrics.decisions.labels(action=action, outcome=outcome).inc()
         log.info("decision", action=action, outcome=outcome, agreement=subject.agreement_id, seq=entry.seq)
         return entry
 

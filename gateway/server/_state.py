@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.audit import QueryBudget
 from gateway.catalogue import Catalogue, Dataset
 from gateway.errors import ConfigError
 from gateway.ingest import BatchOpener
@@ -25,6 +26,9 @@ from gateway.store._schema import DIMENSION_MIN_WIDTH
 class PolicyState:
     engine: PolicyEngine
     catalogue: Catalogue
+    # agreement id -> its query budget, from the same bundle: which use to count and report
+    # to the query policy (input.usage) before it decides
+    budgets: Mapping[str, QueryBudget] = field(default_factory=dict)
 
     @property
     def revision(self) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.audit._budget import Quota
 from gateway.audit._types import AuditDraft, AuditEntry, AuditFilter
 from gateway.query._spec import QuerySpec, RawResult
 
@@ -61,8 +62,13 @@ class Store(Protocol):
         """One SQL query (GROUP BY in the database) for the cells and one for the total."""
         ...
 
-    def append_audit(self, draft: AuditDraft) -> AuditEntry:
-        """Chain and append one entry atomically; AuditWriteError if it could not be written."""
+    def append_audit(self, draft: AuditDraft, quota: Quota | None = None) -> AuditEntry:
+        """Chain and append one entry atomically; AuditWriteError if it could not be written.
+        With a quota, BudgetSpent (nothing written) if the period's budget is already used."""
+        ...
+
+    def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:
+        """Allowed aggregate queries under the agreement with a timestamp in [since, until)."""
         ...
 
     def audit_entries(self, filt: AuditFilter | None = None) -> Iterator[AuditEntry]:

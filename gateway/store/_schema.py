@@ -172,6 +172,9 @@ def _audit_table(metadata: MetaData) -> Table:
     Index("ix_audit_log_decision_id", table.c.decision_id)
     Index("ix_audit_log_timestamp", table.c.timestamp)
     Index("ix_audit_log_agreement_id", table.c.agreement_id)
+    # Counting an agreement's allowed queries in a budget period (gateway.audit._budget) reads
+    # only this index, under the chain lock, at every budgeted query.
+    Index("ix_audit_log_budget", table.c.agreement_id, table.c.action, table.c.outcome, table.c.timestamp)
     return table
 
 

@@ -15,13 +15,14 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, func, select
+from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, func, inspect, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from gateway.audit._budget import Quota, budget_period, parse_time
 from gateway.audit._chain import chain_hash
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
-from gateway.errors import AuditWriteError, Conflict, InvalidRequest, StoreError
+from gateway.errors import AuditWriteError, BudgetSpent, Conflict, InvalidRequest, StoreError
 from gateway.query._spec import QuerySpec, RawCell, RawResult
 from gateway.store._aggregate import compile_aggregate
 from gateway.store._audit_rows import from_row, normalise, to_row
@@ -85,6 +86,14 @@ class SqlStore:
             batches.c.batch_id == bindparam("batch_id")
         )
         self._last_audit = select(log.c.seq, log.c.hash).order_by(log.c.seq.desc()).limit(1)
+        # allowed queries under an agreement in [since, until): a range scan of ix_audit_log_budget
+        self._queries_allowed = select(func.count()).where(
+            log.c.agreement_id == bindparam("agreement_id"),
+            log.c.action == "query",
+            log.c.outcome == "allow",
+            log.c.timestamp >= bindparam("since"),
+            log.c.timestamp < bindparam("until"),
+        )
 
     @property
     def backend(self) -> str:
@@ -106,6 +115,7 @@ class SqlStore:
                 self._advisory_lock(conn, SCHEMA_LOCK_KEY)
                 self._schema.metadata.create_all(conn)
                 reconcile_indexes(conn, self._schema)
+                self._add_audit_indexes(conn)
 
         guarded(work, lambda: StoreError("store: schema could not be created"), (SQLAlchemyError,))
 
@@ -174,14 +184,24 @@ class SqlStore:
         )
         return RawResult(cells=cells, total=_cell((), tuple(total_row), fields))
 
-    def append_audit(self, draft: AuditDraft) -> AuditEntry:
-        """Chain and insert under the chain lock; any failure at all is an AuditWriteError."""
+    def append_audit(self, draft: AuditDraft, quota: Quota | None = None) -> AuditEntry:
+        """Chain and insert under the chain lock; any failure at all is an AuditWriteError.
 
-        def work() -> AuditEntry:
+        With a ``quota`` (an allowed query under an agreement with a query budget), the allowed
+        queries of the budget period the entry's timestamp falls in are counted under the same
+        lock first; if the budget is used up nothing is written and BudgetSpent carries the
+        count. So two racing queries can never both take the last unit."""
+
+        def work() -> AuditEntry | BudgetSpent:
             self._check_open()
             normal = normalise(draft)
             with self._db.write() as conn:
                 self._advisory_lock(conn, AUDIT_LOCK_KEY)
+                if quota is not None:
+                    period = budget_period(quota.budget.period, parse_time(normal.timestamp))
+                    used = self._count_queries(conn, quota.agreement_id, period.since, period.until)
+                    if used >= quota.budget.queries:
+                        return BudgetSpent(period.usage(used))
                 last = conn.execute(self._last_audit).first()
                 seq, prev_hash = (
                     (int(last.seq) + 1, str(last.hash)) if last is not None else (1, GENESIS_HASH)
@@ -192,7 +212,21 @@ class SqlStore:
             return AuditEntry(**drafted, seq=seq, prev_hash=prev_hash, hash=entry_hash)
 
         # fail closed: whatever went wrong, no entry means no release
-        return guarded(work, lambda: AuditWriteError("audit log: entry could not be written"), (Exception,))
+        failed = AuditWriteError("audit log: entry could not be written")
+        outcome = guarded(work, lambda: failed, (Exception,))
+        if isinstance(outcome, BudgetSpent):
+            raise outcome
+        return outcome
+
+    def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:
+        """Allowed aggregate queries under the agreement with a timestamp in [since, until)."""
+        self._check_open()
+
+        def work() -> int:
+            with self._db.read() as conn:
+                return self._count_queries(conn, agreement_id, since, until)
+
+        return guarded(work, lambda: StoreError("store: query budget could not be read"), (SQLAlchemyError,))
 
     def audit_entries(self, filt: AuditFilter | None = None) -> Iterator[AuditEntry]:
         """Entries in seq order, read in pages so no transaction stays open between yields."""
@@ -219,6 +253,13 @@ class SqlStore:
             value = getattr(filt, name)
             if value:
                 conditions.append(log.c[name] == value)
+        if filt.scope is not None:  # the auditor's scope (audit.rego): by agency or by agreement
+            conditions.append(
+                or_(
+                    log.c.agency.in_(sorted(filt.scope.agencies)),
+                    log.c.agreement_id.in_(sorted(filt.scope.agreements)),
+                )
+            )
         remaining = filt.limit or None
         after: int | None = None
         while True:
@@ -238,6 +279,17 @@ class SqlStore:
             if len(rows) < page or remaining == 0:
                 return
             after = int(rows[-1]["seq"])
+
+    def _count_queries(self, conn: Connection, agreement_id: str, since: str, until: str) -> int:
+        params = {"agreement_id": agreement_id, "since": since, "until": until}
+        return int(conn.execute(self._queries_allowed, params).scalar_one())
+
+    def _add_audit_indexes(self, conn: Connection) -> None:
+        """create_all makes indexes only with a new table: add the audit log's newer ones."""
+        present = {ix["name"] for ix in inspect(conn).get_indexes(self._schema.audit_log.name)}
+        for index in sorted(self._schema.audit_log.indexes, key=lambda ix: str(ix.name)):
+            if index.name not in present:
+                index.create(conn)
 
     def _seen_before(self, conn: Connection, meta: BatchMeta) -> StoreOutcome | None:
         """None for a new batch id; the duplicate's outcome; Conflict for other content."""

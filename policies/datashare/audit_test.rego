@@ -63,3 +63,56 @@ test_an_empty_input_is_denied_with_reasons if {
 	count(d.reasons) > 0
 	d.reasons == sort(d.reasons)
 }
+
+# --- scope: which agencies' decisions each auditor may see -----------------------------------
+
+health_auditor := object.union(auditor, {"agency": "health", "name": "hilda"})
+
+police_auditor := object.union(auditor, {"agency": "metro-police", "name": "pat"})
+
+test_an_oversight_auditor_sees_every_entry if {
+	ask(auditor, "audit.list").obligations.scope == {"all": true}
+}
+
+test_an_auditor_of_an_agency_not_listed_sees_their_own_agency_and_its_agreements if {
+	d := ask(health_auditor, "audit.list")
+	d.obligations.scope == {"all": false, "agencies": ["health"], "agreements": ["ag-2026-001"]}
+}
+
+test_an_auditor_sees_agreements_where_their_agency_provides_or_receives if {
+	agreements := {
+		"ag-provides": {"providing_agencies": ["metro-police"], "receiving_agencies": ["health"]},
+		"ag-receives": {"providing_agencies": ["health"], "receiving_agencies": ["metro-police"]},
+		"ag-elsewhere": {"providing_agencies": ["health"], "receiving_agencies": ["health"]},
+	}
+	d := ask(police_auditor, "audit.export") with data.agreements as agreements
+	d.obligations.scope.agreements == ["ag-provides", "ag-receives"]
+	d.obligations.scope.agencies == ["metro-police"]
+}
+
+test_sees_widens_the_scope_to_the_listed_agencies if {
+	d := ask(health_auditor, "audit.list") with data.auditors as {"health": {"sees": ["metro-police"]}}
+	d.obligations.scope.agencies == ["health", "metro-police"]
+	d.obligations.scope.all == false
+}
+
+test_sees_all_gives_an_agency_the_whole_log if {
+	d := ask(health_auditor, "audit.list") with data.auditors as {"health": {"sees": "all"}}
+	d.obligations.scope == {"all": true}
+}
+
+test_without_auditor_data_every_auditor_sees_their_own_agency_only if {
+	d := ask(auditor, "audit.list") with data.auditors as {}
+	d.obligations.scope == {"all": false, "agencies": ["oversight"], "agreements": []}
+}
+
+test_a_malformed_sees_falls_back_to_the_own_agency if {
+	d := ask(health_auditor, "audit.list") with data.auditors as {"health": {"sees": 7}}
+	d.obligations.scope.agencies == ["health"]
+}
+
+test_a_denied_decision_carries_no_scope if {
+	d := ask(admin, "audit.list")
+	d.allow == false
+	not d.obligations
+}

@@ -265,3 +265,18 @@ whole_days(n) if {
 	n <= 9007199254740991
 	round(n) == n
 }
+
+# --- query budget ----------------------------------------------------------------------------
+
+# Within the agreement's query budget (its query_budget term, or null): none is set, or the
+# gateway reported (input.usage, counted from the audit log) fewer queries allowed under the
+# agreement this period than the budget allows. A budget without a reported count denies.
+within_budget(budget, _) if is_null(budget)
+
+within_budget(budget, usage) if {
+	is_object(budget)
+	is_number(budget.queries)
+	is_object(usage)
+	is_number(usage.queries_this_period)
+	usage.queries_this_period < budget.queries
+}

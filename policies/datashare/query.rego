@@ -135,6 +135,9 @@ granted := {
 	}
 	lib.months_ok(object.get(r, "months", null))
 	lib.link_ok(a, r.dataset, object.get(r, "link", null))
+
+	# queries left in the agreement's budget this period (input.usage, from the gateway)
+	lib.within_budget(object.get(a, "query_budget", null), object.get(input, "usage", null))
 }
 
 # --- the request, read defensively; each value computed once ---------------------------------
@@ -455,6 +458,48 @@ reasons contains sprintf("dimensions %v may not be grouped by together under %v"
 reasons contains sprintf("agreement %v: forbidden_combinations must be a list of lists of dimensions", [agreement_id]) if {
 	ag
 	not is_array(combinations)
+}
+
+# --- reasons: the query budget ---------------------------------------------------------------
+
+# The agreement's query_budget {queries, period}, and the use the gateway reports for the current
+# period (input.usage: queries_this_period, and the period and renewal date in words).
+budget := ag.query_budget if not is_null(object.get(ag, "query_budget", null))
+
+budget_queries := budget.queries if {
+	is_object(budget)
+	is_number(budget.queries)
+}
+
+usage := input.usage if is_object(input.usage)
+
+used := usage.queries_this_period if is_number(usage.queries_this_period)
+
+usage_words if {
+	is_string(usage.period)
+	is_string(usage.renews_on)
+}
+
+reasons contains sprintf("agreement %v has used its %v queries for %v; the budget renews on %v", [
+	agreement_id, budget_queries, usage.period, usage.renews_on,
+]) if {
+	used >= budget_queries
+	usage_words
+}
+
+reasons contains sprintf("agreement %v has used its %v queries for this period", [agreement_id, budget_queries]) if {
+	used >= budget_queries
+	not usage_words
+}
+
+reasons contains sprintf("the use of the query budget of %v was not reported, so it cannot be checked", [agreement_id]) if {
+	budget
+	not used
+}
+
+reasons contains sprintf("agreement %v: query_budget must set a number of queries", [agreement_id]) if {
+	budget
+	not budget_queries
 }
 
 # --- reasons: the link -----------------------------------------------------------------------

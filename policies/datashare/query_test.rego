@@ -39,6 +39,11 @@ decide(principal, changes) := d if {
 	d := query.decision with input as ask(principal, changes)
 }
 
+# The same, with the gateway's report of the agreement's query budget use (input.usage).
+decide_used(principal, changes, usage) := d if {
+	d := query.decision with input as object.union(ask(principal, changes), {"usage": usage})
+}
+
 denied_because(d, reason) if {
 	d.allow == false
 	reason in d.reasons
@@ -420,7 +425,7 @@ test_obligations_carry_noise_and_budget_or_null if {
 	d.obligations.budget == null
 	budget := {"queries": 200, "period": "month"}
 	noise := {"epsilon": 0.5, "budget": 10, "period": "year"}
-	e := decide(health_analyst, {}) with data.agreements["ag-2026-001"].query_budget as budget
+	e := decide_used(health_analyst, {}, {"queries_this_period": 0}) with data.agreements["ag-2026-001"].query_budget as budget
 		with data.agreements["ag-2026-001"].noise as noise
 	e.obligations.budget == budget
 	e.obligations.noise == noise
@@ -429,4 +434,41 @@ test_obligations_carry_noise_and_budget_or_null if {
 test_an_unknown_status_is_named if {
 	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"].status as "paused"
 	denied_because(d, "agreement ag-2026-001 has status 'paused', not active")
+}
+
+# --- query budget ----------------------------------------------------------------------------
+
+monthly_budget := {"queries": 50, "period": "month"}
+
+usage_of(n) := {"queries_this_period": n, "period": "2026-11", "renews_on": "2026-12-01"}
+
+test_a_query_within_the_budget_is_allowed if {
+	d := decide_used(health_analyst, {}, usage_of(49)) with data.agreements["ag-2026-001"].query_budget as monthly_budget
+	d.allow == true
+	d.obligations.budget == monthly_budget
+}
+
+test_a_query_over_the_budget_is_denied_saying_when_it_renews if {
+	d := decide_used(health_analyst, {}, usage_of(50)) with data.agreements["ag-2026-001"].query_budget as monthly_budget
+	denied_because(d, "agreement ag-2026-001 has used its 50 queries for 2026-11; the budget renews on 2026-12-01")
+	count(d.reasons) == 1
+}
+
+test_a_budget_without_reported_usage_is_denied if {
+	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"].query_budget as monthly_budget
+	denied_because(d, "the use of the query budget of ag-2026-001 was not reported, so it cannot be checked")
+}
+
+test_usage_without_period_words_still_denies_with_a_reason if {
+	d := decide_used(health_analyst, {}, {"queries_this_period": 51}) with data.agreements["ag-2026-001"].query_budget as monthly_budget
+	denied_because(d, "agreement ag-2026-001 has used its 50 queries for this period")
+}
+
+test_usage_is_ignored_without_a_budget if {
+	decide_used(health_analyst, {}, usage_of(1000)).allow == true
+}
+
+test_a_budget_without_a_number_of_queries_is_denied if {
+	d := decide_used(health_analyst, {}, usage_of(0)) with data.agreements["ag-2026-001"].query_budget as {"period": "month"}
+	denied_because(d, "agreement ag-2026-001: query_budget must set a number of queries")
 }
