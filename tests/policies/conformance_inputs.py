@@ -54,6 +54,8 @@ CATEGORIES = (
     "unknown-principal",
     "malformed",
     "wrong-types",
+    "query-budget",
+    "audit-scope",
 )
 
 AUDIT_ACTIONS = ("audit.list", "audit.verify", "audit.export")
@@ -206,6 +208,8 @@ VARIANT_EDITS: dict[str, Edit] = {
     "ag-conf-odd-combinations": _set(
         max_group_by=3, forbidden_combinations=[["age_band"], "sex", [], [1, None]]
     ),
+    "ag-conf-budget": _set(query_budget={"queries": 5, "period": "month"}),
+    "ag-conf-odd-budget": _set(query_budget={"period": "month", "queries": "5"}),
 }
 
 
@@ -226,6 +230,11 @@ def variant_data(data: dict[str, Any]) -> dict[str, Any]:
     result = copy.deepcopy(data)
     for agreement_id in VARIANT_EDITS:
         result["agreements"][agreement_id] = variant(data, agreement_id)
+    # audit scopes of every kind: each agency not listed sees the next one, or all, or junk
+    agencies = sorted(data["agencies"])
+    auditors = result.setdefault("auditors", {})
+    for i, agency in enumerate(agencies):
+        auditors.setdefault(agency, {"sees": ([agencies[(i + 1) % len(agencies)]], "all", 7, [None])[i % 4]})
     return result
 
 
@@ -636,6 +645,34 @@ class _Generator:
             for doc in ([], [{}], "query", 0, 1.5, True, {}, {"input": {}}):
                 self.add(SHIPPED, path, "malformed", doc, f"input {doc!r}")
 
+    def query_budget(self, n: int) -> None:
+        """The use of an agreement's query budget (input.usage) under, at and over the budget,
+        missing, or of the wrong type; and usage given under an agreement with no budget."""
+        usages: list[Any] = [
+            {"queries_this_period": used, "period": "2026-11", "renews_on": "2026-12-01"} for used in range(8)
+        ]
+        usages += [None, {}, {"queries_this_period": 5}, {"queries_this_period": 4.5, "period": 7}]
+        usages += [{"queries_this_period": junk, "period": junk, "renews_on": "x"} for junk in JUNK[:12]]
+        for i in range(n):
+            ag_id = ("ag-conf-budget", "ag-conf-odd-budget", self.ag_id)[i % 3]
+            ag = variant(self.data, ag_id)
+            doc = self.query_input(
+                self.query(ag_id, ag), self.principal(self.pick(ag["receiving_agencies"]), "analyst")
+            )
+            usage = copy.deepcopy(usages[i % len(usages)])
+            if usage is not None:
+                doc["usage"] = usage
+            self.add(VARIANTS, QUERY, "query-budget", doc, f"{ag_id} usage = {usage!r:.60}")
+
+    def audit_scope(self) -> None:
+        """Audit decisions under every kind of scope (the variants' data.auditors)."""
+        for agency in self.agencies:
+            for action in (*AUDIT_ACTIONS, *AUDIT_ACTIONS):
+                self.add(VARIANTS, AUDIT, "audit-scope", self.audit_input(agency, "auditor", action), agency)
+            self.add(
+                VARIANTS, AUDIT, "audit-scope", self.audit_input(agency, "admin", "audit.verify"), agency
+            )
+
     def wrong_types(self, n: int) -> None:
         """Junk of every JSON type where a name, a list or a number belongs."""
         documents = self.documents()
@@ -686,4 +723,6 @@ def generate(data: dict[str, Any], seed: int = SEED, per_category: int = 40) -> 
     gen.malformed(per_category * 2)
     gen.wrong_types(per_category * 3)
     gen.number_forms()
+    gen.query_budget(per_category)
+    gen.audit_scope()
     return gen.cases
