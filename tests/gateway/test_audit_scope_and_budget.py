@@ -262,3 +262,40 @@ def test_an_agreement_with_noise_is_refused_in_plain_words(pki: PkiLayout, tmp_p
         assert [d.outcome for d in queries] == ["deny"]
     finally:
         running.gateway.stop(grace=0.5)
+
+
+@pytest.fixture
+def expired(pki: PkiLayout, tmp_path: Path) -> Iterator[Served]:
+    """The shipped agreement, ended yesterday."""
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+
+    def edit(text: str) -> str:
+        assert 'valid_until: "2028-12-31"' in text
+        return text.replace('valid_until: "2028-12-31"', f'valid_until: "{yesterday}"', 1)
+
+    running = _serve(pki, tmp_path, edit)
+    yield running
+    running.gateway.stop(grace=0.5)
+
+
+def test_an_expired_agreement_is_refused_with_its_end_date_and_logged_the_same(expired: Served) -> None:
+    """An analyst asking under an agreement that ended is told which agreement expired and when;
+    the audit entry of that deny holds the same reason, word for word."""
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    details = _denied(lambda: expired.query("health-analyst").Aggregate(_query()))
+    assert f"agreement {AGREEMENT} expired on {yesterday}" in details
+    (entry,) = [d for d in _listing(expired, "auditor") if d.action == "query"]
+    assert entry.outcome == "deny"
+    assert f"agreement {AGREEMENT} expired on {yesterday}" in list(entry.reasons)
+
+
+def test_a_forbidden_combination_is_refused_by_name_and_logged_the_same(served: Served) -> None:
+    """Grouping by age band and district together, which the agreement forbids, is refused with a
+    reason naming both dimensions and the agreement; the audit entry holds the same reason."""
+    request = _query()
+    request.group_by[:] = ["district", "age_band"]
+    details = _denied(lambda: served.query("health-analyst").Aggregate(request))
+    (entry,) = [d for d in _listing(served, "auditor") if d.action == "query"]
+    (reason,) = [r for r in entry.reasons if "not allowed with" in r]
+    assert "'age_band'" in reason and "'district'" in reason and AGREEMENT in reason
+    assert reason in details
