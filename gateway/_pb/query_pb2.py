@@ -25,39 +25,43 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as datashare_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61tashare/v1/query.proto\x12\x0c\x64\x61tashare.v1\x1a\x19\x64\x61tashare/v1/common.proto\"\x15\n\x13ListDatasetsRequest\"\x80\x02\n\x10QueryableDataset\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61greement_title\x18\x02 \x01(\t\x12\x10\n\x08purposes\x18\x03 \x03(\t\x12/\n\x08\x63ontract\x18\x04 \x01(\x0b\x32\x1d.datashare.v1.DatasetContract\x12\x1a\n\x12\x61llowed_dimensions\x18\x05 \x03(\t\x12\x18\n\x10\x61llowed_measures\x18\x06 \x03(\t\x12\t\n\x01k\x18\x07 \x01(\r\x12\x10\n\x08round_to\x18\x08 \x01(\r\x12\x11\n\tmax_cells\x18\t \x01(\r\x12\x14\n\x0cmax_group_by\x18\n \x01(\r\"H\n\x14ListDatasetsResponse\x12\x30\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1e.datashare.v1.QueryableDataset\"E\n\x0bMeasureSpec\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.datashare.v1.MeasureKind\x12\r\n\x05\x66ield\x18\x02 \x01(\t\"0\n\x0bValueFilter\x12\x11\n\tdimension\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\")\n\nMonthRange\x12\r\n\x05\x66irst\x18\x01 \x01(\t\x12\x0c\n\x04last\x18\x02 \x01(\t\"l\n\x04Link\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x61ys_before\x18\x02 \x01(\r\x12\x12\n\ndays_after\x18\x03 \x01(\r\x12*\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x19.datashare.v1.ValueFilter\"\x81\x02\n\x10\x41ggregateRequest\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12+\n\x08measures\x18\x04 \x03(\x0b\x32\x19.datashare.v1.MeasureSpec\x12\x10\n\x08group_by\x18\x05 \x03(\t\x12*\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x19.datashare.v1.ValueFilter\x12(\n\x06months\x18\x07 \x01(\x0b\x32\x18.datashare.v1.MonthRange\x12 \n\x04link\x18\x08 \x01(\x0b\x32\x12.datashare.v1.Link\",\n\tCellValue\x12\x10\n\x08withheld\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x01\"<\n\x04\x43\x65ll\x12\x0b\n\x03key\x18\x01 \x03(\t\x12\'\n\x06values\x18\x02 \x03(\x0b\x32\x17.datashare.v1.CellValue\"\x89\x01\n\x0e\x44isclosureInfo\x12\t\n\x01k\x18\x01 \x01(\r\x12\x10\n\x08round_to\x18\x02 \x01(\r\x12\x16\n\x0e\x63\x65lls_withheld\x18\x03 \x01(\r\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x04 \x01(\t\x12\x17\n\x0fpolicy_revision\x18\x05 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x06 \x01(\t\"\xc8\x01\n\x0f\x41ggregateResult\x12\x10\n\x08group_by\x18\x01 \x03(\t\x12+\n\x08measures\x18\x02 \x03(\x0b\x32\x19.datashare.v1.MeasureSpec\x12!\n\x05\x63\x65lls\x18\x03 \x03(\x0b\x32\x12.datashare.v1.Cell\x12!\n\x05total\x18\x04 \x01(\x0b\x32\x12.datashare.v1.Cell\x12\x30\n\ndisclosure\x18\x05 \x01(\x0b\x32\x1c.datashare.v1.DisclosureInfo*\x8d\x01\n\x0bMeasureKind\x12\x1c\n\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15MEASURE_KIND_SUBJECTS\x10\x01\x12\x18\n\x14MEASURE_KIND_RECORDS\x10\x02\x12\x14\n\x10MEASURE_KIND_SUM\x10\x03\x12\x15\n\x11MEASURE_KIND_MEAN\x10\x04\x32\xaa\x01\n\x05Query\x12U\n\x0cListDatasets\x12!.datashare.v1.ListDatasetsRequest\x1a\".datashare.v1.ListDatasetsResponse\x12J\n\tAggregate\x12\x1e.datashare.v1.AggregateRequest\x1a\x1d.datashare.v1.AggregateResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61tashare/v1/query.proto\x12\x0c\x64\x61tashare.v1\x1a\x19\x64\x61tashare/v1/common.proto\"\x15\n\x13ListDatasetsRequest\"\x86\x03\n\x10QueryableDataset\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61greement_title\x18\x02 \x01(\t\x12\x10\n\x08purposes\x18\x03 \x03(\t\x12/\n\x08\x63ontract\x18\x04 \x01(\x0b\x32\x1d.datashare.v1.DatasetContract\x12\x1a\n\x12\x61llowed_dimensions\x18\x05 \x03(\t\x12\x18\n\x10\x61llowed_measures\x18\x06 \x03(\t\x12\t\n\x01k\x18\x07 \x01(\r\x12\x10\n\x08round_to\x18\x08 \x01(\r\x12\x11\n\tmax_cells\x18\t \x01(\r\x12\x14\n\x0cmax_group_by\x18\n \x01(\r\x12\x0f\n\x07\x66ilters\x18\x0b \x03(\t\x12\x42\n\x16\x66orbidden_combinations\x18\x0c \x03(\x0b\x32\".datashare.v1.DimensionCombination\x12/\n\x0cquery_budget\x18\r \x01(\x0b\x32\x19.datashare.v1.QueryBudget\"*\n\x14\x44imensionCombination\x12\x12\n\ndimensions\x18\x01 \x03(\t\".\n\x0bQueryBudget\x12\x0f\n\x07queries\x18\x01 \x01(\r\x12\x0e\n\x06period\x18\x02 \x01(\t\"H\n\x14ListDatasetsResponse\x12\x30\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1e.datashare.v1.QueryableDataset\"E\n\x0bMeasureSpec\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.datashare.v1.MeasureKind\x12\r\n\x05\x66ield\x18\x02 \x01(\t\"0\n\x0bValueFilter\x12\x11\n\tdimension\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\")\n\nMonthRange\x12\r\n\x05\x66irst\x18\x01 \x01(\t\x12\x0c\n\x04last\x18\x02 \x01(\t\"l\n\x04Link\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x61ys_before\x18\x02 \x01(\r\x12\x12\n\ndays_after\x18\x03 \x01(\r\x12*\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x19.datashare.v1.ValueFilter\"\x81\x02\n\x10\x41ggregateRequest\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12+\n\x08measures\x18\x04 \x03(\x0b\x32\x19.datashare.v1.MeasureSpec\x12\x10\n\x08group_by\x18\x05 \x03(\t\x12*\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x19.datashare.v1.ValueFilter\x12(\n\x06months\x18\x07 \x01(\x0b\x32\x18.datashare.v1.MonthRange\x12 \n\x04link\x18\x08 \x01(\x0b\x32\x12.datashare.v1.Link\",\n\tCellValue\x12\x10\n\x08withheld\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x01\"<\n\x04\x43\x65ll\x12\x0b\n\x03key\x18\x01 \x03(\t\x12\'\n\x06values\x18\x02 \x03(\x0b\x32\x17.datashare.v1.CellValue\"\x89\x01\n\x0e\x44isclosureInfo\x12\t\n\x01k\x18\x01 \x01(\r\x12\x10\n\x08round_to\x18\x02 \x01(\r\x12\x16\n\x0e\x63\x65lls_withheld\x18\x03 \x01(\r\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x04 \x01(\t\x12\x17\n\x0fpolicy_revision\x18\x05 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x06 \x01(\t\"\xc8\x01\n\x0f\x41ggregateResult\x12\x10\n\x08group_by\x18\x01 \x03(\t\x12+\n\x08measures\x18\x02 \x03(\x0b\x32\x19.datashare.v1.MeasureSpec\x12!\n\x05\x63\x65lls\x18\x03 \x03(\x0b\x32\x12.datashare.v1.Cell\x12!\n\x05total\x18\x04 \x01(\x0b\x32\x12.datashare.v1.Cell\x12\x30\n\ndisclosure\x18\x05 \x01(\x0b\x32\x1c.datashare.v1.DisclosureInfo*\x8d\x01\n\x0bMeasureKind\x12\x1c\n\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15MEASURE_KIND_SUBJECTS\x10\x01\x12\x18\n\x14MEASURE_KIND_RECORDS\x10\x02\x12\x14\n\x10MEASURE_KIND_SUM\x10\x03\x12\x15\n\x11MEASURE_KIND_MEAN\x10\x04\x32\xaa\x01\n\x05Query\x12U\n\x0cListDatasets\x12!.datashare.v1.ListDatasetsRequest\x1a\".datashare.v1.ListDatasetsResponse\x12J\n\tAggregate\x12\x1e.datashare.v1.AggregateRequest\x1a\x1d.datashare.v1.AggregateResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'datashare.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEASUREKIND']._serialized_start=1411
-  _globals['_MEASUREKIND']._serialized_end=1552
+  _globals['_MEASUREKIND']._serialized_start=1637
+  _globals['_MEASUREKIND']._serialized_end=1778
   _globals['_LISTDATASETSREQUEST']._serialized_start=69
   _globals['_LISTDATASETSREQUEST']._serialized_end=90
   _globals['_QUERYABLEDATASET']._serialized_start=93
-  _globals['_QUERYABLEDATASET']._serialized_end=349
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=351
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=423
-  _globals['_MEASURESPEC']._serialized_start=425
-  _globals['_MEASURESPEC']._serialized_end=494
-  _globals['_VALUEFILTER']._serialized_start=496
-  _globals['_VALUEFILTER']._serialized_end=544
-  _globals['_MONTHRANGE']._serialized_start=546
-  _globals['_MONTHRANGE']._serialized_end=587
-  _globals['_LINK']._serialized_start=589
-  _globals['_LINK']._serialized_end=697
-  _globals['_AGGREGATEREQUEST']._serialized_start=700
-  _globals['_AGGREGATEREQUEST']._serialized_end=957
-  _globals['_CELLVALUE']._serialized_start=959
-  _globals['_CELLVALUE']._serialized_end=1003
-  _globals['_CELL']._serialized_start=1005
-  _globals['_CELL']._serialized_end=1065
-  _globals['_DISCLOSUREINFO']._serialized_start=1068
-  _globals['_DISCLOSUREINFO']._serialized_end=1205
-  _globals['_AGGREGATERESULT']._serialized_start=1208
-  _globals['_AGGREGATERESULT']._serialized_end=1408
-  _globals['_QUERY']._serialized_start=1555
-  _globals['_QUERY']._serialized_end=1725
+  _globals['_QUERYABLEDATASET']._serialized_end=483
+  _globals['_DIMENSIONCOMBINATION']._serialized_start=485
+  _globals['_DIMENSIONCOMBINATION']._serialized_end=527
+  _globals['_QUERYBUDGET']._serialized_start=529
+  _globals['_QUERYBUDGET']._serialized_end=575
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=577
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=649
+  _globals['_MEASURESPEC']._serialized_start=651
+  _globals['_MEASURESPEC']._serialized_end=720
+  _globals['_VALUEFILTER']._serialized_start=722
+  _globals['_VALUEFILTER']._serialized_end=770
+  _globals['_MONTHRANGE']._serialized_start=772
+  _globals['_MONTHRANGE']._serialized_end=813
+  _globals['_LINK']._serialized_start=815
+  _globals['_LINK']._serialized_end=923
+  _globals['_AGGREGATEREQUEST']._serialized_start=926
+  _globals['_AGGREGATEREQUEST']._serialized_end=1183
+  _globals['_CELLVALUE']._serialized_start=1185
+  _globals['_CELLVALUE']._serialized_end=1229
+  _globals['_CELL']._serialized_start=1231
+  _globals['_CELL']._serialized_end=1291
+  _globals['_DISCLOSUREINFO']._serialized_start=1294
+  _globals['_DISCLOSUREINFO']._serialized_end=1431
+  _globals['_AGGREGATERESULT']._serialized_start=1434
+  _globals['_AGGREGATERESULT']._serialized_end=1634
+  _globals['_QUERY']._serialized_start=1781
+  _globals['_QUERY']._serialized_end=1951
 # @@protoc_insertion_point(module_scope)

@@ -78,6 +78,9 @@ class QueryableDataset(_message.Message):
     ROUND_TO_FIELD_NUMBER: _builtins.int
     MAX_CELLS_FIELD_NUMBER: _builtins.int
     MAX_GROUP_BY_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    FORBIDDEN_COMBINATIONS_FIELD_NUMBER: _builtins.int
+    QUERY_BUDGET_FIELD_NUMBER: _builtins.int
     agreement_id: _builtins.str
     agreement_title: _builtins.str
     k: _builtins.int
@@ -96,6 +99,18 @@ class QueryableDataset(_message.Message):
     def allowed_measures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """"subjects", "records", "sum:<measure>", ..."""
 
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """dimensions a query may filter on (value sets)"""
+
+    @_builtins.property
+    def forbidden_combinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___DimensionCombination]:
+        """Dimensions that may never be grouped by together in one query."""
+
+    @_builtins.property
+    def query_budget(self) -> Global___QueryBudget:
+        """unset when the agreement caps no queries"""
+
     def __init__(
         self,
         *,
@@ -109,14 +124,62 @@ class QueryableDataset(_message.Message):
         round_to: _builtins.int = ...,
         max_cells: _builtins.int = ...,
         max_group_by: _builtins.int = ...,
+        filters: _abc.Iterable[_builtins.str] | None = ...,
+        forbidden_combinations: _abc.Iterable[Global___DimensionCombination] | None = ...,
+        query_budget: Global___QueryBudget | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "query_budget", b"query_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement_id", b"agreement_id", "agreement_title", b"agreement_title", "allowed_dimensions", b"allowed_dimensions", "allowed_measures", b"allowed_measures", "contract", b"contract", "k", b"k", "max_cells", b"max_cells", "max_group_by", b"max_group_by", "purposes", b"purposes", "round_to", b"round_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement_id", b"agreement_id", "agreement_title", b"agreement_title", "allowed_dimensions", b"allowed_dimensions", "allowed_measures", b"allowed_measures", "contract", b"contract", "filters", b"filters", "forbidden_combinations", b"forbidden_combinations", "k", b"k", "max_cells", b"max_cells", "max_group_by", b"max_group_by", "purposes", b"purposes", "query_budget", b"query_budget", "round_to", b"round_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueryableDataset: _TypeAlias = QueryableDataset  # noqa: Y015
+
+@_typing.final
+class DimensionCombination(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dimensions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        dimensions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimensions", b"dimensions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DimensionCombination: _TypeAlias = DimensionCombination  # noqa: Y015
+
+@_typing.final
+class QueryBudget(_message.Message):
+    """At most `queries` aggregate queries per calendar `period` (UTC), shared by the agreement's analysts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERIES_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    queries: _builtins.int
+    period: _builtins.str
+    """"day", "week", "month" or "year" """
+    def __init__(
+        self,
+        *,
+        queries: _builtins.int = ...,
+        period: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "queries", b"queries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryBudget: _TypeAlias = QueryBudget  # noqa: Y015
 
 @_typing.final
 class ListDatasetsResponse(_message.Message):

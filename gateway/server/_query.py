@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import grpc
 
 from gateway._pb import query_pb2, query_pb2_grpc
-from gateway.audit import Quota, budget_period
+from gateway.audit import QueryBudget, Quota, budget_period
 from gateway.audit._budget import parse_time
 from gateway.disclosure import ReleaseInfo, apply_disclosure, build_grid, to_proto
 from gateway.errors import BudgetSpent, GatewayError, InvalidRequest, PermissionDenied, PolicyEngineError
@@ -67,6 +67,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     round_to=int(entry.get("round_to", 5)),
                     max_cells=int(entry.get("max_cells", 0)),
                     max_group_by=int(entry.get("max_group_by", 0)),
+                    filters=[str(f) for f in entry.get("filters", [])],
+                    forbidden_combinations=_combinations(entry.get("forbidden_combinations", [])),
+                    query_budget=_budget_proto(policy.budgets.get(str(entry.get("agreement_id", "")))),
                 )
             )
         listed = (f"{len(response.datasets)} dataset(s) listed",)
@@ -182,6 +185,20 @@ class QueryService(query_pb2_grpc.QueryServicer):
             ctx, subject, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
         )
         raise PermissionDenied(decision.reasons)
+
+
+def _combinations(value: Any) -> list[query_pb2.DimensionCombination]:
+    """The listing's forbidden combinations, each a list of dimension names; anything else skipped."""
+    combos = value if isinstance(value, list) else []
+    return [
+        query_pb2.DimensionCombination(dimensions=[str(d) for d in combo])
+        for combo in combos
+        if isinstance(combo, list)
+    ]
+
+
+def _budget_proto(budget: QueryBudget | None) -> query_pb2.QueryBudget | None:
+    return None if budget is None else query_pb2.QueryBudget(queries=budget.queries, period=budget.period)
 
 
 def _loggable(value: str) -> str:
