@@ -1,0 +1,182 @@
+"""The same data and the same questions give the same answers on SQLite and PostgreSQL: the raw
+aggregates the database computes and what disclosure control releases from them (issue 5,
+"same answers on SQLite and PostgreSQL")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.catalogue import Catalogue
+from gateway.disclosure import apply_disclosure, build_grid
+from gateway.query import LinkSpec, MeasureRef, QuerySpec
+from gateway.store import SqlStore, open_store
+from gateway.store.testing import fresh_postgres_schema
+
+pytestmark = pytest.mark.postgres
+
+ALL_MEASURES = (
+    MeasureRef("subjects"),
+    MeasureRef("records"),
+    MeasureRef("sum", "stay_hours"),
+    MeasureRef("mean", "stay_hours"),
+)
+FIRST_DAY = (dt.date(2023, 10, 1) - dt.date(1970, 1, 1)).days  # the data crosses a year end
+DAYS = 456
+LINK = LinkSpec("contacts", days_before=30, days_after=7, filters=(("incident_type", ("assault", "other")),))
+
+BATTERY: dict[str, QuerySpec] = {
+    "no-grouping": QuerySpec("visits", ALL_MEASURES, ()),
+    "month": QuerySpec("visits", ALL_MEASURES, ("month",), months=("2023-10", "2024-12")),
+    "quarter": QuerySpec("visits", ALL_MEASURES, ("quarter",), months=("2023-10", "2024-12")),
+    "year": QuerySpec("visits", ALL_MEASURES, ("year",), months=("2023-11", "2024-02")),
+    "district": QuerySpec("visits", ALL_MEASURES, ("district",)),
+    "district-filtered": QuerySpec(
+        "visits", ALL_MEASURES, ("district",), filters=(("district", ("D01", "D03")), ("sex", ("F", "X")))
+    ),
+    "month-by-district": QuerySpec(
+        "visits", ALL_MEASURES, ("month", "district"), months=("2024-01", "2024-06")
+    ),
+    "quarter-by-presentation-filtered": QuerySpec(
+        "visits",
+        ALL_MEASURES,
+        ("quarter", "presentation"),
+        filters=(("age_band", ("18-34", "35-64")),),
+        months=("2023-12", "2024-09"),
+    ),
+    "three-dimensions": QuerySpec(
+        "visits", ALL_MEASURES, ("age_band", "sex", "year"), months=("2023-10", "2024-12")
+    ),
+    "month-range-only": QuerySpec("visits", ALL_MEASURES, ("district",), months=("2024-02", "2024-03")),
+    "month-as-filter": QuerySpec(
+        "visits", ALL_MEASURES, ("sex",), filters=(("month", ("2023-10", "2024-09")),)
+    ),
+    "linked": QuerySpec("visits", ALL_MEASURES, ("district",), link=LINK),
+    "linked-by-quarter": QuerySpec(
+        "visits",
+        ALL_MEASURES,
+        ("quarter",),
+        filters=(("presentation", ("overdose", "injury")),),
+        months=("2023-10", "2024-12"),
+        link=LinkSpec("contacts", days_before=90, days_after=0),
+    ),
+    "counts-only": QuerySpec("visits", (MeasureRef("records"),), ("district", "sex")),
+    "nothing-matches": QuerySpec("visits", ALL_MEASURES, ("month",), months=("2030-01", "2030-06")),
+}
+
+
+def _visits(*, exact: bool, seed: int = 5, n: int = 2500, people: int = 400) -> list[dict[str, Any]]:
+    """Visits whose stays are quarter hours (``exact``: every partial sum is a double, whatever
+    the order of addition) or arbitrary doubles."""
+    rnd = random.Random(seed)
+    return [
+        {
+            "subject": f"person-{rnd.randrange(people)}",
+            "event_day": FIRST_DAY + rnd.randrange(DAYS),
+            "district": rnd.choice(("D01", "D02", "D03", "D04")),
+            "age_band": rnd.choice(("0-17", "18-34", "35-64", "65+")),
+            "sex": rnd.choice(("F", "M", "X")),
+            "presentation": rnd.choice(("overdose", "injury", "other")),
+            "stay_hours": rnd.randrange(0, 72 * 4) / 4 if exact else rnd.uniform(0, 72),
+        }
+        for _ in range(n)
+    ]
+
+
+def _contacts(seed: int = 9, n: int = 900, people: int = 500) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    return [
+        {
+            "subject": f"person-{rnd.randrange(people)}",
+            "event_day": FIRST_DAY + rnd.randrange(DAYS),
+            "district": rnd.choice(("D01", "D02", "D03", "D04")),
+            "incident_type": rnd.choice(("assault", "welfare_check", "other")),
+        }
+        for _ in range(n)
+    ]
+
+
+def _load(store: SqlStore, batches: Any, *, exact: bool) -> None:
+    visits = _visits(exact=exact)
+    for i in range(0, len(visits), 1000):  # several batches, as agents send them
+        batches.store(store, "visits", f"v-{i}", visits[i : i + 1000])
+    batches.store(store, "contacts", "c-0", _contacts())
+
+
+@pytest.fixture(scope="module", params=["quarter-hours", "arbitrary-doubles"])
+def both(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    catalogue: Catalogue,
+    batches: Any,
+    postgres_base_url: str,
+) -> Iterator[tuple[SqlStore, SqlStore]]:
+    """One SQLite and one PostgreSQL store holding the same batches, loaded once for the battery."""
+    exact = request.param == "quarter-hours"
+    sqlite_url = f"sqlite:///{Path(tmp_path_factory.mktemp('parity')) / 'gateway.db'}"
+    with fresh_postgres_schema(postgres_base_url, prefix="parity") as pg_url:
+        lite, pg = open_store(sqlite_url, catalogue), open_store(pg_url, catalogue)
+        try:
+            _load(lite, batches, exact=exact)
+            _load(pg, batches, exact=exact)
+            yield lite, pg
+        finally:
+            lite.close()
+            pg.close()
+
+
+@pytest.mark.parametrize("case", BATTERY)
+def test_raw_aggregates_are_identical_on_both_backends(
+    request: pytest.FixtureRequest, both: tuple[SqlStore, SqlStore], case: str
+) -> None:
+    """Every cell's key, distinct subjects, records and sums, and the total, are equal on SQLite and
+    PostgreSQL (sums of arbitrary doubles to 1e-12 relative: see below)."""
+    lite, pg = both
+    spec = BATTERY[case]
+    a, b = lite.aggregate(spec), pg.aggregate(spec)
+    if "quarter-hours" in request.node.callspec.id:
+        assert a == b
+        return
+    # Found by this test: each database adds a group's doubles in its own order, so sums of
+    # arbitrary doubles can differ in the last bits, and a rounded release could then tip at an
+    # exact half. An exact fix is integer fixed-point sums in SQL (store/_aggregate.py).
+    assert [(c.key, c.subjects, c.records) for c in (*a.cells, a.total)] == [
+        (c.key, c.subjects, c.records) for c in (*b.cells, b.total)
+    ]
+    for x, y in zip((*a.cells, a.total), (*b.cells, b.total), strict=True):
+        assert x.sums.keys() == y.sums.keys()
+        assert all(math.isclose(x.sums[f], y.sums[f], rel_tol=1e-12, abs_tol=1e-9) for f in x.sums)
+
+
+@pytest.mark.parametrize("case", BATTERY)
+@pytest.mark.parametrize(("k", "round_to"), [(10, 5), (25, 10)])
+def test_released_results_are_identical_on_both_backends(
+    both: tuple[SqlStore, SqlStore], catalogue: Catalogue, case: str, k: int, round_to: int
+) -> None:
+    """What disclosure control releases (values, withheld markers, counts withheld) is the same on both."""
+    lite, pg = both
+    spec = BATTERY[case]
+    grid = build_grid(spec, catalogue, max_cells=2000)
+    released = [apply_disclosure(spec, s.aggregate(spec), grid, k=k, round_to=round_to) for s in (lite, pg)]
+    assert released[0] == released[1]
+
+
+def test_the_battery_releases_some_cells_and_withholds_others(
+    both: tuple[SqlStore, SqlStore], catalogue: Catalogue
+) -> None:
+    """The data is shaped so that the battery, at k = 10, both releases and withholds: parity is not vacuous."""
+    lite, _ = both
+    withheld = released = 0
+    for spec in BATTERY.values():
+        grid = build_grid(spec, catalogue, max_cells=2000)
+        result = apply_disclosure(spec, lite.aggregate(spec), grid, k=10, round_to=5)
+        withheld += result.cells_withheld
+        released += result.cells_released
+    assert withheld > 0
+    assert released > 0
