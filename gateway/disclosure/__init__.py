@@ -1,6 +1,8 @@
 """Disclosure control (DESIGN §9), as pure functions: the requested grid, primary and secondary
-suppression on distinct subjects, rounding, and the wire form of what is released."""
+suppression on distinct subjects, the (n,k) dominance rule for sums and means, rounding, and the
+wire form of what is released."""
 
+from gateway.disclosure._dominance import DEFAULT_DOMINANCE, Dominance, dominated, protect_sums
 from gateway.disclosure._grid import Grid, GridKey, build_grid, month_keys, quarter_keys, year_keys
 from gateway.disclosure._proto import ReleaseInfo, to_proto
 from gateway.disclosure._release import Released, ReleasedCell, ReleasedValue, apply_disclosure
@@ -8,6 +10,8 @@ from gateway.disclosure._round import round_mean, round_to_base
 from gateway.disclosure._suppress import Relation, suppress
 
 __all__ = [
+    "DEFAULT_DOMINANCE",
+    "Dominance",
     "Grid",
     "GridKey",
     "Relation",
@@ -17,7 +21,9 @@ __all__ = [
     "ReleasedValue",
     "apply_disclosure",
     "build_grid",
+    "dominated",
     "month_keys",
+    "protect_sums",
     "quarter_keys",
     "round_mean",
     "round_to_base",

@@ -2,7 +2,10 @@
 
 Pure: the same spec, raw result, grid and thresholds always give the same release. Every grid
 cell appears once, in grid order, whether the data held it or not; a withheld value is a bare
-marker with the value 0, the same for a cell withheld as small and one that held nobody.
+marker with the value 0, the same for a cell withheld as small, one that held nobody, and a sum
+withheld as dominated (DESIGN §9.7). Counts are withheld per cell; the sum and mean of a measure
+may be withheld on their own (the dominance rule), the cell's counts still released. Under
+``show_zeros`` a cell that held nobody is released as zeros (its mean, of no records, withheld).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.disclosure._dominance import DEFAULT_DOMINANCE, Dominance, protect_sums
 from gateway.disclosure._grid import Grid, GridKey
 from gateway.disclosure._round import round_mean, round_to_base
 from gateway.disclosure._suppress import Relation, suppress
@@ -37,8 +41,18 @@ class Released:
     cells_released: int
 
 
-def apply_disclosure(spec: QuerySpec, raw: RawResult, grid: Grid, *, k: int, round_to: int) -> Released:
-    """Primary and secondary suppression on distinct subjects, then rounding (DESIGN §9)."""
+def apply_disclosure(
+    spec: QuerySpec,
+    raw: RawResult,
+    grid: Grid,
+    *,
+    k: int,
+    round_to: int,
+    dominance: Dominance = DEFAULT_DOMINANCE,
+    show_zeros: bool = False,
+) -> Released:
+    """Primary and secondary suppression on distinct subjects, the dominance rule and its
+    secondary suppression for each summed measure, then rounding (DESIGN §9)."""
     if k < 1 or round_to < 1:
         raise GatewayError("disclosure thresholds must be positive whole numbers")
     found = _cells_by_key(spec, raw, grid)
@@ -46,17 +60,43 @@ def apply_disclosure(spec: QuerySpec, raw: RawResult, grid: Grid, *, k: int, rou
     # Numbering for suppress(): grid cells 0..n-1 in grid order, then the grand total as n.
     # Margins, when they come, are further numbers and further relations.
     n = len(grid)
-    subjects = [cell.subjects if cell is not None else 0 for cell in cells] + [raw.total.subjects]
-    withheld = suppress(subjects, [Relation(total=n, parts=tuple(range(n)))], k=k)
-    released = tuple(
-        _release(key, cell, spec.measures, i in withheld, round_to)
-        for i, (key, cell) in enumerate(zip(grid, cells, strict=True))
-    )
-    total = _release((), raw.total, spec.measures, n in withheld, round_to)
-    cells_withheld = sum(1 for i in range(n) if i in withheld)
+    everything = [*cells, raw.total]
+    relations = [Relation(total=n, parts=tuple(range(n)))]
+    subjects = [cell.subjects if cell is not None else 0 for cell in everything]
+    withheld = suppress(subjects, relations, k=k, show_zeros=show_zeros)
+    sums_withheld = {
+        f: protect_sums(
+            [cell.sums.get(f, 0.0) if cell is not None else 0.0 for cell in everything],
+            [_top(cell, f) for cell in everything],
+            withheld,
+            relations,
+            percent=dominance.percent,
+        )
+        for f in spec.sum_fields
+    }
+
+    def release(i: int, key: GridKey, cell: RawCell | None) -> ReleasedCell:
+        values = tuple(
+            _release_value(m, cell, i in withheld, i in sums_withheld.get(m.field, ()), round_to)
+            for m in spec.measures
+        )
+        return ReleasedCell(key, values)
+
+    released = tuple(release(i, key, cell) for i, (key, cell) in enumerate(zip(grid, cells, strict=True)))
+    total = release(n, (), raw.total)
+    cells_withheld = sum(1 for cell in released if any(v.withheld for v in cell.values))
     return Released(
         cells=released, total=total, cells_withheld=cells_withheld, cells_released=n - cells_withheld
     )
+
+
+def _top(cell: RawCell | None, field: str) -> float:
+    if cell is None:
+        return 0.0
+    if field not in cell.tops:
+        # no top contributions, no dominance check: nothing of the measure may leave
+        raise GatewayError("the raw result lacks the top contributions the dominance rule needs")
+    return cell.tops[field]
 
 
 def _cells_by_key(spec: QuerySpec, raw: RawResult, grid: Grid) -> Mapping[GridKey, RawCell]:
@@ -77,13 +117,22 @@ def _cells_by_key(spec: QuerySpec, raw: RawResult, grid: Grid) -> Mapping[GridKe
     return found
 
 
-def _release(
-    key: GridKey, cell: RawCell | None, measures: tuple[MeasureRef, ...], withheld: bool, round_to: int
-) -> ReleasedCell:
-    if withheld or cell is None:
-        # cell is None only for an empty grid cell, which suppress() always withholds (k >= 1).
-        return ReleasedCell(key, tuple(ReleasedValue(withheld=True, value=0.0) for _ in measures))
-    return ReleasedCell(key, tuple(ReleasedValue(False, _value(m, cell, round_to)) for m in measures))
+_WITHHELD = ReleasedValue(withheld=True, value=0.0)
+
+
+def _release_value(
+    measure: MeasureRef, cell: RawCell | None, withheld: bool, sum_withheld: bool, round_to: int
+) -> ReleasedValue:
+    if withheld:
+        return _WITHHELD
+    if measure.kind in ("sum", "mean") and sum_withheld:
+        return _WITHHELD
+    if cell is None:
+        # a cell that held nobody, released only under show_zeros; its mean does not exist
+        return _WITHHELD if measure.kind == "mean" else ReleasedValue(False, 0.0)
+    if measure.kind == "mean" and cell.records == 0:
+        return _WITHHELD
+    return ReleasedValue(False, _value(measure, cell, round_to))
 
 
 def _value(measure: MeasureRef, cell: RawCell, round_to: int) -> float:

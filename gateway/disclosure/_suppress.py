@@ -35,8 +35,15 @@ class Relation:
     parts: tuple[int, ...]
 
 
-def suppress(subjects: Sequence[int], relations: Sequence[Relation], *, k: int) -> frozenset[int]:
-    """The numbers of the cells to withhold, given each cell's distinct-subject count."""
+def suppress(
+    subjects: Sequence[int], relations: Sequence[Relation], *, k: int, show_zeros: bool = False
+) -> frozenset[int]:
+    """The numbers of the cells to withhold, given each cell's distinct-subject count.
+
+    ``show_zeros`` (an agreement's ``zeros: show``, for data whose empty cells are structural and
+    say nothing about anyone) releases cells that hold nobody as zeros; they are then public
+    knowledge, so they are never picked to protect another cell either: withholding a known zero
+    hides nothing."""
     if k < 1:
         raise GatewayError("the disclosure threshold k must be a positive whole number")
     for relation in relations:
@@ -44,7 +51,7 @@ def suppress(subjects: Sequence[int], relations: Sequence[Relation], *, k: int) 
             raise GatewayError("a disclosure relation names a cell that does not exist")
     # Primary: fewer than k distinct subjects, including none at all (an empty cell is withheld
     # exactly like a small one, so zero and small cannot be told apart).
-    withheld = {i for i, count in enumerate(subjects) if count < k}
+    withheld = {i for i, count in enumerate(subjects) if count < k and not (show_zeros and count == 0)}
     # Secondary: withholding only ever grows, so this settles in at most len(subjects) rounds.
     changed = True
     while changed:
@@ -55,7 +62,7 @@ def suppress(subjects: Sequence[int], relations: Sequence[Relation], *, k: int) 
             hidden = [p for p in dict.fromkeys(relation.parts) if p in withheld]
             if not hidden:
                 continue
-            extra = _protecting_parts(relation, hidden, subjects, withheld, k)
+            extra = _protecting_parts(relation, hidden, subjects, withheld, k=k, show_zeros=show_zeros)
             if extra is None:
                 withheld.add(relation.total)
                 changed = True
@@ -66,12 +73,23 @@ def suppress(subjects: Sequence[int], relations: Sequence[Relation], *, k: int) 
 
 
 def _protecting_parts(
-    relation: Relation, hidden: list[int], subjects: Sequence[int], withheld: set[int], k: int
+    relation: Relation,
+    hidden: list[int],
+    subjects: Sequence[int],
+    withheld: set[int],
+    *,
+    k: int,
+    show_zeros: bool,
 ) -> list[int] | None:
     """Released parts to withhold as well so (a) and (b) hold; None when none suffice."""
     count, held = len(hidden), sum(subjects[p] for p in hidden)
     candidates = sorted(
-        (p for p in dict.fromkeys(relation.parts) if p not in withheld), key=lambda p: (subjects[p], p)
+        (
+            p
+            for p in dict.fromkeys(relation.parts)
+            if p not in withheld and not (show_zeros and subjects[p] == 0)
+        ),
+        key=lambda p: (subjects[p], p),
     )
     extra: list[int] = []
     for part in candidates:

@@ -61,6 +61,9 @@ class RawCell:
     subjects: int  # distinct subjects
     records: int
     sums: Mapping[str, float] = field(default_factory=dict)
+    # per sum field: the sum of the n largest per-subject contributions (the dominance rule's n),
+    # when the store was asked for them
+    tops: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import grpc
 from gateway._pb import query_pb2, query_pb2_grpc
 from gateway.audit import QueryBudget, Quota, budget_period
 from gateway.audit._budget import parse_time
-from gateway.disclosure import ReleaseInfo, apply_disclosure, build_grid, to_proto
+from gateway.disclosure import Dominance, ReleaseInfo, apply_disclosure, build_grid, to_proto
 from gateway.errors import BudgetSpent, GatewayError, InvalidRequest, PermissionDenied, PolicyEngineError
 from gateway.policy._engine import LISTING_RULE, QUERY_RULE
 from gateway.query import validate_request
@@ -101,6 +101,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
             raise PermissionDenied(decision.reasons)
         try:
             k, round_to, max_cells = _obligations(decision.obligations, budgeted=quota is not None)
+            dominance, show_zeros = cell_terms(decision.obligations)
         except PolicyEngineError as exc:  # fail closed, and say so in the log
             self._s.recorder.record(
                 ctx, base, outcome="error", reasons=(exc.message,), result=decision.result
@@ -116,8 +117,10 @@ class QueryService(query_pb2_grpc.QueryServicer):
             self._s.recorder.record(ctx, base, outcome="deny", reasons=(exc.message,), result=decision.result)
             raise
         try:
-            raw = self._s.store.aggregate(spec)
-            released = apply_disclosure(spec, raw, grid, k=k, round_to=round_to)
+            raw = self._s.store.aggregate(spec, top_n=dominance.n)
+            released = apply_disclosure(
+                spec, raw, grid, k=k, round_to=round_to, dominance=dominance, show_zeros=show_zeros
+            )
         except GatewayError as exc:  # allowed, then failed: the log says so, and nothing leaves
             self._s.recorder.record(
                 ctx, base, outcome="error", reasons=(exc.message,), result=decision.result
@@ -204,6 +207,23 @@ def _budget_proto(budget: QueryBudget | None) -> query_pb2.QueryBudget | None:
 def _loggable(value: str) -> str:
     """An identifier as the audit log may hold it before validation: short and printable, or nothing."""
     return value if len(value) <= 64 and value.isascii() and value.isprintable() else ""
+
+
+def cell_terms(obligations: Mapping[str, Any]) -> tuple[Dominance, bool]:
+    """The dominance rule and whether empty cells show as zeros (DESIGN §9.4, §9.7); anything
+    missing or outside what the agreement schema allows fails closed."""
+    dominance, zeros = obligations.get("dominance"), obligations.get("zeros")
+    terms = dominance if isinstance(dominance, Mapping) else {}
+    n, percent = terms.get("n"), terms.get("percent")
+    if not (
+        isinstance(n, int) and isinstance(percent, int) and _whole_in(n, 1, 3) and _whole_in(percent, 50, 90)
+    ) or zeros not in ("withhold", "show"):
+        raise PolicyEngineError("policy decision carries no usable dominance rule or zeros choice")
+    return Dominance(n, percent), zeros == "show"
+
+
+def _whole_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _obligations(obligations: Mapping[str, Any], *, budgeted: bool) -> tuple[int, int, int]:

@@ -1,7 +1,10 @@
 """Compiling a validated QuerySpec into SQL: one grouped statement for the cells, one for the total.
 
 Everything is counted in the database (COUNT(DISTINCT subject), COUNT(*), SUM); no row comes back
-to Python. Constants inside the time-key expressions are rendered inline, not as bound
+to Python. A query with sums or means also gets, per cell, the sum of its ``top_n`` largest
+contributions per subject (for the dominance rule, DESIGN §9.4): rows are first summed per cell
+and subject, ranked within the cell by a window function, and the top ones summed again, all in
+the same statement. Constants inside the time-key expressions are rendered inline, not as bound
 parameters: PostgreSQL compares GROUP BY expressions to the select list textually, and
 ``substr(m, $1, $2)`` in one place and ``substr(m, $5, $6)`` in the other would not match.
 """
@@ -17,8 +20,10 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     Integer,
+    Label,
     Select,
     String,
+    case,
     cast,
     distinct,
     exists,
@@ -28,7 +33,7 @@ from sqlalchemy import (
 )
 
 from gateway.catalogue import TIME_DIMENSIONS
-from gateway.errors import InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest
 from gateway.query._spec import Filters, QuerySpec
 from gateway.store._schema import DatasetTable
 
@@ -42,9 +47,16 @@ class AggregateStatements:
     total: Select[*tuple[Any, ...]]
     key_count: int
     sum_fields: tuple[str, ...]
+    top_n: int = 0  # > 0: each row ends with the top-n contribution sums, one per sum field
 
 
-def compile_aggregate(spec: QuerySpec, tables: Mapping[str, DatasetTable]) -> AggregateStatements:
+def compile_aggregate(
+    spec: QuerySpec, tables: Mapping[str, DatasetTable], *, top_n: int = 0
+) -> AggregateStatements:
+    """The statements for ``spec``. With ``top_n`` > 0 and sums asked for, each row also ends with
+    one figure per sum field: the sum of the ``top_n`` largest per-subject sums in that group."""
+    if top_n < 0:
+        raise GatewayError("the dominance rule needs a non-negative number of contributors")
     target = _table_for(spec.dataset, "dataset", tables)
     t = target.table.alias("t")
     for f in spec.sum_fields:
@@ -98,11 +110,65 @@ def compile_aggregate(spec: QuerySpec, tables: Mapping[str, DatasetTable]) -> Ag
                 )
             )
         )
+    if top_n and spec.sum_fields:
+        cells = _with_top_contributions(t, keys, conditions, spec.sum_fields, top_n)
+        total = _with_top_contributions(t, [], conditions, spec.sum_fields, top_n)
+        return AggregateStatements(cells, total, len(keys), spec.sum_fields, top_n)
     cells = select(*keys, *figures).select_from(t).where(*conditions)
     if keys:
         cells = cells.group_by(*(k.element for k in keys))
     total = select(*figures).select_from(t).where(*conditions)
     return AggregateStatements(cells, total, len(keys), spec.sum_fields)
+
+
+def _with_top_contributions(
+    t: FromClause,
+    keys: list[Label[str]],
+    conditions: list[ColumnElement[bool]],
+    sum_fields: tuple[str, ...],
+    top_n: int,
+) -> Select[*tuple[Any, ...]]:
+    """Subjects, records, sums and the top-``top_n`` per-subject sums per group, in one statement.
+
+    A person with many records is one contributor: the ranking is over per-subject sums within
+    the group, never over rows. Ties rank in any order, which changes no sum of the top ones."""
+    per_subject = (
+        select(
+            *keys,
+            func.count().label("r"),
+            *(func.sum(t.c[f]).label(f"c{i}") for i, f in enumerate(sum_fields)),
+        )
+        .select_from(t)
+        .where(*conditions)
+        .group_by(*(k.element for k in keys), t.c.subject)
+        .subquery("per_subject")
+    )
+    partition = [per_subject.c[k.name] for k in keys]
+    ranked = select(
+        *partition,
+        per_subject.c.r,
+        *(per_subject.c[f"c{i}"] for i in range(len(sum_fields))),
+        *(
+            func.row_number()
+            .over(partition_by=partition or None, order_by=per_subject.c[f"c{i}"].desc())
+            .label(f"n{i}")
+            for i in range(len(sum_fields))
+        ),
+    ).subquery("ranked")
+    group = [ranked.c[k.name] for k in keys]
+    n = _inline(top_n)
+    statement = select(
+        *group,
+        func.count().label("subjects"),
+        # COUNT(*) of an empty selection is 0, but its SUM is NULL
+        func.coalesce(func.sum(ranked.c.r), _inline(0)).label("records"),
+        *(func.sum(ranked.c[f"c{i}"]).label(f"s{i}") for i in range(len(sum_fields))),
+        *(
+            func.sum(case((ranked.c[f"n{i}"] <= n, ranked.c[f"c{i}"]), else_=_inline(0))).label(f"t{i}")
+            for i in range(len(sum_fields))
+        ),
+    ).select_from(ranked)
+    return statement.group_by(*group) if group else statement
 
 
 def time_key(event_month: ColumnElement[str], unit: str) -> ColumnElement[str]:

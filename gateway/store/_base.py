@@ -58,8 +58,9 @@ class Store(Protocol):
         with another digest it is a Conflict. StoreError on database failure, nothing written."""
         ...
 
-    def aggregate(self, spec: QuerySpec) -> RawResult:
-        """One SQL query (GROUP BY in the database) for the cells and one for the total."""
+    def aggregate(self, spec: QuerySpec, *, top_n: int = 0) -> RawResult:
+        """One SQL query (GROUP BY in the database) for the cells and one for the total; with
+        ``top_n`` > 0, cells of a query with sums carry their top-n contribution sums (RawCell.tops)."""
         ...
 
     def append_audit(self, draft: AuditDraft, quota: Quota | None = None) -> AuditEntry:

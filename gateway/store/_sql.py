@@ -163,11 +163,12 @@ class SqlStore:
             work, lambda: StoreError("store: batch could not be written"), (SQLAlchemyError, BulkCopyError)
         )
 
-    def aggregate(self, spec: QuerySpec) -> RawResult:
+    def aggregate(self, spec: QuerySpec, *, top_n: int = 0) -> RawResult:
         """Cells (groups holding at least one record) sorted by key, Python string order, on
-        either backend; the total over the same filtered rows, from the same snapshot."""
+        either backend; the total over the same filtered rows, from the same snapshot. With
+        ``top_n``, each cell of a query with sums also carries its top-n contribution sums."""
         self._check_open()
-        statements = compile_aggregate(spec, self._schema.datasets)
+        statements = compile_aggregate(spec, self._schema.datasets, top_n=top_n)
 
         def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
             with self._db.snapshot() as conn:
@@ -178,11 +179,14 @@ class SqlStore:
         )
         k = statements.key_count
         fields = statements.sum_fields
+        tops = fields if statements.top_n else ()
         # sorted here, not by ORDER BY: PostgreSQL's collation and SQLite's byte order disagree
         cells = tuple(
-            sorted((_cell(tuple(str(v) for v in row[:k]), row[k:], fields) for row in cell_rows), key=_key)
+            sorted(
+                (_cell(tuple(str(v) for v in row[:k]), row[k:], fields, tops) for row in cell_rows), key=_key
+            )
         )
-        return RawResult(cells=cells, total=_cell((), tuple(total_row), fields))
+        return RawResult(cells=cells, total=_cell((), tuple(total_row), fields, tops))
 
     def append_audit(self, draft: AuditDraft, quota: Quota | None = None) -> AuditEntry:
         """Chain and insert under the chain lock; any failure at all is an AuditWriteError.
@@ -329,12 +333,16 @@ def _key(cell: RawCell) -> tuple[str, ...]:
     return cell.key
 
 
-def _cell(key: tuple[str, ...], figures: Any, sum_fields: tuple[str, ...]) -> RawCell:
-    subjects, records, *sums = figures
+def _cell(
+    key: tuple[str, ...], figures: Any, sum_fields: tuple[str, ...], top_fields: tuple[str, ...]
+) -> RawCell:
+    subjects, records, *rest = figures
+    sums, tops = rest[: len(sum_fields)], rest[len(sum_fields) :]
     return RawCell(
         key=key,
         subjects=int(subjects),
         records=int(records),
         # SUM over no rows is NULL; only the total of an empty selection has none
         sums={f: float(s) if s is not None else 0.0 for f, s in zip(sum_fields, sums, strict=True)},
+        tops={f: float(s) if s is not None else 0.0 for f, s in zip(top_fields, tops, strict=True)},
     )

@@ -39,7 +39,8 @@ agreement_part := {"agreement": {"id": agreement_id, "title": object.get(ag, "ti
 # conditions are not spread over helper rules: written as such, the same checks cost 2.5 times
 # as much. The decision document it builds carries what the gateway must enforce on the answer
 # (DESIGN §8, §9): the disclosure terms, what the query may use, the clamp bounds of the measures
-# it sums or averages, and the agreement's noise settings and query budget (null when unset).
+# it sums or averages, the dominance rule and the zeros choice, and the agreement's noise
+# settings and query budget (null when unset).
 granted := {
 	"allow": true,
 	"reasons": [],
@@ -67,6 +68,10 @@ granted := {
 			count(parts) == 2
 			name := parts[1]
 		},
+		# the (n,k) dominance rule for sums and means, and whether empty cells show as 0 (DESIGN
+		# §9.4, §9.7); defaults spelled out here, as lib.term_rules would cost a package evaluation
+		"dominance": object.get(a, "dominance", {"n": 2, "percent": 85}),
+		"zeros": object.get(a, "zeros", "withhold"),
 		"noise": object.get(a, "noise", null),
 		"budget": object.get(a, "query_budget", null),
 	},

@@ -75,6 +75,22 @@ test_obligations_default_to_k_10_and_rounding_to_5 if {
 	d.obligations.max_group_by == 2
 }
 
+test_obligations_default_to_the_2_85_dominance_rule_and_withheld_zeros if {
+	terms := object.remove(shipped, ["dominance", "zeros"])
+	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"] as terms
+	d.allow == true
+	d.obligations.dominance == {"n": 2, "percent": 85}
+	d.obligations.zeros == "withhold"
+}
+
+test_obligations_carry_the_agreements_dominance_rule_and_zeros_choice if {
+	terms := object.union(shipped, {"dominance": {"n": 1, "percent": 60}, "zeros": "show"})
+	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"] as terms
+	d.allow == true
+	d.obligations.dominance == {"n": 1, "percent": 60}
+	d.obligations.zeros == "show"
+}
+
 test_obligations_carry_a_k_above_the_floor if {
 	d := decide(health_analyst, {}) with data.agreements["ag-2026-001"].k as 25
 	d.allow == true

@@ -210,6 +210,9 @@ VARIANT_EDITS: dict[str, Edit] = {
     ),
     "ag-conf-budget": _set(query_budget={"queries": 5, "period": "month"}),
     "ag-conf-odd-budget": _set(query_budget={"period": "month", "queries": "5"}),
+    "ag-conf-dominance": _set(dominance={"n": 1, "percent": 60}, zeros="show"),
+    # not what the schema lets through: the engines must still pass it on alike
+    "ag-conf-odd-dominance": _set(dominance={"n": "2", "percent": 85.5}, zeros=None),
 }
 
 
@@ -395,7 +398,8 @@ class _Generator:
     def valid(self, n: int) -> None:
         for _ in range(n):
             self.add(SHIPPED, QUERY, "valid", self.query_input(self.query()), "allowed by the template")
-        for ag_id in ("ag-conf-wide", "ag-conf-everyone", "ag-conf-bare", "ag-conf-today"):
+        variants = ("ag-conf-wide", "ag-conf-everyone", "ag-conf-bare", "ag-conf-today")
+        for ag_id in (*variants, "ag-conf-dominance", "ag-conf-odd-dominance"):
             for _ in range(n // 8):
                 ag = variant(self.data, ag_id)
                 request = self.query(ag_id, ag)

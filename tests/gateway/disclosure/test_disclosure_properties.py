@@ -51,19 +51,25 @@ def cases(draw: st.DrawFn, catalogue: Catalogue) -> Case:
         subjects = draw(st.integers(1, 25))
         records = subjects + draw(st.integers(0, 15))
         cost = draw(st.floats(0, 5000)) * records
-        cells.append(RawCell(key, subjects, records, {"cost": cost}))
+        # top contributions of 0: nobody dominates, so these properties are about counts alone
+        # (dominance has its own, in test_disclosure_dominance.py)
+        cells.append(RawCell(key, subjects, records, {"cost": cost}, {"cost": 0.0}))
     if spec.group_by:
         # People may fall in several cells: the total's distinct count lies between the largest
         # cell and the sum of all cells.
         largest = max((c.subjects for c in cells), default=0)
         subjects = draw(st.integers(largest, sum(c.subjects for c in cells)))
         total = RawCell(
-            (), subjects, sum(c.records for c in cells), {"cost": math.fsum(c.sums["cost"] for c in cells)}
+            (),
+            subjects,
+            sum(c.records for c in cells),
+            {"cost": math.fsum(c.sums["cost"] for c in cells)},
+            {"cost": 0.0},
         )
     else:
         subjects = draw(st.integers(0, 40))
         records = subjects + draw(st.integers(0, 15)) if subjects else 0
-        total = RawCell((), subjects, records, {"cost": 3.0 * records})
+        total = RawCell((), subjects, records, {"cost": 3.0 * records}, {"cost": 0.0})
     return Case(
         spec,
         grid,

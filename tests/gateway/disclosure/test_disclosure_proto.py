@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from raw_cells import spread
+
 from gateway._pb import query_pb2
 from gateway.catalogue import Catalogue
 from gateway.disclosure import ReleaseInfo, apply_disclosure, build_grid, to_proto
@@ -29,13 +31,14 @@ def request() -> query_pb2.AggregateRequest:
 
 def answer(spec: QuerySpec, catalogue: Catalogue, small: RawCell | None) -> query_pb2.AggregateResult:
     cells = [
-        RawCell(("2023-Q4", "M"), 30, 40, {"cost": 400.0}),
-        RawCell(("2024-Q1", "F"), 50, 61, {"cost": 1000.0}),
-        RawCell(("2024-Q1", "M"), 20, 20, {"cost": 100.0}),
+        RawCell(("2023-Q4", "M"), 30, 40, {"cost": 400.0}, spread({"cost": 400.0}, 30)),
+        RawCell(("2024-Q1", "F"), 50, 61, {"cost": 1000.0}, spread({"cost": 1000.0}, 50)),
+        RawCell(("2024-Q1", "M"), 20, 20, {"cost": 100.0}, spread({"cost": 100.0}, 20)),
     ]
     if small is not None:
         cells.append(small)
-    total = RawCell((), 100 + (small.subjects if small else 0), 121, {"cost": 1500.0})
+    subjects = 100 + (small.subjects if small else 0)
+    total = RawCell((), subjects, 121, {"cost": 1500.0}, spread({"cost": 1500.0}, subjects))
     grid = build_grid(spec, catalogue, max_cells=100)
     released = apply_disclosure(spec, RawResult(tuple(cells), total), grid, k=10, round_to=5)
     return to_proto(spec, released, INFO)
@@ -44,7 +47,9 @@ def answer(spec: QuerySpec, catalogue: Catalogue, small: RawCell | None) -> quer
 def test_result_carries_grid_values_and_metadata(catalogue: Catalogue) -> None:
     """The result lists every grid cell in order, withheld ones as (withheld, 0), and the metadata."""
     spec = validate_request(request(), catalogue)
-    result = answer(spec, catalogue, RawCell(("2023-Q4", "F"), 4, 9, {"cost": 77.0}))
+    result = answer(
+        spec, catalogue, RawCell(("2023-Q4", "F"), 4, 9, {"cost": 77.0}, spread({"cost": 77.0}, 4))
+    )
     assert list(result.group_by) == ["quarter", "sex"]
     assert [(m.kind, m.field) for m in result.measures] == [
         (query_pb2.MEASURE_KIND_RECORDS, ""),
@@ -76,7 +81,9 @@ def test_result_carries_grid_values_and_metadata(catalogue: Catalogue) -> None:
 def test_empty_and_small_cells_serialise_identically(catalogue: Catalogue) -> None:
     """On the wire, a cell that held nobody and one that held a few people are the same bytes."""
     spec = validate_request(request(), catalogue)
-    small = answer(spec, catalogue, RawCell(("2023-Q4", "F"), 4, 9, {"cost": 77.0}))
+    small = answer(
+        spec, catalogue, RawCell(("2023-Q4", "F"), 4, 9, {"cost": 77.0}, spread({"cost": 77.0}, 4))
+    )
     empty = answer(spec, catalogue, None)
     assert [c.SerializeToString() for c in small.cells] == [c.SerializeToString() for c in empty.cells]
     assert len(small.cells) == len(empty.cells) == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from raw_cells import spread
 
 from gateway.catalogue import Catalogue
 from gateway.disclosure import ReleasedValue, apply_disclosure, build_grid, round_mean, round_to_base
@@ -67,10 +68,10 @@ def test_release_rounds_cells_and_total_independently(catalogue: Catalogue) -> N
     spec = QuerySpec("ed_visits", measures, ("sex",), (("sex", ("F", "M")),))
     raw = RawResult(
         (
-            RawCell(("F",), 12, 23, {"cost": 123.4}),
-            RawCell(("M",), 12, 24, {"cost": 12.5}),
+            RawCell(("F",), 12, 23, {"cost": 123.4}, spread({"cost": 123.4}, 12)),
+            RawCell(("M",), 12, 24, {"cost": 12.5}, spread({"cost": 12.5}, 12)),
         ),
-        RawCell((), 24, 47, {"cost": 135.9}),
+        RawCell((), 24, 47, {"cost": 135.9}, spread({"cost": 135.9}, 24)),
     )
     grid = build_grid(spec, catalogue, max_cells=10)
     released = apply_disclosure(spec, raw, grid, k=10, round_to=5)

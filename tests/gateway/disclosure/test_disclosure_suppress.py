@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from raw_cells import spread
 
 from gateway.catalogue import Catalogue
 from gateway.disclosure import Relation, Released, ReleasedValue, apply_disclosure, build_grid, suppress
@@ -17,10 +20,15 @@ WITHHELD = (ReleasedValue(withheld=True, value=0.0),) * len(MEASURES)
 
 def table(cells: dict[str, tuple[int, int]], total_subjects: int | None = None) -> RawResult:
     """Cells by district as (subjects, records), each record costing 10; disjoint subjects."""
-    raw = tuple(RawCell((d,), s, r, {"cost": 10.0 * r}) for d, (s, r) in cells.items())
+    raw = tuple(
+        RawCell((d,), s, r, {"cost": 10.0 * r}, spread({"cost": 10.0 * r}, s)) for d, (s, r) in cells.items()
+    )
     subjects = sum(s for s, _ in cells.values()) if total_subjects is None else total_subjects
     records = sum(r for _, r in cells.values())
-    return RawResult(raw, RawCell((), subjects, records, {"cost": 10.0 * records}))
+    return RawResult(
+        raw,
+        RawCell((), subjects, records, {"cost": 10.0 * records}, spread({"cost": 10.0 * records}, subjects)),
+    )
 
 
 def release(catalogue: Catalogue, raw: RawResult, spec: QuerySpec = BY_DISTRICT) -> Released:
@@ -70,8 +78,8 @@ def test_two_small_cells_under_k_together_pull_a_third(catalogue: Catalogue) -> 
     spec = QuerySpec("ed_visits", MEASURES, ("district", "sex"), (("district", ("D01", "D02")),))
     cells = {("D01", "F"): 2, ("D01", "M"): 3, ("D01", "X"): 30, ("D02", "F"): 12, ("D02", "M"): 11}
     raw = RawResult(
-        tuple(RawCell(key, s, s, {"cost": 1.0}) for key, s in cells.items()),
-        RawCell((), sum(cells.values()), sum(cells.values()), {"cost": 5.0}),
+        tuple(RawCell(key, s, s, {"cost": 1.0}, spread({"cost": 1.0}, s)) for key, s in cells.items()),
+        RawCell((), sum(cells.values()), sum(cells.values()), {"cost": 5.0}, spread({"cost": 5.0}, 58)),
     )
     released = release(catalogue, raw, spec)
     withheld = {c.key for c in released.cells if c.values[0].withheld}
@@ -146,7 +154,7 @@ def test_shape_is_the_same_whatever_the_small_cell_holds(catalogue: Catalogue) -
 def test_ungrouped_query_releases_the_total_as_its_one_cell(catalogue: Catalogue) -> None:
     """Without group_by the single cell is the whole table, even when the store sent no cell row."""
     spec = QuerySpec("ed_visits", MEASURES, ())
-    raw = RawResult((), RawCell((), 42, 50, {"cost": 500.0}))
+    raw = RawResult((), RawCell((), 42, 50, {"cost": 500.0}, spread({"cost": 500.0}, 42)))
     released = release(catalogue, raw, spec)
     assert released.cells[0].key == ()
     assert released.cells[0].values == released.total.values
@@ -164,21 +172,26 @@ def test_group_outside_grid_is_an_internal_error(catalogue: Catalogue) -> None:
 
 def test_group_with_a_key_of_wrong_length_is_an_internal_error(catalogue: Catalogue) -> None:
     """A raw key with more parts than group_by is not matched loosely."""
-    raw = RawResult((RawCell(("D01", "F"), 40, 40, {"cost": 1.0}),), RawCell((), 40, 40, {"cost": 1.0}))
+    one = RawCell(("D01", "F"), 40, 40, {"cost": 1.0}, spread({"cost": 1.0}, 40))
+    raw = RawResult((one,), dataclasses.replace(one, key=()))
     with pytest.raises(GatewayError):
         release(catalogue, raw)
 
 
 def test_group_twice_is_an_internal_error(catalogue: Catalogue) -> None:
     """The same group twice in a raw result is a GatewayError."""
-    cell = RawCell(("D01",), 40, 40, {"cost": 1.0})
+    cell = RawCell(("D01",), 40, 40, {"cost": 1.0}, spread({"cost": 1.0}, 40))
     with pytest.raises(GatewayError):
-        release(catalogue, RawResult((cell, cell), RawCell((), 80, 80, {"cost": 2.0})))
+        release(
+            catalogue, RawResult((cell, cell), RawCell((), 80, 80, {"cost": 2.0}, spread({"cost": 2.0}, 80)))
+        )
 
 
 def test_missing_sum_is_an_internal_error(catalogue: Catalogue) -> None:
     """A released cell whose raw sums lack a requested measure is a GatewayError, not a zero."""
-    raw = RawResult((RawCell(("D01",), 40, 40, {}),), RawCell((), 40, 40, {"cost": 1.0}))
+    raw = RawResult(
+        (RawCell(("D01",), 40, 40, {}, {"cost": 0.0}),), RawCell((), 40, 40, {"cost": 1.0}, {"cost": 0.05})
+    )
     spec = QuerySpec("ed_visits", MEASURES, ("district",), (("district", ("D01",)),))
     with pytest.raises(GatewayError):
         release(catalogue, raw, spec)

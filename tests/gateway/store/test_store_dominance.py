@@ -1,0 +1,106 @@
+"""The top-n contributions the dominance rule needs (DESIGN §9.4), computed in the database in the
+same statement as the cell's figures: per subject, not per record, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from gateway.query import MeasureRef, QuerySpec
+from gateway.store import SqlStore
+from gateway.store._aggregate import compile_aggregate
+
+SUM = MeasureRef("sum", "stay_hours")
+MEASURES = (MeasureRef("subjects"), MeasureRef("records"), SUM, MeasureRef("mean", "stay_hours"))
+DAY = 19700  # 2023-12-08
+
+
+def _row(subject: str, district: str, hours: float, day: int = DAY) -> dict[str, Any]:
+    return {
+        "subject": subject,
+        "event_day": day,
+        "district": district,
+        "age_band": "18-34",
+        "sex": "F",
+        "presentation": "other",
+        "stay_hours": hours,
+    }
+
+
+def _random_rows(seed: int = 3) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    return [
+        _row(f"p{rnd.randrange(40)}", rnd.choice(("D01", "D02", "D03")), rnd.randrange(0, 288) / 4)
+        for _ in range(400)
+    ]
+
+
+def _top(rows: list[dict[str, Any]], n: int) -> float:
+    per_subject: dict[str, float] = defaultdict(float)
+    for r in rows:
+        per_subject[r["subject"]] += r["stay_hours"]
+    return float(sum(sorted(per_subject.values(), reverse=True)[:n]))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_top_contributions_match_a_python_recount(store: SqlStore, batches: Any, n: int) -> None:
+    """Per cell and in total, the top-n sum equals the n largest per-subject sums, and subjects,
+    records and sums are the same as without the ranking."""
+    rows = _random_rows()
+    batches.store(store, "visits", "b", rows)
+    spec = QuerySpec("visits", MEASURES, ("district",))
+    ranked, plain = store.aggregate(spec, top_n=n), store.aggregate(spec)
+    by_district: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_district[r["district"]].append(r)
+    assert {c.key[0]: c.tops["stay_hours"] for c in ranked.cells} == {
+        d: _top(members, n) for d, members in by_district.items()
+    }
+    assert ranked.total.tops == {"stay_hours": _top(rows, n)}
+    strip = [(c.key, c.subjects, c.records, dict(c.sums)) for c in ranked.cells]
+    assert strip == [(c.key, c.subjects, c.records, dict(c.sums)) for c in plain.cells]
+    assert (ranked.total.subjects, ranked.total.records) == (plain.total.subjects, plain.total.records)
+    assert plain.total.tops == {}  # not asked for, not computed
+
+
+def test_one_person_with_many_records_is_one_contributor(store: SqlStore, batches: Any) -> None:
+    """Twelve records of 10 hours by one person rank as one contribution of 120, above eleven
+    people with 50 each: the top-1 is 120, the top-2 is 170."""
+    rows = [_row("heavy", "D01", 10.0, DAY + i) for i in range(12)]
+    rows += [_row(f"light{i}", "D01", 50.0) for i in range(11)]
+    batches.store(store, "visits", "b", rows)
+    spec = QuerySpec("visits", MEASURES, ("district", "month"))
+    one, two = store.aggregate(spec, top_n=1), store.aggregate(spec, top_n=2)
+    assert [c.tops for c in one.cells] == [{"stay_hours": 120.0}]
+    assert [c.tops for c in two.cells] == [{"stay_hours": 170.0}]
+    assert [(c.subjects, c.records, c.sums["stay_hours"]) for c in two.cells] == [(12, 23, 670.0)]
+
+
+def test_an_empty_selection_has_zero_figures(store: SqlStore, batches: Any) -> None:
+    """No matching rows: no cells, and a total of zero subjects, records, sums and tops."""
+    batches.store(store, "visits", "b", _random_rows())
+    spec = QuerySpec("visits", MEASURES, ("district",), months=("2030-01", "2030-12"))
+    result = store.aggregate(spec, top_n=2)
+    assert result.cells == ()
+    total = result.total
+    assert (total.subjects, total.records, dict(total.sums), dict(total.tops)) == (
+        0,
+        0,
+        {"stay_hours": 0.0},
+        {"stay_hours": 0.0},
+    )
+
+
+def test_the_ranking_is_in_the_same_statement(store: SqlStore) -> None:
+    """The cells come from one statement with a window function: no per-subject rows leave the
+    database, and the total is one more statement of the same shape."""
+    statements = compile_aggregate(
+        QuerySpec("visits", MEASURES, ("district",)), store._schema.datasets, top_n=2
+    )
+    text = str(statements.cells.compile(compile_kwargs={"literal_binds": True}))
+    assert text.count("SELECT") == 3  # cells over ranked over per_subject: one statement
+    assert "row_number() OVER (PARTITION BY" in text
+    assert "row_number() OVER (ORDER BY" in str(statements.total)
