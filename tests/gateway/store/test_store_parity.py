@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.catalogue import Catalogue
-from gateway.disclosure import apply_disclosure, build_grid
+from gateway.disclosure import apply_disclosure, build_grid, round_to_base
 from gateway.query import LinkSpec, MeasureRef, QuerySpec
 from gateway.store import SqlStore, open_store
 from gateway.store.testing import fresh_postgres_schema
@@ -163,9 +163,7 @@ def test_released_results_are_identical_on_both_backends(
     lite, pg = both
     spec = BATTERY[case]
     grid = build_grid(spec, catalogue, max_cells=2000)
-    released = [
-        apply_disclosure(spec, s.aggregate(spec, top_n=2), grid, k=k, round_to=round_to) for s in (lite, pg)
-    ]
+    released = [apply_disclosure(spec, s.aggregate(spec), grid, k=k, round_to=round_to) for s in (lite, pg)]
     assert released[0] == released[1]
 
 
@@ -177,8 +175,54 @@ def test_the_battery_releases_some_cells_and_withholds_others(
     withheld = released = 0
     for spec in BATTERY.values():
         grid = build_grid(spec, catalogue, max_cells=2000)
-        result = apply_disclosure(spec, lite.aggregate(spec, top_n=2), grid, k=10, round_to=5)
+        result = apply_disclosure(spec, lite.aggregate(spec), grid, k=10, round_to=5)
         withheld += result.cells_withheld
         released += result.cells_released
     assert withheld > 0
     assert released > 0
+
+
+@pytest.fixture(scope="module")
+def tenths(
+    tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue, batches: Any, postgres_base_url: str
+) -> Iterator[tuple[SqlStore, SqlStore]]:
+    """Both backends holding 20,000 visits whose stays are recorded to a tenth of an hour."""
+    rnd = random.Random(3)
+    rows = [
+        {**row, "stay_hours": rnd.randrange(0, 720) / 10}
+        for row in _visits(exact=True, seed=3, n=20_000, people=3000)
+    ]
+    sqlite_url = f"sqlite:///{Path(tmp_path_factory.mktemp('tenths')) / 'gateway.db'}"
+    with fresh_postgres_schema(postgres_base_url, prefix="parity") as pg_url:
+        stores = open_store(sqlite_url, catalogue), open_store(pg_url, catalogue)
+        try:
+            for store in stores:
+                for i in range(0, len(rows), 5000):
+                    batches.store(store, "visits", f"v-{i}", rows[i : i + 5000])
+            yield stores
+        finally:
+            for store in stores:
+                store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="found by this suite: each database adds a group's doubles in its own order, so a sum of "
+    "tenths that is exactly a half (4997.5) comes out as 4997.5 on one backend and "
+    "4997.499999999999 on the other, and rounds to different released values; exact fix: "
+    "integer fixed-point sums in SQL (store/_aggregate.py)",
+)
+def test_sums_of_tenths_round_alike_on_both_backends(tenths: tuple[SqlStore, SqlStore]) -> None:
+    """Stays recorded to a tenth of an hour, summed by month, district and sex, round to the same
+    multiple of 5 on both backends in every cell (whatever suppression later withholds)."""
+    spec = QuerySpec(
+        "visits",
+        (MeasureRef("sum", "stay_hours"),),
+        ("month", "district", "sex"),
+        months=("2023-10", "2024-12"),
+    )
+    lite, pg = (
+        {c.key: round_to_base(c.sums["stay_hours"], 5) for c in s.aggregate(spec).cells} for s in tenths
+    )
+    assert lite == pg
