@@ -99,11 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(
         sub,
         "datasets",
-        "List the datasets and agreements you may query.",
-        "example:\n  gateway datasets --client ./pki/clients/health-analyst.toml --json",
+        "List the datasets and agreements you may query, and how.",
+        "For each agreement and dataset: purposes, dimensions and time grains to group by (and\n"
+        "combinations never allowed together), measures, filters and their values, k, rounding,\n"
+        "the cell cap, the query budget if any, and an example query.\n\n"
+        "examples:\n  gateway datasets --client ./pki/clients/health-analyst.toml\n"
+        "  gateway datasets --client ./pki/clients/health-analyst.toml --json | jq '.[].dataset'",
     )
     _client_option(p)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true", help="print JSON (every term, all filter values) instead")
 
     p = _add(
         sub,
@@ -114,7 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         "      --purpose overdose-prevention --dataset ed_visits --measure subjects \\\n"
         "      --group-by district --filter presentation=overdose --months 2025-01:2025-12\n"
         "  ... --link-dataset police_incidents --link-days-before 30   # people also known to police\n"
-        "withheld cells are shown as 'withheld', never as zero.",
+        "  ... --group-by month --group-by district --filter district=D01,D02 \\\n"
+        "      --months 2024-01:2025-12 --chart trend.png            # a line per district over months\n"
+        "  ... --group-by district --csv > by_district.csv             # for a spreadsheet or a script\n\n"
+        "withheld cells read 'withheld' in the table, null in --json, an empty field in --csv and a\n"
+        "gap in --chart: never zero. The table states k, the rounding and the decision id (quote it\n"
+        "to an auditor). Exit codes: 0 answered, 2 bad option, 3 refused (the reasons are printed),\n"
+        "4 invalid request (the field at fault is named), 5 gateway unavailable.",
     )
     _query_cmd.add_arguments(p)
     _client_option(p)

@@ -5,21 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+import grpc
 from rich.console import Console
 
 from gateway._pb import query_pb2, query_pb2_grpc
 from gateway._settings import ClientProfile
 from gateway._tls import client_channel
-from gateway.cli._client import (
-    parse_filter,
-    parse_measure,
-    parse_months,
-    print_datasets,
-    print_result,
-    result_csv,
-    result_json,
-)
+from gateway.cli._chart import chart_data, check_chart_option, draw_chart
+from gateway.cli._client import parse_filter, parse_measure, parse_months
+from gateway.cli._render import datasets_doc, print_datasets, print_result, result_csv, result_json
 
 TIMEOUT_S = 60.0
 
@@ -88,10 +84,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument(
-        "--json", action="store_true", help="print the result as JSON (withheld values are null)"
+        "--json",
+        action="store_true",
+        help="print the result as JSON: cells, total, disclosure terms and decision id;\n"
+        "a withheld value is null",
     )
     out.add_argument(
-        "--csv", action="store_true", help="print the result as CSV (withheld values read 'withheld')"
+        "--csv",
+        action="store_true",
+        help="print CSV: a header, then one row per cell (no total row); a withheld value is an\n"
+        "empty field, never 0, e.g. --csv > districts.csv",
+    )
+    p.add_argument(
+        "--chart",
+        type=Path,
+        metavar="FILE",
+        help="also draw the result into FILE (.png or .svg): a line over time when grouped by\n"
+        "month/quarter/year (a line per value of a second dimension), bars otherwise;\n"
+        "withheld cells are gaps, e.g. --group-by month --group-by district --chart trend.png",
     )
 
 
@@ -120,15 +130,34 @@ def build_request(args: argparse.Namespace) -> query_pb2.AggregateRequest:
 
 def query(args: argparse.Namespace, console: Console) -> int:
     request = build_request(args)
-    with client_channel(ClientProfile.from_file(args.client)) as channel:
-        result = query_pb2_grpc.QueryStub(channel).Aggregate(request, timeout=TIMEOUT_S)
+    if args.chart is not None:
+        check_chart_option(args.chart, request.group_by)
+    try:
+        with client_channel(ClientProfile.from_file(args.client)) as channel:
+            result = query_pb2_grpc.QueryStub(channel).Aggregate(request, timeout=TIMEOUT_S)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
+            raise
+        print_refusal(Console(stderr=True), args.agreement, exc.details() or "")
+        return 3
     if args.json:
         sys.stdout.write(result_json(result) + "\n")
     elif args.csv:
         sys.stdout.write(result_csv(result))
     else:
         print_result(console, result)
+    if args.chart is not None:
+        draw_chart(chart_data(result, args.dataset), args.chart)
+        if not (args.json or args.csv):  # stdout stays clean for scripts
+            console.print(f"chart written to {args.chart}")
     return 0
+
+
+def print_refusal(err: Console, agreement: str, details: str) -> None:
+    """The policy's reasons, one a line: they say what to change, and carry no figures."""
+    err.print(f"gateway: refused under agreement {agreement}:", markup=False)
+    for reason in [r.strip() for r in details.split("; ") if r.strip()] or ["denied by policy"]:
+        err.print(f"  - {reason}", markup=False)
 
 
 def datasets(args: argparse.Namespace, console: Console) -> int:
@@ -137,21 +166,7 @@ def datasets(args: argparse.Namespace, console: Console) -> int:
             query_pb2.ListDatasetsRequest(), timeout=TIMEOUT_S
         )
     if args.json:
-        doc = [
-            {
-                "agreement_id": d.agreement_id,
-                "agreement_title": d.agreement_title,
-                "purposes": list(d.purposes),
-                "dataset": d.contract.dataset,
-                "dimensions": list(d.allowed_dimensions),
-                "measures": list(d.allowed_measures),
-                "k": d.k,
-                "round_to": d.round_to,
-                "max_cells": d.max_cells,
-            }
-            for d in response.datasets
-        ]
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(json.dumps(datasets_doc(response.datasets), indent=2) + "\n")
     else:
         print_datasets(console, response.datasets)
     return 0

@@ -22,7 +22,8 @@ from rich.rule import Rule
 from gateway._pb import audit_pb2, audit_pb2_grpc, query_pb2, query_pb2_grpc
 from gateway._settings import ClientProfile, GatewaySettings
 from gateway._tls import client_channel
-from gateway.cli._client import describe_rpc_error, print_datasets, print_result
+from gateway.cli._client import describe_rpc_error
+from gateway.cli._render import print_datasets, print_result
 from gateway.demo._agent_configs import write_agent_configs
 from gateway.demo._synthetic import generate
 from gateway.pki import PkiLayout, init_dev_pki
