@@ -5,6 +5,8 @@ python bench/run.py ingest --records 1000000 [--backends sqlite,postgres] [--rep
 python bench/run.py indexes --records 1000000 [--backends sqlite,postgres] [--profiles ingest,query]
                             [--json]
 python bench/run.py policy [--agreements 20] [--decisions 5000] [--repeat 3] [--bundle DIR] [--json]
+python bench/run.py query [--records 1000000] [--backends sqlite,postgres] [--profiles ingest,query]
+                          [--repeat 3] [--json]
 
 ``ingest`` (DESIGN §12): the bare pipeline and the real ``agent push`` of a CSV export into a
 running gateway, records/s of each, their ratio, each process's CPU seconds and the agent's peak
@@ -12,6 +14,8 @@ RSS. Both paths run as two processes (client child, server here): see bench/_bas
 ``indexes``: what each store index profile costs at ingest and saves at query time.
 ``policy``: latency of the gateway's policy decisions (embedded engine) beside the bare regorus
 call, with ``--agreements`` agreements loaded: see bench/_policy.py.
+``query``: an analyst's aggregate end to end over gRPC (policy, disclosure control, audit) beside
+the bare SQL GROUP BY on the same database, p50 of each and their ratio: see bench/_query.py.
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_argument("--repeat", type=int, default=3, help="rounds; each figure is their median")
     policy.add_argument("--bundle", type=Path, help="bundle to grow and measure (default: the shipped one)")
     policy.add_argument("--json", action="store_true", help="print the results as JSON")
+    query = commands.add_parser("query", help="an aggregate over gRPC beside the bare SQL GROUP BY")
+    query.add_argument("--records", type=int, default=1_000_000, help="ED-visit rows to store")
+    query.add_argument("--backends", default="sqlite,postgres", help="comma list of sqlite, postgres")
+    query.add_argument("--profiles", default="ingest,query", help="comma list of ingest, query")
+    query.add_argument("--repeat", type=int, default=3, help="timed runs of each side; the p50 is shown")
+    query.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
 
@@ -84,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 290 or getattr(args, "repeat", 1) < 1:
         print("--records: at least 290; --repeat: at least 1", file=sys.stderr)
         return 2
+    if args.command == "query":
+        from bench._query import print_query, run_query
+
+        print_query(run_query(args.records, backends, profiles, args.repeat), as_json=args.json)
+        return 0
     if args.command == "indexes":
         from bench._indexes import print_indexes, run_indexes
 
