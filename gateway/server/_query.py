@@ -12,14 +12,16 @@ import grpc
 from gateway._pb import query_pb2, query_pb2_grpc
 from gateway.audit import QueryBudget, Quota, budget_period
 from gateway.audit._budget import parse_time
-from gateway.disclosure import Dominance, ReleaseInfo, apply_disclosure, build_grid, to_proto
+from gateway.disclosure import Dominance, Released, ReleaseInfo, apply_disclosure, build_grid, to_proto
 from gateway.errors import BudgetSpent, GatewayError, InvalidRequest, PermissionDenied, PolicyEngineError
 from gateway.policy._engine import LISTING_RULE, QUERY_RULE
-from gateway.query import validate_request
+from gateway.query import RawResult, validate_request
 from gateway.query._validate import policy_request, query_fingerprint
 from gateway.server._context import RequestContext, current
 from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._release_ledger import ledger_release
 from gateway.server._state import PolicyState, Shared, policy_input
+from gateway.store._ledger import LedgerMoved
 
 K_FLOOR = 10  # the consortium's floor (DESIGN §9): no obligation can go below it
 # Noise with a privacy budget is an agreement term this gateway cannot apply yet (issue 5 builds
@@ -116,10 +118,27 @@ class QueryService(query_pb2_grpc.QueryServicer):
         except InvalidRequest as exc:
             self._s.recorder.record(ctx, base, outcome="deny", reasons=(exc.message,), result=decision.result)
             raise
+
+        def disclose(raw: RawResult) -> Released:
+            return apply_disclosure(
+                spec, raw, grid, k=k, round_to=round_to, dominance=dominance, show_zeros=show_zeros
+            )
+
         try:
             raw = self._s.store.aggregate(spec, top_n=dominance.n)
-            released = apply_disclosure(
-                spec, raw, grid, k=k, round_to=round_to, dominance=dominance, show_zeros=show_zeros
+            released = disclose(raw)
+            # -- release ledger (DESIGN §9 items 3, 6; gateway/server/_release_ledger.py) --
+            released, ledger = ledger_release(
+                self._s.store,
+                spec,
+                raw,
+                grid,
+                released,
+                catalogue=policy.catalogue,
+                disclose=disclose,
+                agreement_id=request.agreement_id,
+                decision_id=ctx.decision_id,
+                k=k,
             )
         except GatewayError as exc:  # allowed, then failed: the log says so, and nothing leaves
             self._s.recorder.record(
@@ -136,9 +155,15 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 cells_released=released.cells_released,
                 cells_withheld=released.cells_withheld,
                 quota=quota,
+                ledger=ledger,
             )
         except BudgetSpent as spent:  # a racing query took the last unit: nothing leaves
             self._deny_spent(ctx, base, policy, spent)
+        except LedgerMoved as moved:  # a racing release changed what this one was checked against
+            self._s.recorder.record(
+                ctx, base, outcome="error", reasons=(moved.message,), result=decision.result
+            )
+            raise
         self._s.metrics.cells_withheld.inc(released.cells_withheld)
         info = ReleaseInfo(
             k=k,

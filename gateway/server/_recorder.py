@@ -16,6 +16,7 @@ from gateway.policy._engine import PolicyDecision
 from gateway.server._context import RequestContext
 from gateway.server._metrics import Metrics
 from gateway.store._base import Store
+from gateway.store._ledger import LedgerMoved, LedgerWrite
 
 log = structlog.get_logger("gateway.audit")
 
@@ -57,9 +58,12 @@ class Recorder:
         cells_released: int = 0,
         cells_withheld: int = 0,
         quota: Quota | None = None,
+        ledger: LedgerWrite | None = None,
     ) -> AuditEntry:
         """Append the entry or raise AuditWriteError: the caller then releases nothing. With a
-        quota, BudgetSpent if the query budget was used up meanwhile (nothing written)."""
+        quota, BudgetSpent if the query budget was used up meanwhile (nothing written). With
+        ``ledger``, the release's ledger rows go in the same transaction; LedgerMoved (nothing
+        written) if a racing release grew the ledger after this one was checked."""
         draft = AuditDraft(
             decision_id=ctx.decision_id,
             timestamp=utc_now(),
@@ -81,9 +85,13 @@ class Recorder:
         )
         action = subject.action
         try:
-            entry = self._store.append_audit(draft, quota=quota)
-        except BudgetSpent:
-            raise  # not a decision yet: the caller decides again on the fresh count and records that
+            entry = (
+                self._store.append_audit(draft, quota=quota)
+                if ledger is None
+                else self._store.append_audit(draft, quota=quota, ledger=ledger)
+            )
+        except (BudgetSpent, LedgerMoved):
+            raise  # not a decision yet: the caller decides again and records that
         except GatewayError as exc:
             self._metrics.decisions.labels(action=action, outcome=outcome).inc()
             self._metrics.audit_failures.inc()

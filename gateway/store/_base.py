@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.audit._budget import Quota
 from gateway.audit._types import AuditDraft, AuditEntry, AuditFilter
 from gateway.query._spec import QuerySpec, RawResult
+
+if TYPE_CHECKING:
+    from gateway.disclosure._ledger import Check, LedgerCell
+    from gateway.store._ledger import LedgerWrite
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,20 @@ class Store(Protocol):
         ``top_n`` > 0, cells of a query with sums carry their top-n contribution sums (RawCell.tops)."""
         ...
 
-    def append_audit(self, draft: AuditDraft, quota: Quota | None = None) -> AuditEntry:
+    def append_audit(
+        self, draft: AuditDraft, quota: Quota | None = None, ledger: LedgerWrite | None = None
+    ) -> AuditEntry:
         """Chain and append one entry atomically; AuditWriteError if it could not be written.
-        With a quota, BudgetSpent (nothing written) if the period's budget is already used."""
+        With a quota, BudgetSpent (nothing written) if the period's budget is already used. With
+        a ledger write, its rows in the same transaction, or LedgerMoved (nothing written)."""
+        ...
+
+    def release_ledger(self, agreement_id: str, dataset: str) -> tuple[tuple[LedgerCell, ...], int]:
+        """Cells released under the agreement over ``dataset``, and the ledger's highest row id."""
+        ...
+
+    def ledger_differences(self, dataset: str, checks: Sequence[Check]) -> list[int]:
+        """Per check, the distinct subjects of its container outside all of its parts."""
         ...
 
     def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:

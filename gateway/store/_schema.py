@@ -136,6 +136,7 @@ def build_schema(catalogue: Catalogue, indexes: str = DEFAULT_INDEX_PROFILE) -> 
         Column("received_at", String(40), nullable=False),
     )
     audit_log = _audit_table(metadata)
+    _ledger_table(metadata)
     datasets = {name: _dataset_table(metadata, ds, indexes) for name, ds in catalogue.datasets.items()}
     return Schema(
         metadata=metadata, batches=batches, audit_log=audit_log, datasets=datasets, index_profile=indexes
@@ -175,6 +176,29 @@ def _audit_table(metadata: MetaData) -> Table:
     # Counting an agreement's allowed queries in a budget period (gateway.audit._budget) reads
     # only this index, under the chain lock, at every budgeted query.
     Index("ix_audit_log_budget", table.c.agreement_id, table.c.action, table.c.outcome, table.c.timestamp)
+    return table
+
+
+LEDGER_TABLE = "release_ledger"
+
+
+def _ledger_table(metadata: MetaData) -> Table:
+    """One row per cell released under an agreement (DESIGN §9 item 6; gateway.store._ledger):
+    read by (agreement, dataset) through the unique index, which also keeps a cell described
+    exactly as an earlier one from being added twice."""
+    table = Table(
+        LEDGER_TABLE,
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("agreement_id", String(NAME_MAX), nullable=False),
+        Column("dataset", String(NAME_MAX), nullable=False),
+        Column("digest", String(64), nullable=False),  # SHA-256 of the canonical predicate
+        Column("decision_id", String, nullable=False),  # the audit entry of the release
+        Column("predicate", Text, nullable=False),  # canonical JSON (CellPredicate.canonical)
+        Column("released", Text, nullable=False),  # JSON: measure label -> released value
+        Column("released_at", String(40), nullable=False),
+    )
+    Index("ux_release_ledger_cell", table.c.agreement_id, table.c.dataset, table.c.digest, unique=True)
     return table
 
 

@@ -22,6 +22,7 @@ from gateway.audit._budget import Quota, budget_period, parse_time
 from gateway.audit._chain import chain_hash
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
+from gateway.disclosure._ledger import Check, LedgerCell
 from gateway.errors import AuditWriteError, BudgetSpent, Conflict, InvalidRequest, StoreError
 from gateway.query._spec import QuerySpec, RawCell, RawResult
 from gateway.store._aggregate import compile_aggregate
@@ -30,7 +31,15 @@ from gateway.store._base import BatchMeta, RecordColumns, StoreOutcome
 from gateway.store._bulk import BulkCopyError, insert_rows
 from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
-from gateway.store._paired import PairedReader
+from gateway.store._ledger import (
+    LedgerMoved,
+    LedgerWrite,
+    count_differences,
+    difference_statements,
+    ledger_of,
+    read_ledger,
+    write_ledger,
+)
 from gateway.store._records import check_meta, rows_for
 from gateway.store._schema import DEFAULT_INDEX_PROFILE, Schema, build_schema, reconcile_indexes
 
@@ -78,7 +87,6 @@ class SqlStore:
         self._db = database
         self._schema = schema
         self._closed = False
-        self._paired = PairedReader(database)  # an aggregate's cells and total, side by side
         # Built once and executed with parameters: building a statement per call (and
         # ``insert().values(**row)``, which also defeats the compiled cache) cost ~2 ms a batch.
         batches, log = schema.batches, schema.audit_log
@@ -173,7 +181,8 @@ class SqlStore:
         statements = compile_aggregate(spec, self._schema.datasets, top_n=top_n)
 
         def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
-            return self._paired.read(statements.cells, statements.total)
+            with self._db.snapshot() as conn:
+                return conn.execute(statements.cells).all(), conn.execute(statements.total).one()
 
         cell_rows, total_row = guarded(
             work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,)
@@ -189,15 +198,20 @@ class SqlStore:
         )
         return RawResult(cells=cells, total=_cell((), tuple(total_row), fields, tops))
 
-    def append_audit(self, draft: AuditDraft, quota: Quota | None = None) -> AuditEntry:
+    def append_audit(
+        self, draft: AuditDraft, quota: Quota | None = None, ledger: LedgerWrite | None = None
+    ) -> AuditEntry:
         """Chain and insert under the chain lock; any failure at all is an AuditWriteError.
 
         With a ``quota`` (an allowed query under an agreement with a query budget), the allowed
         queries of the budget period the entry's timestamp falls in are counted under the same
         lock first; if the budget is used up nothing is written and BudgetSpent carries the
-        count. So two racing queries can never both take the last unit."""
+        count. So two racing queries can never both take the last unit.
 
-        def work() -> AuditEntry | BudgetSpent:
+        With ``ledger``, the release's cells go into the release ledger in the same transaction;
+        LedgerMoved (nothing written) if the ledger grew since the release was checked against it."""
+
+        def work() -> AuditEntry | BudgetSpent | LedgerMoved:
             self._check_open()
             normal = normalise(draft)
             with self._db.write() as conn:
@@ -207,6 +221,10 @@ class SqlStore:
                     used = self._count_queries(conn, quota.agreement_id, period.since, period.until)
                     if used >= quota.budget.queries:
                         return BudgetSpent(period.usage(used))
+                if ledger is not None and not write_ledger(
+                    conn, ledger_of(self._schema), ledger, normal.timestamp
+                ):
+                    return LedgerMoved()
                 last = conn.execute(self._last_audit).first()
                 seq, prev_hash = (
                     (int(last.seq) + 1, str(last.hash)) if last is not None else (1, GENESIS_HASH)
@@ -219,9 +237,34 @@ class SqlStore:
         # fail closed: whatever went wrong, no entry means no release
         failed = AuditWriteError("audit log: entry could not be written")
         outcome = guarded(work, lambda: failed, (Exception,))
-        if isinstance(outcome, BudgetSpent):
+        if isinstance(outcome, (BudgetSpent, LedgerMoved)):
             raise outcome
         return outcome
+
+    # -- release ledger (gateway.store._ledger) --------------------------------------------------
+
+    def release_ledger(self, agreement_id: str, dataset: str) -> tuple[tuple[LedgerCell, ...], int]:
+        """The cells released under the agreement over ``dataset``, and the ledger's highest row id."""
+        self._check_open()
+
+        def work() -> tuple[tuple[LedgerCell, ...], int]:
+            with self._db.read() as conn:
+                return read_ledger(conn, ledger_of(self._schema), agreement_id, dataset)
+
+        return guarded(
+            work, lambda: StoreError("store: release ledger could not be read"), (SQLAlchemyError,)
+        )
+
+    def ledger_differences(self, dataset: str, checks: Sequence[Check]) -> list[int]:
+        """For each check, the distinct subjects of its container outside all its parts."""
+        self._check_open()
+        statements = difference_statements(dataset, checks, self._schema.datasets)
+
+        def work() -> list[int]:
+            with self._db.snapshot() as conn:
+                return count_differences(conn, statements)
+
+        return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
     def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:
         """Allowed aggregate queries under the agreement with a timestamp in [since, until)."""
@@ -242,7 +285,6 @@ class SqlStore:
 
     def close(self) -> None:
         self._closed = True
-        self._paired.close()
         self._db.engine.dispose()
 
     # -- helpers -------------------------------------------------------------------------------

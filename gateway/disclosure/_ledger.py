@@ -1,0 +1,380 @@
+"""Differencing defences over the release ledger (DESIGN §9 items 3 and 6), as pure functions.
+
+Every released cell is described canonically by the people it counts: a ``CellPredicate`` is the
+conjunction of a value set per dimension (from the query's filters and the cell's own group key),
+a set of months, and a link (another dataset, a window, that side's filters). Two descriptions of
+the same people in other words (a reordered value list, a quarter spelled as three months, a
+filter on every value of a domain) give the same predicate.
+
+A new cell is compared with the ledger cells of the same agreement and dataset whose predicates
+are nested with it (one contains the other); nothing else is comparable, which bounds the work.
+For each container P among the new and ledger cells, with the cells strictly inside it as parts,
+the people of P outside every part are what subtraction gives away (``P - Q`` for one part: a
+differencing or tracker pair; ``P - Q1 - Q2 - ...``: a total or margin minus cells released by
+other queries). That difference must hold at least k distinct subjects, and an empty difference
+counts as small (DESIGN lesson 2: answering only when it is empty would say that it is empty).
+Only a difference that is empty *by description* (the parts cover P value by value, as the cells
+of a grid cover its total) needs no count, because it says nothing the request did not.
+
+When a check fails, the new cells it involves are withheld (a new container, or the new parts of
+a ledger container); the caller re-runs secondary suppression with them so they cannot be
+recovered from this query's own total. We withhold rather than refuse the query: a withheld cell
+looks like any other, the answer keeps its shape, and no reason text has to be worded around a
+count. Withholding only ever removes released cells, and every check is monotone in that, so one
+pass suffices.
+
+The counts are exact distinct-subject counts done by the store in SQL (``gateway.store._ledger``);
+this module only decides what to count and what to withhold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gateway.catalogue import TIME_DIMENSIONS, Catalogue
+from gateway.disclosure._grid import Grid, month_keys
+from gateway.errors import GatewayError
+from gateway.query import QuerySpec
+from gateway.query._spec import Filters, LinkSpec
+
+ValueSets = tuple[tuple[str, tuple[str, ...]], ...]
+"""(dimension, sorted values), sorted by dimension; a dimension absent is not constrained."""
+
+COVER_ATOMS_MAX = 20_000
+"""Above this many value combinations a cover is not worked out, and the difference is counted."""
+
+
+@dataclass(frozen=True)
+class LinkPredicate:
+    dataset: str
+    days_before: int
+    days_after: int
+    dims: ValueSets = ()
+    months: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CellPredicate:
+    """The records a released cell counts people over; ``months`` None means any month."""
+
+    dataset: str
+    dims: ValueSets = ()
+    months: tuple[str, ...] | None = None
+    link: LinkPredicate | None = None
+
+    def canonical(self) -> str:
+        """A stable JSON text of the predicate, as the ledger stores it."""
+        return json.dumps(_to_json(self), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LedgerCell:
+    """A cell released earlier under the agreement, as the ledger holds it."""
+
+    decision_id: str
+    predicate: CellPredicate
+
+
+@dataclass(frozen=True)
+class Check:
+    """People of ``container`` outside every one of ``parts`` must number at least k."""
+
+    container: CellPredicate
+    parts: tuple[CellPredicate, ...]
+    withhold: frozenset[int]  # new cells (their numbers) to withhold when the check fails
+    against: str  # a ledger decision id this check compares with
+
+
+def describe_cells(spec: QuerySpec, grid: Grid, catalogue: Catalogue) -> tuple[CellPredicate, ...]:
+    """The predicate of every grid cell in grid order, then of the total (numbered ``len(grid)``)."""
+    domains = _domains(catalogue, spec.dataset)
+    dims, months = _constraints(spec.filters, domains)
+    for name in spec.group_by:  # the store keeps only current domain values for grouped columns
+        if name not in TIME_DIMENSIONS and name not in dims:
+            dims[name] = frozenset(domains[name])
+    if spec.months is not None:
+        months = _meet(months, frozenset(month_keys(*spec.months)))
+    link = _link(spec.link, catalogue) if spec.link is not None else None
+    cells: list[CellPredicate] = []
+    for key in grid:
+        cell_dims, cell_months = dict(dims), months
+        for name, value in zip(spec.group_by, key, strict=True):
+            if name in TIME_DIMENSIONS:
+                cell_months = _meet(cell_months, _months_of(name, value))
+            else:
+                cell_dims[name] = frozenset({value})
+        cells.append(_predicate(spec.dataset, cell_dims, cell_months, link, domains))
+    cells.append(_predicate(spec.dataset, dims, months, link, domains))
+    return tuple(cells)
+
+
+def contains(outer: CellPredicate, inner: CellPredicate) -> bool:
+    """Whether every record ``inner`` selects is selected by ``outer``, by description alone."""
+    if outer.dataset != inner.dataset or not _box_within(inner.dims, inner.months, outer.dims, outer.months):
+        return False
+    if outer.link is None:
+        return True
+    if inner.link is None:
+        return False
+    o, i = outer.link, inner.link
+    return (
+        o.dataset == i.dataset
+        and i.days_before <= o.days_before
+        and i.days_after <= o.days_after
+        and _box_within(i.dims, i.months, o.dims, o.months)
+    )
+
+
+def plan_checks(
+    new: Sequence[CellPredicate | None],
+    ledger: Sequence[LedgerCell],
+    domains: Mapping[str, tuple[str, ...]],
+) -> tuple[Check, ...]:
+    """The differences to count before releasing ``new`` (indexed by cell number; None for a
+    cell already withheld). Only checks that mix this release with the ledger are planned: one
+    within this query alone is secondary suppression's, one within the ledger was made before."""
+    old: dict[CellPredicate, str] = {}
+    for cell in ledger:
+        old.setdefault(cell.predicate, cell.decision_id)
+    fresh: dict[CellPredicate, set[int]] = {}
+    for number, predicate in enumerate(new):
+        if predicate is not None and predicate not in old:  # the very same people again: nothing new
+            fresh.setdefault(predicate, set()).add(number)
+    if not fresh or not old:
+        return ()
+    # Only ledger cells nested with some new cell, and ledger cells inside those, can take part.
+    touching = [p for p in old if any(contains(p, f) or contains(f, p) for f in fresh)]
+    inside = [p for p in old if any(contains(t, p) for t in touching if t != p)]
+    pool = list(dict.fromkeys([*fresh, *touching, *inside]))
+    checks: list[Check] = []
+    for container in pool:
+        parts = tuple(p for p in pool if p != container and contains(container, p))
+        if not parts:
+            continue
+        container_new = container in fresh
+        new_parts = [p for p in parts if p in fresh]
+        if not container_new and not new_parts:
+            continue  # all of the ledger: checked when it was released
+        if container_new and len(new_parts) == len(parts):
+            continue  # all of this release: secondary suppression's job
+        withhold = frozenset(fresh[container]) if container_new else _numbers(fresh, new_parts)
+        against = old.get(container) or next(old[p] for p in parts if p in old)
+        if not covered(container, parts, domains):
+            checks.append(Check(container, parts, withhold, against))
+            continue
+        # Covered by description: the union says nothing, but each mixed pair still might.
+        for part in parts:
+            if (part in fresh) != container_new:
+                numbers = frozenset(fresh[container]) if container_new else frozenset(fresh[part])
+                checks.append(Check(container, (part,), numbers, old.get(container) or old[part]))
+    return tuple(checks)
+
+
+def cells_to_withhold(checks: Sequence[Check], differences: Sequence[int], *, k: int) -> frozenset[int]:
+    """New cells to withhold: those of every check whose difference holds fewer than k people
+    (none at all included)."""
+    if len(checks) != len(differences):
+        raise GatewayError("the ledger counts do not match the planned checks")
+    if k < 1:
+        raise GatewayError("the disclosure threshold k must be a positive whole number")
+    out: set[int] = set()
+    for check, difference in zip(checks, differences, strict=True):
+        if difference < k:
+            out.update(check.withhold)
+    return frozenset(out)
+
+
+def covered(
+    container: CellPredicate, parts: Sequence[CellPredicate], domains: Mapping[str, tuple[str, ...]]
+) -> bool:
+    """Whether ``parts`` (each inside ``container``) cover it value by value, so that no record of
+    the container lies outside all of them whatever the data. Conservative: False when unsure."""
+    boxes = [p for p in parts if p.link == container.link]
+    if not boxes:
+        return False
+    axes = sorted({d for p in boxes for d, _ in p.dims})
+    outer = dict(container.dims)
+    values: list[tuple[str, ...]] = []
+    for axis in axes:
+        values.append(outer.get(axis) or domains.get(axis, ()))
+        if not values[-1]:
+            return False
+    if any(p.months != container.months for p in boxes):
+        if container.months is None:
+            return False  # any month at all: cannot be enumerated
+        values.append(container.months)
+    size = 1
+    for axis_values in values:
+        size *= len(axis_values)
+    if size > COVER_ATOMS_MAX:
+        return False
+    time_axis = len(values) > len(axes)
+    sets = [(dict(p.dims), frozenset(p.months) if p.months is not None else None) for p in boxes]
+    for atom in itertools.product(*values):
+        point = dict(zip(axes, atom, strict=False))
+        month = atom[-1] if time_axis else None
+        if not any(_holds(dims, months, point, month) for dims, months in sets):
+            return False
+    return True
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _holds(
+    dims: Mapping[str, tuple[str, ...]],
+    months: frozenset[str] | None,
+    point: Mapping[str, str],
+    month: str | None,
+) -> bool:
+    if any(point.get(d) not in v for d, v in dims.items() if d in point):
+        return False
+    return month is None or months is None or month in months
+
+
+def _numbers(fresh: Mapping[CellPredicate, set[int]], predicates: Sequence[CellPredicate]) -> frozenset[int]:
+    return frozenset(n for p in predicates for n in fresh[p])
+
+
+def _box_within(
+    inner_dims: ValueSets,
+    inner_months: tuple[str, ...] | None,
+    outer_dims: ValueSets,
+    outer_months: tuple[str, ...] | None,
+) -> bool:
+    inner = dict(inner_dims)
+    for name, values in outer_dims:
+        mine = inner.get(name)
+        if mine is None or not set(mine) <= set(values):
+            return False
+    if outer_months is None:
+        return True
+    return inner_months is not None and set(inner_months) <= set(outer_months)
+
+
+def _domains(catalogue: Catalogue, dataset: str) -> dict[str, tuple[str, ...]]:
+    found = catalogue.dataset(dataset)
+    if found is None:
+        raise GatewayError("a query spec names a dataset the catalogue does not hold")
+    return {d.name: d.domain for d in found.dimensions}
+
+
+def domains_of(catalogue: Catalogue, dataset: str) -> dict[str, tuple[str, ...]]:
+    """Each dimension's domain, for ``plan_checks``."""
+    return _domains(catalogue, dataset)
+
+
+def _constraints(
+    filters: Filters, domains: Mapping[str, tuple[str, ...]]
+) -> tuple[dict[str, frozenset[str]], frozenset[str] | None]:
+    dims: dict[str, frozenset[str]] = {}
+    months: frozenset[str] | None = None
+    for name, values in filters:
+        if name in TIME_DIMENSIONS:
+            months = _meet(months, frozenset(m for v in values for m in _months_of(name, v)))
+        else:
+            dims[name] = frozenset(values)
+    return dims, months
+
+
+def _link(link: LinkSpec, catalogue: Catalogue) -> LinkPredicate:
+    domains = _domains(catalogue, link.dataset)
+    dims, months = _constraints(link.filters, domains)
+    return LinkPredicate(
+        link.dataset, link.days_before, link.days_after, _normal(dims, domains), _sorted(months)
+    )
+
+
+def _predicate(
+    dataset: str,
+    dims: Mapping[str, frozenset[str]],
+    months: frozenset[str] | None,
+    link: LinkPredicate | None,
+    domains: Mapping[str, tuple[str, ...]],
+) -> CellPredicate:
+    return CellPredicate(dataset, _normal(dims, domains), _sorted(months), link)
+
+
+def _normal(dims: Mapping[str, frozenset[str]], domains: Mapping[str, tuple[str, ...]]) -> ValueSets:
+    # A value set holding the whole domain constrains nothing (rows of an older contract aside,
+    # see the README): dropping it makes "every district" and "no district filter" one predicate.
+    return tuple(
+        (name, tuple(sorted(values)))
+        for name, values in sorted(dims.items())
+        if not set(domains.get(name, ())) <= values
+    )
+
+
+def _sorted(months: frozenset[str] | None) -> tuple[str, ...] | None:
+    return None if months is None else tuple(sorted(months))
+
+
+def _meet(a: frozenset[str] | None, b: frozenset[str]) -> frozenset[str]:
+    return b if a is None else a & b
+
+
+def _months_of(unit: str, value: str) -> frozenset[str]:
+    """The months a time key stands for: ``2024-03``, ``2024-Q1`` or ``2024``."""
+    if unit == "month":
+        return frozenset({value})
+    if unit == "quarter":
+        first = (int(value[-1]) - 1) * 3 + 1
+        return frozenset(month_keys(f"{value[:4]}-{first:02d}", f"{value[:4]}-{first + 2:02d}"))
+    return frozenset(month_keys(f"{value}-01", f"{value}-12"))
+
+
+def _to_json(predicate: CellPredicate) -> dict[str, object]:
+    link = predicate.link
+    return {
+        "dataset": predicate.dataset,
+        "dims": {d: list(v) for d, v in predicate.dims},
+        "months": list(predicate.months) if predicate.months is not None else None,
+        "link": None
+        if link is None
+        else {
+            "dataset": link.dataset,
+            "days_before": link.days_before,
+            "days_after": link.days_after,
+            "dims": {d: list(v) for d, v in link.dims},
+            "months": list(link.months) if link.months is not None else None,
+        },
+    }
+
+
+def from_canonical(text: str) -> CellPredicate:
+    """The predicate back from its ledger text; GatewayError if the text is not one."""
+    try:
+        raw = json.loads(text)
+        link = raw["link"]
+        return CellPredicate(
+            dataset=str(raw["dataset"]),
+            dims=_value_sets(raw["dims"]),
+            months=_month_tuple(raw["months"]),
+            link=None
+            if link is None
+            else LinkPredicate(
+                dataset=str(link["dataset"]),
+                days_before=int(link["days_before"]),
+                days_after=int(link["days_after"]),
+                dims=_value_sets(link["dims"]),
+                months=_month_tuple(link["months"]),
+            ),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise GatewayError("a release ledger entry holds no readable cell description") from exc
+
+
+def _value_sets(raw: Mapping[str, Sequence[str]]) -> ValueSets:
+    return tuple((str(d), tuple(sorted(str(v) for v in values))) for d, values in sorted(raw.items()))
+
+
+def _month_tuple(raw: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if raw is None else tuple(sorted(str(m) for m in raw))

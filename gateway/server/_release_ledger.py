@@ -1,0 +1,80 @@
+"""The release-ledger step of an aggregate query (DESIGN §9 items 3 and 6): compare what is about
+to be released with what the agreement released before, withhold what differencing would give
+away, and hand the audit append the ledger rows to write in its own transaction.
+
+The decisions are ``gateway.disclosure._ledger``'s (pure); the counts are the store's (SQL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+from gateway.catalogue import Catalogue
+from gateway.disclosure import Grid, Released, ReleasedCell
+from gateway.disclosure._ledger import (
+    CellPredicate,
+    cells_to_withhold,
+    describe_cells,
+    domains_of,
+    plan_checks,
+)
+from gateway.query import QuerySpec, RawResult
+from gateway.store._base import Store
+from gateway.store._ledger import LedgerWrite
+
+# A cell the ledger withholds re-enters suppression as a small cell of one subject: withheld, and
+# protected like any small cell, so this query's total and other cells cannot give it back.
+_SMALL = 1
+
+
+def ledger_release(
+    store: Store,
+    spec: QuerySpec,
+    raw: RawResult,
+    grid: Grid,
+    released: Released,
+    *,
+    catalogue: Catalogue,
+    disclose: Callable[[RawResult], Released],
+    agreement_id: str,
+    decision_id: str,
+    k: int,
+) -> tuple[Released, LedgerWrite]:
+    """The release after the differencing checks, and the ledger rows it adds."""
+    predicates = describe_cells(spec, grid, catalogue)
+    ledger, seen = store.release_ledger(agreement_id, spec.dataset)
+    out = released
+    if ledger:
+        checks = plan_checks(_released(predicates, released), ledger, domains_of(catalogue, spec.dataset))
+        if checks:
+            withhold = cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
+            if withhold:
+                out = disclose(_as_small(spec, raw, grid, withhold))
+    cells = tuple(
+        (predicate, _values(spec, cell))
+        for predicate, cell in zip(predicates, (*out.cells, out.total), strict=True)
+        if any(not v.withheld for v in cell.values)
+    )
+    return out, LedgerWrite(agreement_id, spec.dataset, decision_id, seen, cells)
+
+
+def _released(predicates: tuple[CellPredicate, ...], released: Released) -> list[CellPredicate | None]:
+    cells = (*released.cells, released.total)
+    return [
+        p if any(not v.withheld for v in c.values) else None for p, c in zip(predicates, cells, strict=True)
+    ]
+
+
+def _values(spec: QuerySpec, cell: ReleasedCell) -> Mapping[str, float]:
+    return {m.label: v.value for m, v in zip(spec.measures, cell.values, strict=True) if not v.withheld}
+
+
+def _as_small(spec: QuerySpec, raw: RawResult, grid: Grid, numbers: frozenset[int]) -> RawResult:
+    """``raw`` with the cells numbered ``numbers`` (grid order, then the total) made small."""
+    small = {grid[i] for i in numbers if i < len(grid)}
+    total = raw.total
+    if len(grid) in numbers or (not spec.group_by and () in small):
+        total = dataclasses.replace(total, subjects=_SMALL)
+    cells = tuple(dataclasses.replace(c, subjects=_SMALL) if tuple(c.key) in small else c for c in raw.cells)
+    return dataclasses.replace(raw, cells=cells, total=total)

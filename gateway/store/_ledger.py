@@ -1,0 +1,209 @@
+"""The release ledger in the database (DESIGN §9 items 3 and 6): one row per released cell, and
+the exact distinct-subject counts the differencing checks of ``gateway.disclosure._ledger`` ask.
+
+Rows are written in the audit entry's own transaction (``write_ledger``, called by
+``SqlStore.append_audit``), so a release has both or neither. A cell described exactly as one
+already in the agreement's ledger (same people by description) adds no row.
+
+The counts are conditional aggregation over the dataset table: one ``COUNT(DISTINCT CASE WHEN
+<predicate> THEN subject END)`` per container and per union of parts, a batch of checks to a
+statement, no row ever leaving the database. The ledger is read by ``(agreement_id, dataset)``
+through its unique index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Select,
+    Table,
+    and_,
+    case,
+    distinct,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+
+from gateway.disclosure._grid import month_keys
+from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, LinkPredicate, from_canonical
+from gateway.errors import GatewayError, StoreError
+from gateway.store._schema import LEDGER_TABLE, DatasetTable, Schema
+
+COLUMNS_PER_STATEMENT = 64  # distinct counts per statement: each is a sort or hash of its own
+
+
+@dataclass(frozen=True)
+class LedgerWrite:
+    """The cells one release adds to an agreement's ledger, and the ledger as the check read it:
+    ``seen`` is the highest row id then, so a release checked against a ledger that has grown
+    since (a racing query) is not written (see ``write_ledger``)."""
+
+    agreement_id: str
+    dataset: str
+    decision_id: str
+    seen: int
+    cells: tuple[tuple[CellPredicate, Mapping[str, float]], ...]  # predicate, released values
+
+
+class LedgerMoved(StoreError):
+    """Another release under the same agreement and dataset was written after this one's ledger
+    check: nothing was written or released (UNAVAILABLE: asking again is safe)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "release ledger: another answer under this agreement was recorded during the check; ask again"
+        )
+
+
+def ledger_of(schema: Schema) -> Table:
+    return schema.metadata.tables[LEDGER_TABLE]
+
+
+def read_ledger(
+    conn: Connection, table: Table, agreement_id: str, dataset: str
+) -> tuple[tuple[LedgerCell, ...], int]:
+    """The agreement's ledger cells for ``dataset``, and the highest row id among them (0: none)."""
+    rows = conn.execute(
+        select(table.c.id, table.c.decision_id, table.c.predicate).where(
+            table.c.agreement_id == agreement_id, table.c.dataset == dataset
+        )
+    ).all()
+    cells = tuple(LedgerCell(str(r.decision_id), from_canonical(str(r.predicate))) for r in rows)
+    return cells, max((int(r.id) for r in rows), default=0)
+
+
+def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at: str) -> bool:
+    """Insert the release's new cells, under the audit chain's lock; False (nothing written) if
+    rows were added for the agreement and dataset since the check read the ledger."""
+    latest = conn.execute(
+        select(func.max(table.c.id)).where(
+            table.c.agreement_id == write.agreement_id, table.c.dataset == write.dataset
+        )
+    ).scalar_one()
+    if int(latest or 0) != write.seen:
+        return False
+    present = set(
+        conn.execute(
+            select(table.c.digest).where(
+                table.c.agreement_id == write.agreement_id, table.c.dataset == write.dataset
+            )
+        ).scalars()
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    for predicate, values in write.cells:
+        digest = predicate.digest
+        if digest in present or digest in rows:
+            continue
+        rows[digest] = {
+            "agreement_id": write.agreement_id,
+            "dataset": write.dataset,
+            "digest": digest,
+            "decision_id": write.decision_id,
+            "predicate": predicate.canonical(),
+            "released": json.dumps(dict(values), sort_keys=True),
+            "released_at": released_at,
+        }
+    if rows:
+        conn.execute(table.insert(), list(rows.values()))
+    return True
+
+
+def difference_statements(
+    dataset: str, checks: Sequence[Check], tables: Mapping[str, DatasetTable]
+) -> list[tuple[Select[Any], list[tuple[int, int]]]]:
+    """Statements counting, for each check, people of the container and of the union of its
+    parts; with each statement, per check (column of the container, column of the parts)."""
+    target = tables.get(dataset)
+    if target is None:
+        raise GatewayError("a ledger check names a dataset the store does not hold")
+    t = target.table.alias("t")
+    out: list[tuple[Select[Any], list[tuple[int, int]]]] = []
+    columns: list[ColumnElement[Any]] = []
+    where: list[ColumnElement[bool]] = []
+    pairs: list[tuple[int, int]] = []
+    for check in checks:
+        if len(columns) + 2 > COLUMNS_PER_STATEMENT and columns:
+            out.append((select(*columns).select_from(t).where(or_(*where)), pairs))
+            columns, where, pairs = [], [], []
+        container = condition(t, check.container, tables)
+        parts = or_(*(condition(t, p, tables) for p in check.parts))
+        columns.append(_people(t, container).label(f"c{len(columns)}"))
+        columns.append(_people(t, parts).label(f"c{len(columns)}"))
+        where.append(container)
+        pairs.append((len(columns) - 2, len(columns) - 1))
+    if columns:
+        out.append((select(*columns).select_from(t).where(or_(*where)), pairs))
+    return out
+
+
+def count_differences(
+    conn: Connection, statements: Sequence[tuple[Select[Any], list[tuple[int, int]]]]
+) -> list[int]:
+    """People of each container outside all its parts, in check order."""
+    out: list[int] = []
+    for statement, pairs in statements:
+        row = conn.execute(statement).one()
+        out.extend(int(row[c] or 0) - int(row[p] or 0) for c, p in pairs)
+    return out
+
+
+def condition(
+    t: FromClause, predicate: CellPredicate, tables: Mapping[str, DatasetTable]
+) -> ColumnElement[bool]:
+    """The records a cell predicate selects, on alias ``t`` of its dataset's table."""
+    parts = _box(t, predicate.dims, predicate.months)
+    if predicate.link is not None:
+        parts.append(_link(t, predicate.link, tables))
+    return and_(true(), *parts)
+
+
+def _people(t: FromClause, when: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.count(distinct(case((when, t.c.subject))))
+
+
+def _box(
+    t: FromClause, dims: Sequence[tuple[str, Sequence[str]]], months: Sequence[str] | None
+) -> list[ColumnElement[bool]]:
+    parts: list[ColumnElement[bool]] = [t.c[name].in_(list(values)) for name, values in dims]
+    if months is not None:
+        ranges = [t.c.event_month.between(first, last) for first, last in _runs(months)]
+        parts.append(or_(*ranges) if ranges else literal_column("1") == literal_column("0"))
+    return parts
+
+
+def _link(t: FromClause, link: LinkPredicate, tables: Mapping[str, DatasetTable]) -> ColumnElement[bool]:
+    other = tables.get(link.dataset)
+    if other is None:
+        raise GatewayError("a ledger check links to a dataset the store does not hold")
+    o = other.table.alias("o")
+    return exists(
+        select(literal_column("1"))
+        .select_from(o)
+        .where(
+            o.c.subject == t.c.subject,
+            o.c.event_day.between(t.c.event_day - link.days_before, t.c.event_day + link.days_after),
+            *_box(o, link.dims, link.months),
+        )
+    )
+
+
+def _runs(months: Sequence[str]) -> list[tuple[str, str]]:
+    """Sorted months as inclusive runs of consecutive months: fewer, index-friendly ranges."""
+    runs: list[tuple[str, str]] = []
+    for month in sorted(months):
+        if runs and month_keys(runs[-1][1], month)[1:] == (month,):
+            runs[-1] = (runs[-1][0], month)
+        else:
+            runs.append((month, month))
+    return runs

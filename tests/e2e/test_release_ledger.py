@@ -1,0 +1,205 @@
+"""Differencing attacks over the real gateway (gRPC, mutual TLS, real store): each pair or series of
+queries would give a group of fewer than k = 10 people away by subtraction; the release ledger
+withholds the cell that would complete it, while honest queries that isolate nobody still answer."""
+
+from __future__ import annotations
+
+from e2e_harness import Row, Running, day, ed_rows, seal, subjects_query
+
+from agents._pb import query_pb2
+
+ALL = [f"D{i:02d}" for i in range(1, 21)]
+
+
+def _push(running: Running, *groups: list[Row]) -> None:
+    stub = running.ingest("agent:health")
+    for rows in groups:
+        stub.PushBatch(seal(running.layout, "health", "ed_visits", rows))
+
+
+def _total(running: Running, **fields: object) -> tuple[bool, float]:
+    """(withheld, value) of the total of a distinct-subject count; fields as subjects_query's."""
+    messages = {name: fields.pop(name) for name in ("months", "link") if name in fields}
+    request = subjects_query(**fields)
+    for name, message in messages.items():
+        getattr(request, name).CopyFrom(message)
+    result = running.query("health-analyst").Aggregate(request)
+    value = result.total.values[0]
+    return value.withheld, value.value
+
+
+def _districts(values: list[str]) -> list[query_pb2.ValueFilter]:
+    return [query_pb2.ValueFilter(dimension="district", values=values)]
+
+
+def _months(first: str, last: str) -> query_pb2.MonthRange:
+    return query_pb2.MonthRange(first=first, last=last)
+
+
+def test_all_districts_then_all_but_a_small_one_withholds_the_second(running: Running) -> None:
+    """Everyone, then everyone outside a district of three people: the second total is withheld."""
+    _push(running, ed_rows("D01", 30), ed_rows("D02", 25), ed_rows("D03", 3))
+    assert _total(running) == (False, 60)
+    assert _total(running, filters=_districts([d for d in ALL if d != "D03"])) == (True, 0)
+
+
+def test_a_filter_then_a_narrower_one_withholds_it_when_the_gap_is_small(running: Running) -> None:
+    """With a filter on both sides ({D01,D02,D03} then {D01,D02}), the narrower total is withheld
+    when the dropped district holds fewer than k people."""
+    _push(running, ed_rows("D01", 30), ed_rows("D02", 25), ed_rows("D03", 4))
+    assert _total(running, filters=_districts(["D01", "D02", "D03"])) == (False, 60)
+    assert _total(running, filters=_districts(["D01", "D02"])) == (True, 0)
+
+
+def test_dropping_a_large_district_still_answers(running: Running) -> None:
+    """The honest counterpart: leaving out a district of thirty people isolates nobody."""
+    _push(running, ed_rows("D01", 30), ed_rows("D02", 25), ed_rows("D03", 3))
+    assert _total(running) == (False, 60)
+    assert _total(running, filters=_districts([d for d in ALL if d != "D01"])) == (False, 30)
+
+
+def test_tracker_padding_set_cannot_isolate_the_small_district(running: Running) -> None:
+    """A tracker: {D01,D02} then {D02} (D01 holds three people) gives D01 by subtraction, so the
+    second is withheld; asking in the other order withholds the padded one instead."""
+    _push(running, ed_rows("D01", 3), ed_rows("D02", 40), ed_rows("D04", 3), ed_rows("D05", 40))
+    assert _total(running, filters=_districts(["D01", "D02"])) == (False, 45)
+    assert _total(running, filters=_districts(["D02"])) == (True, 0)
+    assert _total(running, filters=_districts(["D05"])) == (False, 40)
+    assert _total(running, filters=_districts(["D04", "D05"])) == (True, 0)
+
+
+def test_an_empty_difference_is_treated_like_a_small_one(running: Running) -> None:
+    """Adding a district that holds nobody ({D02} then {D02,D03}) is withheld too: answering only
+    when the difference is empty would tell the analyst that it is."""
+    _push(running, ed_rows("D02", 40))
+    assert _total(running, filters=_districts(["D02"])) == (False, 40)
+    assert _total(running, filters=_districts(["D02", "D03"])) == (True, 0)
+
+
+def test_repeating_or_rewording_the_same_query_answers_the_same(running: Running) -> None:
+    """The same people asked again (every district spelled out, in another order) answer alike:
+    nothing new is given away, so nothing is withheld; leaving out the empty districts is not the
+    same description, and the empty difference withholds it."""
+    _push(running, ed_rows("D01", 30), ed_rows("D02", 3))
+    assert _total(running) == (False, 35)
+    assert _total(running, filters=_districts(ALL[::-1])) == (False, 35)
+    assert _total(running) == (False, 35)
+    assert _total(running, filters=_districts(["D02", "D01"])) == (True, 0)  # the other 18: nobody
+
+
+def test_a_total_minus_the_cells_of_earlier_queries_is_withheld(running: Running) -> None:
+    """Cells by district from two earlier queries, then the grand total: the total minus every
+    released cell would be the small district D05, so the total is withheld."""
+    _push(running, ed_rows("D01", 20), ed_rows("D02", 20), ed_rows("D03", 20), ed_rows("D04", 20))
+    _push(running, ed_rows("D05", 4))
+    stub = running.query("health-analyst")
+    first = stub.Aggregate(subjects_query(group_by=["district"], filters=_districts(["D01", "D02"])))
+    second = stub.Aggregate(subjects_query(group_by=["district"], filters=_districts(["D03", "D04"])))
+    assert [c.values[0].withheld for c in (*first.cells, *second.cells)] == [False] * 4
+    assert _total(running) == (True, 0)
+
+
+def test_cells_after_a_released_total_that_would_leave_a_small_rest_are_withheld(running: Running) -> None:
+    """The grand total first, then cells for every district but a small one: the cells (whose sum
+    the total minus would give the small district) are withheld, every one alike."""
+    _push(running, ed_rows("D01", 20), ed_rows("D02", 20), ed_rows("D05", 4))
+    assert _total(running) == (False, 45)
+    result = running.query("health-analyst").Aggregate(
+        subjects_query(group_by=["district"], filters=_districts(["D01", "D02"]))
+    )
+    assert all(c.values[0].withheld for c in result.cells)
+    assert result.total.values[0].withheld
+
+
+def test_margins_that_leave_a_large_rest_still_answer(running: Running) -> None:
+    """The honest counterpart: when the districts not asked for hold many people, the total and
+    the cells of the earlier queries are all released."""
+    _push(running, ed_rows("D01", 20), ed_rows("D02", 20), ed_rows("D05", 25))
+    stub = running.query("health-analyst")
+    first = stub.Aggregate(subjects_query(group_by=["district"], filters=_districts(["D01", "D02"])))
+    assert [c.values[0].withheld for c in first.cells] == [False, False]
+    assert _total(running) == (False, 65)
+
+
+def test_a_grid_then_its_own_total_by_another_route_answers(running: Running) -> None:
+    """Cells covering every district, then the grand total: the cells cover it by description, so
+    the total minus them is empty whatever the data and the total is released."""
+    _push(running, ed_rows("D01", 20), ed_rows("D02", 20))
+    first = running.query("health-analyst").Aggregate(subjects_query(group_by=["district"]))
+    assert first.total.values[0].withheld is False
+    assert _total(running) == (False, 40)
+
+
+def test_overlapping_month_ranges_cannot_isolate_a_small_month(running: Running) -> None:
+    """January to March, then February to March, with two people seen only in January: the
+    second total is withheld; with fifteen such people it is answered."""
+    _push(running, ed_rows("D01", 2, month="2025-01", prefix="jan"), ed_rows("D01", 30, month="2025-02"))
+    assert _total(running, months=_months("2025-01", "2025-03")) == (False, 30)
+    assert _total(running, months=_months("2025-02", "2025-03")) == (True, 0)
+    _push(running, ed_rows("D02", 15, month="2025-04", prefix="apr"), ed_rows("D02", 30, month="2025-05"))
+    assert _total(running, months=_months("2025-04", "2025-06")) == (False, 45)
+    assert _total(running, months=_months("2025-05", "2025-06")) == (False, 30)
+
+
+def _police(people: list[str], on: str, incident_type: str = "drugs") -> list[Row]:
+    dims = {"district": "D05", "age_band": "25-34", "sex": "F", "incident_type": incident_type}
+    return [Row(p, day(on), dims) for p in people]
+
+
+def _link(*filters: query_pb2.ValueFilter) -> query_pb2.Link:
+    return query_pb2.Link(dataset="police_incidents", days_before=30, filters=list(filters))
+
+
+def test_a_link_cannot_isolate_the_few_without_a_police_contact(running: Running) -> None:
+    """All 30 people, then those of them with a police contact (28): the linked total would give
+    away the two without one, so it is withheld."""
+    ed = ed_rows("D05", 30, month="2025-03", prefix="p")
+    _push(running, ed)
+    police = _police([f"pD05-{i}" for i in range(28)], "2025-02-20")
+    running.ingest("agent:metro-police").PushBatch(
+        seal(running.layout, "metro-police", "police_incidents", police)
+    )
+    assert _total(running) == (False, 30)
+    assert _total(running, link=_link()) == (True, 0)
+
+
+def test_a_link_filter_cannot_isolate_one_person_with_another_incident_type(running: Running) -> None:
+    """Linked to any police contact (25 people), then to drug incidents only (24): the second
+    would single out the one person whose contact was of another type, so it is withheld; the
+    honest counterpart (ten such people) is answered."""
+    _push(running, ed_rows("D05", 40, month="2025-03", prefix="p"))
+    police = _police([f"pD05-{i}" for i in range(24)], "2025-02-20")
+    police += _police(["pD05-24"], "2025-02-20", incident_type="theft")
+    running.ingest("agent:metro-police").PushBatch(
+        seal(running.layout, "metro-police", "police_incidents", police)
+    )
+    drugs = query_pb2.ValueFilter(dimension="incident_type", values=["drugs"])
+    assert _total(running, link=_link()) == (False, 25)
+    assert _total(running, link=_link(drugs)) == (True, 0)
+
+
+def test_a_link_filter_that_leaves_many_out_still_answers(running: Running) -> None:
+    """Linked to any contact (34 people), then to drug incidents (24): ten people apart, released."""
+    _push(running, ed_rows("D05", 40, month="2025-03", prefix="p"))
+    police = _police([f"pD05-{i}" for i in range(24)], "2025-02-20")
+    police += _police([f"pD05-{i}" for i in range(24, 34)], "2025-02-20", incident_type="theft")
+    running.ingest("agent:metro-police").PushBatch(
+        seal(running.layout, "metro-police", "police_incidents", police)
+    )
+    drugs = query_pb2.ValueFilter(dimension="incident_type", values=["drugs"])
+    assert _total(running, link=_link()) == (False, 35)
+    assert _total(running, link=_link(drugs)) == (False, 25)
+
+
+def test_withheld_by_the_ledger_looks_like_any_withheld_cell(running: Running) -> None:
+    """A cell withheld because of an earlier release carries no reason and no count: the same
+    marker as a small cell, and the disclosure metadata holds no figure of the difference."""
+    _push(running, ed_rows("D01", 30), ed_rows("D02", 25), ed_rows("D03", 3))
+    _total(running)
+    result = running.query("health-analyst").Aggregate(
+        subjects_query(group_by=["district"], filters=_districts(["D01", "D02"]))
+    )
+    assert result.total.values[0].withheld and result.total.values[0].value == 0
+    fields = {f.name for f, _ in result.disclosure.ListFields()}
+    assert fields <= {"k", "round_to", "cells_withheld", "decision_id", "policy_revision", "agreement_id"}
+    assert result.disclosure.cells_withheld == 2  # the two grid cells; the total is not counted

@@ -1,0 +1,143 @@
+"""The release ledger's pure decisions: how cells are described, which descriptions nest, when
+parts cover a container by description, which differences are counted and what is withheld."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.catalogue import Catalogue
+from gateway.disclosure import build_grid
+from gateway.disclosure._ledger import (
+    CellPredicate,
+    Check,
+    LedgerCell,
+    LinkPredicate,
+    cells_to_withhold,
+    contains,
+    covered,
+    describe_cells,
+    domains_of,
+    from_canonical,
+    plan_checks,
+)
+from gateway.errors import GatewayError
+from gateway.query import LinkSpec, MeasureRef, QuerySpec
+
+SUBJECTS = (MeasureRef("subjects"),)
+DISTRICTS = ("D01", "D02", "D03")
+
+
+def _cells(catalogue: Catalogue, **fields: object) -> tuple[CellPredicate, ...]:
+    spec = QuerySpec(dataset="ed_visits", measures=SUBJECTS, **fields)  # type: ignore[arg-type]
+    return describe_cells(spec, build_grid(spec, catalogue, max_cells=1000), catalogue)
+
+
+def _p(
+    dims: dict[str, tuple[str, ...]] | None = None, months: tuple[str, ...] | None = None
+) -> CellPredicate:
+    return CellPredicate("ed_visits", tuple(sorted((dims or {}).items())), months)
+
+
+def test_reordered_values_and_a_whole_domain_describe_the_same_people(catalogue: Catalogue) -> None:
+    """A value list in another order, and a filter on every value of a domain, give the same predicate as no filter."""
+    plain = _cells(catalogue, group_by=())
+    spelled = _cells(catalogue, group_by=(), filters=(("district", ("D03", "D01", "D02")),))
+    assert plain[-1] == spelled[-1] == _p()
+    assert plain[-1].digest == spelled[-1].digest
+
+
+def test_a_cell_is_the_filters_and_its_own_group_key(catalogue: Catalogue) -> None:
+    """Each grid cell pins its key's value; a quarter stands for its three months; the total keeps the filters."""
+    cells = _cells(
+        catalogue,
+        group_by=("district", "quarter"),
+        filters=(("district", ("D01", "D02")), ("sex", ("F",))),
+        months=("2025-02", "2025-04"),
+    )
+    assert cells[0] == _p({"district": ("D01",), "sex": ("F",)}, ("2025-02", "2025-03"))
+    assert cells[1] == _p({"district": ("D01",), "sex": ("F",)}, ("2025-04",))
+    assert cells[-1] == _p({"district": ("D01", "D02"), "sex": ("F",)}, ("2025-02", "2025-03", "2025-04"))
+
+
+def test_canonical_text_reads_back_to_the_same_predicate(catalogue: Catalogue) -> None:
+    """What the ledger stores reads back equal, link included; junk is a GatewayError, not a crash."""
+    link = LinkSpec("police_incidents", 30, 0, (("incident_type", ("drugs",)),))
+    for cell in _cells(catalogue, group_by=("month",), months=("2025-01", "2025-02"), link=link):
+        assert from_canonical(cell.canonical()) == cell
+    with pytest.raises(GatewayError):
+        from_canonical('{"dataset": 1}')
+
+
+def test_nesting_follows_value_sets_months_and_links() -> None:
+    """Smaller value sets, fewer months, an added link, a narrower window or link filter are all inside."""
+    everyone = _p()
+    two = _p({"district": ("D01", "D02")})
+    one = _p({"district": ("D02",)}, ("2025-02",))
+    assert contains(everyone, two) and contains(two, one) and not contains(one, two)
+    assert not contains(_p({"sex": ("F",)}), two)  # a constraint the inner one lacks
+    wide = CellPredicate("ed_visits", (), None, LinkPredicate("police_incidents", 30, 0))
+    narrow = CellPredicate(
+        "ed_visits", (), None, LinkPredicate("police_incidents", 10, 0, (("incident_type", ("drugs",)),))
+    )
+    assert contains(everyone, wide) and contains(wide, narrow)
+    assert not contains(wide, everyone) and not contains(narrow, wide)
+    assert not contains(_p(), CellPredicate("police_incidents"))
+
+
+def test_grid_cells_cover_their_total_but_not_a_part_of_them() -> None:
+    """Every district's cell covers the total by description; two of three do not; nor do months of an open range."""
+    domains = {"district": DISTRICTS}
+    cells = [_p({"district": (d,)}) for d in DISTRICTS]
+    assert covered(_p(), cells, domains)
+    assert not covered(_p(), cells[:2], domains)
+    months = [_p(None, (m,)) for m in ("2025-01", "2025-02")]
+    assert covered(_p(None, ("2025-01", "2025-02")), months, domains)
+    assert not covered(_p(), months, domains)
+
+
+def test_a_two_way_grid_covers_its_total() -> None:
+    """District by month cells cover the total over those months: a cover on two axes at once."""
+    domains = {"district": DISTRICTS}
+    cells = [_p({"district": (d,)}, (m,)) for d in DISTRICTS for m in ("2025-01", "2025-02")]
+    assert covered(_p(None, ("2025-01", "2025-02")), cells, domains)
+    assert not covered(_p(None, ("2025-01", "2025-02")), cells[:-1], domains)
+
+
+def test_only_checks_that_mix_this_release_with_the_ledger_are_planned() -> None:
+    """A new total over a released cell is checked; the same cell again, or unrelated cells, plan nothing."""
+    domains = {"district": DISTRICTS}
+    released = [LedgerCell("q1", _p({"district": ("D01", "D02")}))]
+    (check,) = plan_checks([_p({"district": ("D02",)})], released, domains)
+    assert check.container == released[0].predicate and check.withhold == {0} and check.against == "q1"
+    assert plan_checks([released[0].predicate], released, domains) == ()
+    assert plan_checks([_p({"district": ("D03",)}), None], released, domains) == ()
+
+
+def test_a_total_over_cells_of_earlier_queries_is_checked_against_all_of_them() -> None:
+    """Cells released by two queries, then the total: one check, the total minus both cells, withholding the total."""
+    domains = {"district": DISTRICTS}
+    released = [LedgerCell("q1", _p({"district": ("D01",)})), LedgerCell("q2", _p({"district": ("D02",)}))]
+    (check,) = plan_checks([_p()], released, domains)
+    assert set(check.parts) == {c.predicate for c in released} and check.withhold == {0}
+
+
+def test_a_covered_container_still_checks_each_pair() -> None:
+    """Cells covering the total by description need no union count, but each cell is still compared with the released total."""
+    domains = {"district": DISTRICTS}
+    new = [_p({"district": (d,)}) for d in DISTRICTS] + [_p()]
+    checks = plan_checks(new, [LedgerCell("q1", _p())], domains)
+    assert [c.withhold for c in checks] == [{0}, {1}, {2}]
+    assert all(len(c.parts) == 1 for c in checks)
+
+
+def test_small_and_empty_differences_both_withhold() -> None:
+    """A difference under k withholds, none at all too (DESIGN lesson 2); k or more releases."""
+    checks = [Check(_p(), (_p({"district": ("D01",)}),), frozenset({n}), "q") for n in range(3)]
+    assert cells_to_withhold(checks, [0, 9, 10], k=10) == {0, 1}
+    with pytest.raises(GatewayError):
+        cells_to_withhold(checks, [0], k=10)
+
+
+def test_domains_come_from_the_catalogue(catalogue: Catalogue) -> None:
+    """The planner's domains are the dataset's own."""
+    assert domains_of(catalogue, "ed_visits")["district"] == DISTRICTS

@@ -1,0 +1,99 @@
+"""The release ledger in the database: rows written with the audit entry or not at all, a racing
+release detected, and the differencing counts exact distinct-subject counts (links included)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway.audit._types import AuditDraft
+from gateway.disclosure._ledger import CellPredicate, Check, LinkPredicate
+from gateway.errors import AuditWriteError
+from gateway.store import SqlStore
+from gateway.store._ledger import LedgerMoved, LedgerWrite
+
+DAY = 20_000
+
+
+def _draft(decision_id: str) -> AuditDraft:
+    return AuditDraft(
+        decision_id=decision_id,
+        timestamp="2026-03-01T10:00:00.000000Z",
+        path="datashare/query/decision",
+        principal="spiffe://consortium.example/agency/health/analyst/a",
+        agency="health",
+        action="query",
+        outcome="allow",
+        agreement_id="ag-1",
+    )
+
+
+def _visit(subject: str, district: str, day: int = DAY) -> dict[str, Any]:
+    return {
+        "subject": subject,
+        "event_day": day,
+        "district": district,
+        "age_band": "65+",
+        "sex": "F",
+        "presentation": "other",
+        "stay_hours": 1.0,
+    }
+
+
+def _p(*districts: str, link: LinkPredicate | None = None) -> CellPredicate:
+    return CellPredicate("visits", (("district", districts),) if districts else (), None, link)
+
+
+def test_ledger_rows_are_written_with_the_audit_entry(store: SqlStore) -> None:
+    """An allowed release's cells are in the ledger after its audit entry; the same cell again adds no row."""
+    write = LedgerWrite(
+        "ag-1", "visits", "dec-1", 0, ((_p("D01"), {"subjects": 15.0}), (_p(), {"subjects": 40.0}))
+    )
+    store.append_audit(_draft("dec-1"), ledger=write)
+    cells, seen = store.release_ledger("ag-1", "visits")
+    assert {c.predicate for c in cells} == {_p("D01"), _p()} and seen > 0
+    again = LedgerWrite("ag-1", "visits", "dec-2", seen, ((_p("D01"), {"subjects": 15.0}),))
+    store.append_audit(_draft("dec-2"), ledger=again)
+    assert store.release_ledger("ag-1", "visits") == (cells, seen)
+    assert store.release_ledger("ag-2", "visits") == ((), 0)
+
+
+def test_a_release_checked_against_an_older_ledger_writes_nothing(store: SqlStore) -> None:
+    """If another release grew the ledger after the check, neither the entry nor its cells are written."""
+    store.append_audit(_draft("dec-1"), ledger=LedgerWrite("ag-1", "visits", "dec-1", 0, ((_p("D01"), {}),)))
+    stale = LedgerWrite("ag-1", "visits", "dec-2", 0, ((_p("D02"), {}),))
+    with pytest.raises(LedgerMoved):
+        store.append_audit(_draft("dec-2"), ledger=stale)
+    assert [e.decision_id for e in store.audit_entries()] == ["dec-1"]
+    assert [c.predicate for c in store.release_ledger("ag-1", "visits")[0]] == [_p("D01")]
+
+
+def test_no_ledger_rows_without_the_audit_entry(store: SqlStore, sql: Callable[..., list[Any]]) -> None:
+    """When the audit entry cannot be written, the ledger rows of its release are not either."""
+    sql("DROP TABLE audit_log")
+    with pytest.raises(AuditWriteError):
+        store.append_audit(_draft("dec-1"), ledger=LedgerWrite("ag-1", "visits", "dec-1", 0, ((_p(), {}),)))
+    assert sql("SELECT COUNT(*) FROM release_ledger") == [(0,)]
+
+
+def test_differences_count_distinct_people_outside_every_part(store: SqlStore, batches: Any) -> None:
+    """Container minus parts counts people, not rows: a person with records inside and outside a part is not outside it."""
+    rows = [_visit(f"a{i}", "D01") for i in range(12)] + [_visit(f"b{i}", "D02") for i in range(3)]
+    rows += [_visit("a0", "D02"), _visit("c0", "D03"), _visit("c0", "D03", DAY + 1)]
+    rows += [_visit(f"d{i}", "D04") for i in range(5)]
+    batches.store(store, "visits", "b1", rows)
+    contacts = [
+        {"subject": f"a{i}", "event_day": DAY - 5, "district": "D01", "incident_type": "other"}
+        for i in range(10)
+    ]
+    batches.store(store, "contacts", "c1", contacts)
+    link = LinkPredicate("contacts", 30, 0)
+    checks = [
+        Check(_p("D01", "D02"), (_p("D01"),), frozenset({0}), "q"),  # b0..b2 (a0 is in D01 too)
+        Check(_p(), (_p("D01"), _p("D02")), frozenset({0}), "q"),  # c0 and d0..d4
+        Check(_p("D03"), (_p("D03"),), frozenset({0}), "q"),  # nobody
+        Check(_p("D01"), (_p("D01", link=link),), frozenset({0}), "q"),  # a10, a11
+    ]
+    assert store.ledger_differences("visits", checks) == [3, 6, 0, 2]
