@@ -39,10 +39,12 @@ def _number(value: float) -> int | float:
 def disclosure_note(result: query_pb2.AggregateResult) -> str:
     """The terms the figures were released under, in plain words (no count of anything hidden)."""
     d = result.disclosure
+    sums = any(m.kind in (query_pb2.MEASURE_KIND_SUM, query_pb2.MEASURE_KIND_MEAN) for m in result.measures)
+    dominance = " A sum or mean is also withheld where a few people make up most of it." if sums else ""
     return (
         f"Cells with fewer than k = {d.k} distinct people are withheld, and so are others where needed "
         f"to stop a withheld cell being worked out from the rest; counts and sums are rounded to the "
-        f"nearest {d.round_to}, means to one decimal."
+        f"nearest {d.round_to}, means to one decimal.{dominance}"
     )
 
 
