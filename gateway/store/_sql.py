@@ -40,6 +40,7 @@ from gateway.store._ledger import (
     read_ledger,
     write_ledger,
 )
+from gateway.store._paired import PairedReader
 from gateway.store._records import check_meta, rows_for
 from gateway.store._schema import DEFAULT_INDEX_PROFILE, Schema, build_schema, reconcile_indexes
 
@@ -87,6 +88,7 @@ class SqlStore:
         self._db = database
         self._schema = schema
         self._closed = False
+        self._paired = PairedReader(database)  # an aggregate's cells and total, side by side
         # Built once and executed with parameters: building a statement per call (and
         # ``insert().values(**row)``, which also defeats the compiled cache) cost ~2 ms a batch.
         batches, log = schema.batches, schema.audit_log
@@ -181,8 +183,7 @@ class SqlStore:
         statements = compile_aggregate(spec, self._schema.datasets, top_n=top_n)
 
         def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
-            with self._db.snapshot() as conn:
-                return conn.execute(statements.cells).all(), conn.execute(statements.total).one()
+            return self._paired.read(statements.cells, statements.total)
 
         cell_rows, total_row = guarded(
             work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,)
@@ -285,6 +286,7 @@ class SqlStore:
 
     def close(self) -> None:
         self._closed = True
+        self._paired.close()
         self._db.engine.dispose()
 
     # -- helpers -------------------------------------------------------------------------------
