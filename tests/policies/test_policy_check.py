@@ -228,6 +228,11 @@ def test_unreadable_yaml_fails_naming_file_and_line(tmp_path: Path) -> None:
             id="uncatalogued-purpose",
         ),
         pytest.param({"legal_basis": " "}, "legal_basis", "non-empty text", id="legal-basis"),
+        pytest.param(
+            {"dominance": {"n": 2, "percent": 95}}, "dominance.percent", "from 50 to 90", id="dominance-weak"
+        ),
+        pytest.param({"dominance": {"n": 0, "percent": 85}}, "dominance.n", "from 1 to 3", id="dominance-n"),
+        pytest.param({"zeros": "hide"}, "zeros", "withhold or show", id="zeros"),
     ],
 )
 def test_new_agreement_terms_are_checked_at_file_and_line(
