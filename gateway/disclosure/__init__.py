@@ -4,6 +4,7 @@ wire form of what is released."""
 
 from gateway.disclosure._dominance import DEFAULT_DOMINANCE, Dominance, dominated, protect_sums
 from gateway.disclosure._grid import Grid, GridKey, build_grid, month_keys, quarter_keys, year_keys
+from gateway.disclosure._noise import Noise, base_measures, laplace, noise_key, noisy_value
 from gateway.disclosure._proto import ReleaseInfo, to_proto
 from gateway.disclosure._release import Released, ReleasedCell, ReleasedValue, apply_disclosure
 from gateway.disclosure._round import round_mean, round_to_base
@@ -14,15 +15,20 @@ __all__ = [
     "Dominance",
     "Grid",
     "GridKey",
+    "Noise",
     "Relation",
     "ReleaseInfo",
     "Released",
     "ReleasedCell",
     "ReleasedValue",
     "apply_disclosure",
+    "base_measures",
     "build_grid",
     "dominated",
+    "laplace",
     "month_keys",
+    "noise_key",
+    "noisy_value",
     "protect_sums",
     "quarter_keys",
     "round_mean",

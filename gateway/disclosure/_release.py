@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gateway.disclosure._dominance import DEFAULT_DOMINANCE, Dominance, protect_sums
 from gateway.disclosure._grid import Grid, GridKey
+from gateway.disclosure._noise import Noise, noisy_value
 from gateway.disclosure._round import round_mean, round_to_base
 from gateway.disclosure._suppress import Relation, suppress
 from gateway.errors import GatewayError
@@ -50,9 +51,11 @@ def apply_disclosure(
     round_to: int,
     dominance: Dominance = DEFAULT_DOMINANCE,
     show_zeros: bool = False,
+    noise: Noise | None = None,
 ) -> Released:
     """Primary and secondary suppression on distinct subjects, the dominance rule and its
-    secondary suppression for each summed measure, then rounding (DESIGN §9)."""
+    secondary suppression for each summed measure, then (with ``noise``) the agreement's noise,
+    then rounding (DESIGN §9). What to withhold is decided on the true figures, before noise."""
     if k < 1 or round_to < 1:
         raise GatewayError("disclosure thresholds must be positive whole numbers")
     found = _cells_by_key(spec, raw, grid)
@@ -78,6 +81,10 @@ def apply_disclosure(
     def release(i: int, key: GridKey, cell: RawCell | None) -> ReleasedCell:
         values = tuple(
             _release_value(m, cell, i in withheld, i in sums_withheld.get(m.field, ()), round_to)
+            if noise is None or cell is None or i in withheld
+            else _noisy_release(
+                noise, spec, m, cell, sum_withheld=i in sums_withheld.get(m.field, ()), round_to=round_to
+            )
             for m in spec.measures
         )
         return ReleasedCell(key, values)
@@ -133,6 +140,19 @@ def _release_value(
     if measure.kind == "mean" and cell.records == 0:
         return _WITHHELD
     return ReleasedValue(False, _value(measure, cell, round_to))
+
+
+def _noisy_release(
+    noise: Noise, spec: QuerySpec, measure: MeasureRef, cell: RawCell, *, sum_withheld: bool, round_to: int
+) -> ReleasedValue:
+    if measure.kind in ("sum", "mean") and sum_withheld:
+        return _WITHHELD
+    value = noisy_value(noise, spec, measure, cell)
+    if value is None:  # a mean over noisy records below one
+        return _WITHHELD
+    if measure.kind == "mean":
+        return ReleasedValue(False, round_mean(value, 1))
+    return ReleasedValue(False, round_to_base(value, round_to))
 
 
 def _value(measure: MeasureRef, cell: RawCell, round_to: int) -> float:

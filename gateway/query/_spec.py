@@ -64,9 +64,13 @@ class RawCell:
     # per sum field: the sum of the n largest per-subject contributions (the dominance rule's n),
     # when the store was asked for them
     tops: Mapping[str, float] = field(default_factory=dict)
+    # a digest of the cell's people (SUM(DISTINCT subject_h)) when the store was asked for one:
+    # the same people give the same digest however the request was worded (noise key, §9.6)
+    people: int = 0
 
 
 @dataclass(frozen=True)
 class RawResult:
     cells: tuple[RawCell, ...]  # only groups that hold at least one record
     total: RawCell  # the whole filtered table, key ()
+    data_version: int = 0  # the dataset's number of stored batches, when asked for (noise key)

@@ -16,6 +16,7 @@ from gateway._settings import GatewaySettings, load_gateway_keys
 from gateway._tls import check_certificate, server_credentials
 from gateway.audit import query_budgets
 from gateway.catalogue import Catalogue
+from gateway.disclosure import noise_key
 from gateway.errors import ConfigError
 from gateway.ingest import BatchOpener
 from gateway.policy import PolicyEngine, make_engine
@@ -121,7 +122,8 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     store = open_store(settings.store_url, policy.catalogue, indexes=settings.store.indexes)
     store.create_schema()
     metrics = metrics or Metrics()
-    shared = Shared(policy, store, BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys), metrics)
+    opener = BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys)
+    shared = Shared(policy, store, opener, metrics, noise_key=noise_key(keys.rest_key))
     reloader = _reloader(settings, shared, digest)
     interceptor = GatewayInterceptor(
         settings.trust_domain, lambda: shared.policy.catalogue.agencies, shared.recorder, metrics

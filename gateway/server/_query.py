@@ -18,18 +18,13 @@ from gateway.policy._engine import LISTING_RULE, QUERY_RULE
 from gateway.query import RawResult, validate_request
 from gateway.query._validate import policy_request, query_fingerprint
 from gateway.server._context import RequestContext, current
+from gateway.server._privacy import Privacy, privacy_terms
 from gateway.server._recorder import AuditSubject, outcome_of
 from gateway.server._release_ledger import ledger_release
 from gateway.server._state import PolicyState, Shared, policy_input
 from gateway.store._ledger import LedgerMoved
 
 K_FLOOR = 10  # the consortium's floor (DESIGN §9): no obligation can go below it
-# Noise with a privacy budget is an agreement term this gateway cannot apply yet (issue 5 builds
-# it): an answer released without it would break the agreement, so every query is refused.
-NOISE_REFUSAL = (
-    "agreement {} requires noise to be added to answers, which this gateway cannot do yet; "
-    "no query under it is answered until it can"
-)
 
 
 class QueryService(query_pb2_grpc.QueryServicer):
@@ -104,15 +99,15 @@ class QueryService(query_pb2_grpc.QueryServicer):
         try:
             k, round_to, max_cells = _obligations(decision.obligations, budgeted=quota is not None)
             dominance, show_zeros = cell_terms(decision.obligations)
+            privacy = privacy_terms(
+                decision.obligations, request.agreement_id, now=str(input_doc["now"]), key=self._s.noise_key
+            )
         except PolicyEngineError as exc:  # fail closed, and say so in the log
             self._s.recorder.record(
                 ctx, base, outcome="error", reasons=(exc.message,), result=decision.result
             )
             raise
-        if decision.obligations.get("noise") is not None:
-            refusal = NOISE_REFUSAL.format(request.agreement_id)
-            self._s.recorder.record(ctx, base, outcome="deny", reasons=(refusal,), result=decision.result)
-            raise PermissionDenied((refusal,))
+        self._privacy_left(ctx, base, privacy, decision.result)
         try:
             grid = build_grid(spec, policy.catalogue, max_cells=max_cells)
         except InvalidRequest as exc:
@@ -120,12 +115,20 @@ class QueryService(query_pb2_grpc.QueryServicer):
             raise
 
         def disclose(raw: RawResult) -> Released:
+            noise = None if privacy is None else privacy.noise(spec.dataset, raw.data_version)
             return apply_disclosure(
-                spec, raw, grid, k=k, round_to=round_to, dominance=dominance, show_zeros=show_zeros
+                spec,
+                raw,
+                grid,
+                k=k,
+                round_to=round_to,
+                dominance=dominance,
+                show_zeros=show_zeros,
+                noise=noise,
             )
 
         try:
-            raw = self._s.store.aggregate(spec, top_n=dominance.n)
+            raw = self._s.store.aggregate(spec, top_n=dominance.n, digest=privacy is not None)
             released = disclose(raw)
             # -- release ledger (DESIGN §9 items 3, 6; gateway/server/_release_ledger.py) --
             released, ledger = ledger_release(
@@ -154,10 +157,12 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 result=decision.result,
                 cells_released=released.cells_released,
                 cells_withheld=released.cells_withheld,
-                quota=quota,
+                quota=quota if quota is not None or privacy is None else privacy.quota,
                 ledger=ledger,
             )
         except BudgetSpent as spent:  # a racing query took the last unit: nothing leaves
+            if quota is None and privacy is not None:  # the last of the privacy budget
+                self._deny_privacy(ctx, base, privacy, decision.result)
             self._deny_spent(ctx, base, policy, spent)
         except LedgerMoved as moved:  # a racing release changed what this one was checked against
             self._s.recorder.record(
@@ -173,6 +178,28 @@ class QueryService(query_pb2_grpc.QueryServicer):
             agreement_id=request.agreement_id,
         )
         return to_proto(spec, released, info)
+
+    def _deny_privacy(
+        self, ctx: RequestContext, base: AuditSubject, privacy: Privacy, result: Any
+    ) -> NoReturn:
+        self._s.recorder.record(ctx, base, outcome="deny", reasons=(privacy.refusal,), result=result)
+        raise PermissionDenied((privacy.refusal,))
+
+    def _privacy_left(
+        self, ctx: RequestContext, base: AuditSubject, privacy: Privacy | None, result: Any
+    ) -> None:
+        """Refuse, with the plain reason, when this period's privacy budget is spent (counted from
+        the audit log); a count that cannot be read fails closed. Nothing to do without noise."""
+        if privacy is None:
+            return
+        quota = privacy.quota
+        try:
+            used = self._s.store.queries_allowed(quota.agreement_id, privacy.since, privacy.until)
+        except GatewayError as exc:
+            self._s.recorder.record(ctx, base, outcome="error", reasons=(exc.message,), result=result)
+            raise
+        if used >= quota.budget.queries:
+            self._deny_privacy(ctx, base, privacy, result)
 
     def _budget_use(
         self,

@@ -36,8 +36,11 @@ class PolicyState:
 
 
 class Shared:
-    def __init__(self, policy: PolicyState, store: Store, opener: BatchOpener, metrics: Metrics) -> None:
+    def __init__(
+        self, policy: PolicyState, store: Store, opener: BatchOpener, metrics: Metrics, noise_key: bytes = b""
+    ) -> None:
         self.store = store
+        self.noise_key = noise_key  # HKDF of the rest key (gateway.disclosure.noise_key); b"": no noise
         self.opener = opener
         self.metrics = metrics
         self.recorder = Recorder(store, metrics)

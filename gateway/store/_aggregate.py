@@ -12,7 +12,7 @@ parameters: PostgreSQL compares GROUP BY expressions to the select list textuall
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Label,
     Select,
     String,
+    Table,
     case,
     cast,
     distinct,
@@ -48,13 +49,22 @@ class AggregateStatements:
     key_count: int
     sum_fields: tuple[str, ...]
     top_n: int = 0  # > 0: each row ends with the top-n contribution sums, one per sum field
+    digest: bool = False  # then the people digest SUM(DISTINCT subject_h), and the total the data version
 
 
 def compile_aggregate(
-    spec: QuerySpec, tables: Mapping[str, DatasetTable], *, top_n: int = 0
+    spec: QuerySpec,
+    tables: Mapping[str, DatasetTable],
+    *,
+    top_n: int = 0,
+    versions: Table | None = None,
 ) -> AggregateStatements:
     """The statements for ``spec``. With ``top_n`` > 0 and sums asked for, each row also ends with
-    one figure per sum field: the sum of the ``top_n`` largest per-subject sums in that group."""
+    one figure per sum field: the sum of the ``top_n`` largest per-subject sums in that group.
+    With ``versions`` (the batches table), for noise keyed on the people (DESIGN §9.6): each row
+    then ends with a digest of its people, SUM(DISTINCT subject_h), order-independent and the same
+    however the request was worded, and the total with the dataset's data version (its number
+    of stored batches), all read in the same statements."""
     if top_n < 0:
         raise GatewayError("the dominance rule needs a non-negative number of contributors")
     target = _table_for(spec.dataset, "dataset", tables)
@@ -110,15 +120,35 @@ def compile_aggregate(
                 )
             )
         )
+    return _statements(spec, t, keys, figures, conditions, top_n=top_n, versions=versions)
+
+
+def _statements(
+    spec: QuerySpec,
+    t: FromClause,
+    keys: list[Label[str]],
+    figures: Sequence[ColumnElement[Any]],
+    conditions: list[ColumnElement[bool]],
+    *,
+    top_n: int,
+    versions: Table | None,
+) -> AggregateStatements:
+    digest = versions is not None
     if top_n and spec.sum_fields:
-        cells = _with_top_contributions(t, keys, conditions, spec.sum_fields, top_n)
-        total = _with_top_contributions(t, [], conditions, spec.sum_fields, top_n)
-        return AggregateStatements(cells, total, len(keys), spec.sum_fields, top_n)
-    cells = select(*keys, *figures).select_from(t).where(*conditions)
-    if keys:
-        cells = cells.group_by(*(k.element for k in keys))
-    total = select(*figures).select_from(t).where(*conditions)
-    return AggregateStatements(cells, total, len(keys), spec.sum_fields)
+        cells = _with_top_contributions(t, keys, conditions, spec.sum_fields, top_n=top_n, digest=digest)
+        total = _with_top_contributions(t, [], conditions, spec.sum_fields, top_n=top_n, digest=digest)
+    else:
+        if digest:
+            figures = [*figures, func.sum(distinct(t.c.subject_h)).label("h")]
+        cells = select(*keys, *figures).select_from(t).where(*conditions)
+        if keys:
+            cells = cells.group_by(*(k.element for k in keys))
+        total = select(*figures).select_from(t).where(*conditions)
+        top_n = 0
+    if versions is not None:
+        version = select(func.count()).select_from(versions).where(versions.c.dataset == spec.dataset)
+        total = total.add_columns(version.scalar_subquery().label("v"))
+    return AggregateStatements(cells, total, len(keys), spec.sum_fields, top_n, digest)
 
 
 def _with_top_contributions(
@@ -126,7 +156,9 @@ def _with_top_contributions(
     keys: list[Label[str]],
     conditions: list[ColumnElement[bool]],
     sum_fields: tuple[str, ...],
+    *,
     top_n: int,
+    digest: bool,
 ) -> Select[*tuple[Any, ...]]:
     """Subjects, records, sums and the top-``top_n`` per-subject sums per group, in one statement.
 
@@ -137,6 +169,8 @@ def _with_top_contributions(
             *keys,
             func.count().label("r"),
             *(func.sum(t.c[f]).label(f"c{i}") for i, f in enumerate(sum_fields)),
+            # read only for noise: it would keep the covering indexes from answering alone
+            *([func.max(t.c.subject_h).label("h")] if digest else []),
         )
         .select_from(t)
         .where(*conditions)
@@ -147,6 +181,7 @@ def _with_top_contributions(
     ranked = select(
         *partition,
         per_subject.c.r,
+        *([per_subject.c.h] if digest else []),
         *(per_subject.c[f"c{i}"] for i in range(len(sum_fields))),
         *(
             func.row_number()
@@ -167,6 +202,7 @@ def _with_top_contributions(
             func.sum(case((ranked.c[f"n{i}"] <= n, ranked.c[f"c{i}"]), else_=_inline(0))).label(f"t{i}")
             for i in range(len(sum_fields))
         ),
+        *([func.sum(distinct(ranked.c.h)).label("h")] if digest else []),
     ).select_from(ranked)
     return statement.group_by(*group) if group else statement
 

@@ -62,9 +62,10 @@ class Store(Protocol):
         with another digest it is a Conflict. StoreError on database failure, nothing written."""
         ...
 
-    def aggregate(self, spec: QuerySpec, *, top_n: int = 0) -> RawResult:
+    def aggregate(self, spec: QuerySpec, *, top_n: int = 0, digest: bool = False) -> RawResult:
         """One SQL query (GROUP BY in the database) for the cells and one for the total; with
-        ``top_n`` > 0, cells of a query with sums carry their top-n contribution sums (RawCell.tops)."""
+        ``top_n`` > 0, cells of a query with sums carry their top-n contribution sums (RawCell.tops);
+        with ``digest``, every cell its people digest and the result its data version (for noise)."""
         ...
 
     def append_audit(

@@ -77,7 +77,18 @@ BATCH_ID_MAX = 128
 NAME_MAX = 64
 DIMENSION_MIN_WIDTH = 64
 _IDENTIFIER_MAX = 63  # PostgreSQL silently truncates longer identifiers; refuse them instead
-_FIXED_COLUMNS = ("batch_id", "subject", "event_day", "event_month")
+_FIXED_COLUMNS = ("batch_id", "subject", "subject_h", "event_day", "event_month")
+# subject_h: the first bytes of the (re-keyed) subject as a number, so SQL can digest the set of
+# people in a cell order-independently (SUM(DISTINCT subject_h)) to key the noise of an agreement
+# with `noise` (DESIGN §9.6). Four bytes: a sum of up to 2^31 of them fits in a BIGINT, where
+# SQLite's SUM raises on overflow. Nullable: tables made before it hold NULL in old rows.
+SUBJECT_H_BYTES = 4
+
+
+def subject_h(subject: bytes) -> int:
+    """The noise-key digest column of one stored subject."""
+    return int.from_bytes(subject[:SUBJECT_H_BYTES], "big")
+
 
 IndexProfile = Literal["ingest", "query"]
 INDEX_PROFILES: tuple[IndexProfile, ...] = ("ingest", "query")
@@ -223,6 +234,7 @@ def _dataset_table(metadata: MetaData, dataset: Dataset, indexes: IndexProfile) 
         metadata,
         Column("batch_id", String(BATCH_ID_MAX), ForeignKey("batches.batch_id"), nullable=False),
         subject,
+        Column("subject_h", BigInteger, nullable=True),
         Column("event_day", Integer, nullable=False),
         Column("event_month", String(7), nullable=False),
         *dimension_columns,

@@ -175,12 +175,14 @@ class SqlStore:
             work, lambda: StoreError("store: batch could not be written"), (SQLAlchemyError, BulkCopyError)
         )
 
-    def aggregate(self, spec: QuerySpec, *, top_n: int = 0) -> RawResult:
+    def aggregate(self, spec: QuerySpec, *, top_n: int = 0, digest: bool = False) -> RawResult:
         """Cells (groups holding at least one record) sorted by key, Python string order, on
         either backend; the total over the same filtered rows, from the same snapshot. With
-        ``top_n``, each cell of a query with sums also carries its top-n contribution sums."""
+        ``top_n``, each cell of a query with sums also carries its top-n contribution sums; with
+        ``digest``, each cell its people digest and the result the dataset's data version."""
         self._check_open()
-        statements = compile_aggregate(spec, self._schema.datasets, top_n=top_n)
+        versions = self._schema.batches if digest else None
+        statements = compile_aggregate(spec, self._schema.datasets, top_n=top_n, versions=versions)
 
         def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
             return self._paired.read(statements.cells, statements.total)
@@ -194,10 +196,16 @@ class SqlStore:
         # sorted here, not by ORDER BY: PostgreSQL's collation and SQLite's byte order disagree
         cells = tuple(
             sorted(
-                (_cell(tuple(str(v) for v in row[:k]), row[k:], fields, tops) for row in cell_rows), key=_key
+                (_cell(tuple(str(v) for v in row[:k]), row[k:], fields, tops, digest) for row in cell_rows),
+                key=_key,
             )
         )
-        return RawResult(cells=cells, total=_cell((), tuple(total_row), fields, tops))
+        total = tuple(total_row)
+        if not digest:
+            return RawResult(cells=cells, total=_cell((), total, fields, tops, digest))
+        return RawResult(
+            cells=cells, total=_cell((), total[:-1], fields, tops, digest), data_version=int(total[-1] or 0)
+        )
 
     def append_audit(
         self, draft: AuditDraft, quota: Quota | None = None, ledger: LedgerWrite | None = None
@@ -380,9 +388,10 @@ def _key(cell: RawCell) -> tuple[str, ...]:
 
 
 def _cell(
-    key: tuple[str, ...], figures: Any, sum_fields: tuple[str, ...], top_fields: tuple[str, ...]
+    key: tuple[str, ...], figures: Any, sum_fields: tuple[str, ...], top_fields: tuple[str, ...], digest: bool
 ) -> RawCell:
     subjects, records, *rest = figures
+    people = int(rest.pop() or 0) if digest else 0  # SUM over no rows (or only NULLs) is NULL
     sums, tops = rest[: len(sum_fields)], rest[len(sum_fields) :]
     return RawCell(
         key=key,
@@ -391,4 +400,5 @@ def _cell(
         # SUM over no rows is NULL; only the total of an empty selection has none
         sums={f: float(s) if s is not None else 0.0 for f, s in zip(sum_fields, sums, strict=True)},
         tops={f: float(s) if s is not None else 0.0 for f, s in zip(top_fields, tops, strict=True)},
+        people=people,
     )

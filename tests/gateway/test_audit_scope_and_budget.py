@@ -251,19 +251,6 @@ def test_a_query_that_lost_the_race_at_audit_time_is_refused_with_the_policy_rea
     assert '"queries_this_period": 3' in last.input_json
 
 
-def test_an_agreement_with_noise_is_refused_in_plain_words(pki: PkiLayout, tmp_path: Path) -> None:
-    """Noise is not applied yet, so a query under an agreement that sets it is refused (not
-    answered without it), saying why; the log records a deny."""
-    running = _serve(pki, tmp_path, _with_terms("  noise: {epsilon: 0.5, budget: 10, period: year}\n"))
-    try:
-        details = _denied(lambda: running.query("health-analyst").Aggregate(_query()))
-        assert details.startswith(f"agreement {AGREEMENT} requires noise to be added to answers")
-        queries = [d for d in _listing(running, "auditor") if d.action == "query"]
-        assert [d.outcome for d in queries] == ["deny"]
-    finally:
-        running.gateway.stop(grace=0.5)
-
-
 @pytest.fixture
 def expired(pki: PkiLayout, tmp_path: Path) -> Iterator[Served]:
     """The shipped agreement, ended yesterday."""

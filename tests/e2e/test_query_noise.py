@@ -1,0 +1,114 @@
+"""Noise per agreement over real mTLS gRPC (SQLite and PostgreSQL), DESIGN §9.6: the same people
+give the same noisy answer however the question is worded, so repeating or rewording it
+averages nothing away; the privacy budget is charged per answer and, once spent, refuses in
+plain words."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from e2e_harness import PG_URL, Row, Running, _Serve, day, seal
+
+from agents._pb import audit_pb2, query_pb2
+from gateway._settings import GatewaySettings
+from gateway.pki import PkiLayout
+from gateway.policy._locate import shipped_bundle_dir
+from gateway.store.testing import fresh_postgres_schema
+
+NOISE = "  noise: {epsilon: 1.0, budget: 3, period: year}\n"  # three answers a year
+STAY = "length_of_stay_hours"
+MEASURES = [
+    query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUBJECTS),
+    query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_RECORDS),
+    query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUM, field=STAY),
+]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def noisy(request: pytest.FixtureRequest, pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
+    """A gateway serving the shipped bundle with noise added to its agreement."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle_dir(), bundle)
+    agreements = bundle / "agreements" / "data.yaml"
+    text = agreements.read_text()
+    assert "  max_cells: 2000\n" in text
+    agreements.write_text(text.replace("  max_cells: 2000\n", "  max_cells: 2000\n" + NOISE, 1))
+    settings = GatewaySettings.from_file(pki.gateway_config)
+    settings = dataclasses.replace(
+        settings, policy=dataclasses.replace(settings.policy, bundle=bundle, reload_interval_s=0)
+    )
+    if request.param == "sqlite":
+        with _Serve(settings, f"sqlite:///{tmp_path / 'gateway.db'}", pki) as running:
+            yield running
+    else:
+        with fresh_postgres_schema(PG_URL, prefix="e2e") as url, _Serve(settings, url, pki) as running:
+            yield running
+
+
+def _push(running: Running) -> None:
+    rows = [
+        Row(f"{district}-{i}", day(f"2025-03-{1 + i % 20:02d}"), _dims(district), {STAY: float(1 + i % 9)})
+        for district, people in (("D01", 30), ("D02", 25), ("D03", 40))
+        for i in range(people)
+    ]
+    running.ingest("agent:health").PushBatch(seal(running.layout, "health", "ed_visits", rows))
+
+
+def _dims(district: str) -> dict[str, str]:
+    return {"district": district, "age_band": "25-34", "sex": "F", "presentation": "overdose"}
+
+
+def _ask(running: Running, districts: list[str]) -> dict[str, list[tuple[bool, float]]]:
+    result = running.query("health-analyst").Aggregate(
+        query_pb2.AggregateRequest(
+            agreement_id="ag-2026-001",
+            purpose="overdose-prevention",
+            dataset="ed_visits",
+            measures=MEASURES,
+            group_by=["district"],
+            filters=[query_pb2.ValueFilter(dimension="district", values=districts)],
+        )
+    )
+    cells = {c.key[0]: [(v.withheld, v.value) for v in c.values] for c in result.cells}
+    cells["TOTAL"] = [(v.withheld, v.value) for v in result.total.values]
+    return cells
+
+
+def test_repeating_or_rewording_a_noisy_query_gives_the_same_answer(noisy: Running) -> None:
+    """The same question with its value list reordered comes back with the same noisy figures
+    for every cell and the total; with an empty district added as well, the same figures for
+    every district (its total then differs from the first only by nobody, which the release
+    ledger treats like a small difference and withholds). And the figures are noisy: they are
+    not all the true ones rounded to 5."""
+    _push(noisy)
+    first = _ask(noisy, ["D01", "D02", "D03"])
+    reordered = _ask(noisy, ["D03", "D01", "D02"])
+    padded = _ask(noisy, ["D03", "D04", "D01", "D02"])
+    assert reordered == first
+    assert {d: padded[d] for d in ("D01", "D02", "D03")} == {d: first[d] for d in ("D01", "D02", "D03")}
+    assert all(not withheld for withheld, _ in first["D01"] + first["D03"])
+    hours = {n: float(sum(1 + i % 9 for i in range(n))) for n in (25, 30, 40)}
+    true = {"D01": [30, 30, hours[30]], "D02": [25, 25, hours[25]], "D03": [40, 40, hours[40]]}
+    rounded = {d: [5 * round(v / 5) for v in values] for d, values in true.items()}
+    assert {d: [v for _, v in first[d]] for d in true} != rounded
+
+
+def test_a_spent_privacy_budget_refuses_in_plain_words(noisy: Running) -> None:
+    """Three answers a year: the fourth is refused saying the privacy budget is spent and when it
+    renews, with no count of people in it; the audit log holds the deny."""
+    _push(noisy)
+    for _ in range(3):
+        _ask(noisy, ["D01", "D02", "D03"])
+    with pytest.raises(grpc.RpcError) as refused:
+        _ask(noisy, ["D01", "D02", "D03"])
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    details = refused.value.details() or ""
+    assert "has spent its privacy budget" in details and "renews on" in details
+    assert not any(str(n) in details for n in (25, 30, 40, 95))
+    decisions = list(noisy.audit().ListDecisions(audit_pb2.ListDecisionsRequest()))
+    assert [d.outcome for d in decisions if d.action == "query"] == ["allow"] * 3 + ["deny"]
