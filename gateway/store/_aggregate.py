@@ -24,6 +24,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    and_,
     case,
     cast,
     distinct,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    true,
 )
 
 from gateway.catalogue import TIME_DIMENSIONS
@@ -163,8 +165,13 @@ def _with_top_contributions(
     """Subjects, records, sums and the top-``top_n`` per-subject sums per group, in one statement.
 
     A person with many records is one contributor: the ranking is over per-subject sums within
-    the group, never over rows. Ties rank in any order, which changes no sum of the top ones."""
-    per_subject = (
+    the group, never over rows. Ties count as they are (two people with the same largest sum are
+    the top two), which is what a ranking gives whichever of them it puts first. The top one is
+    a MAX and the top two the MAX plus the largest below it (or the MAX again when two people
+    share it), found through the per-group maxima: a hash aggregate each, where a window function
+    would sort every (group, person) row (measured: 2.4 times the plain GROUP BY on PostgreSQL
+    at 300k rows, the maxima 1.4 times). Three and more rank with a window function."""
+    per_subject_query = (
         select(
             *keys,
             func.count().label("r"),
@@ -175,35 +182,73 @@ def _with_top_contributions(
         .select_from(t)
         .where(*conditions)
         .group_by(*(k.element for k in keys), t.c.subject)
-        .subquery("per_subject")
     )
-    partition = [per_subject.c[k.name] for k in keys]
+    fields = range(len(sum_fields))
+    if top_n == 1:
+        ps: FromClause = per_subject_query.subquery("per_subject")
+        tops: list[ColumnElement[Any]] = [func.max(ps.c[f"c{i}"]) for i in fields]
+        return _figures_over(ps, ps, keys, fields, tops, digest=digest)
+    if top_n == 2:
+        # materialised: the maxima and the ranking read the same stored sums, so a tie with the
+        # maximum is exact equality, and the table is grouped once
+        cte = per_subject_query.cte("per_subject")
+        if _SQLITE_MATERIALIZED:
+            cte = cte.prefix_with("MATERIALIZED", dialect="sqlite")
+        cte = cte.prefix_with("MATERIALIZED", dialect="postgresql")
+        part = [cte.c[k.name] for k in keys]
+        maxima_query = select(*part, *(func.max(cte.c[f"c{i}"]).label(f"m{i}") for i in fields))
+        maxima = (maxima_query.group_by(*part) if part else maxima_query).subquery("maxima")
+        joined = cte.join(maxima, and_(true(), *(cte.c[k.name] == maxima.c[k.name] for k in keys)))
+        tops = [_top_two(cte.c[f"c{i}"], maxima.c[f"m{i}"]) for i in fields]
+        return _figures_over(cte, joined, keys, fields, tops, digest=digest)
+    ps = per_subject_query.subquery("per_subject")
+    partition = [ps.c[k.name] for k in keys]
     ranked = select(
         *partition,
-        per_subject.c.r,
-        *([per_subject.c.h] if digest else []),
-        *(per_subject.c[f"c{i}"] for i in range(len(sum_fields))),
+        ps.c.r,
+        *([ps.c.h] if digest else []),
+        *(ps.c[f"c{i}"] for i in fields),
         *(
             func.row_number()
-            .over(partition_by=partition or None, order_by=per_subject.c[f"c{i}"].desc())
+            .over(partition_by=partition or None, order_by=ps.c[f"c{i}"].desc())
             .label(f"n{i}")
-            for i in range(len(sum_fields))
+            for i in fields
         ),
     ).subquery("ranked")
-    group = [ranked.c[k.name] for k in keys]
     n = _inline(top_n)
+    tops = [func.sum(case((ranked.c[f"n{i}"] <= n, ranked.c[f"c{i}"]), else_=_inline(0))) for i in fields]
+    return _figures_over(ranked, ranked, keys, fields, tops, digest=digest)
+
+
+def _top_two(c: ColumnElement[Any], m: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The largest per-subject sum ``c`` of a group plus the second largest (the largest again
+    when two people share it); ``m`` is the group's maximum, the same on each of its rows."""
+    top = func.max(m)
+    shared = func.sum(case((c == m, _inline(1)), else_=_inline(0))) >= _inline(2)
+    second = func.coalesce(func.max(case((c < m, c))), _inline(0))
+    return top + case((shared, top), else_=second)
+
+
+def _figures_over(
+    rows: FromClause,
+    source: FromClause,
+    keys: list[Label[str]],
+    fields: range,
+    tops: Sequence[ColumnElement[Any]],
+    *,
+    digest: bool,
+) -> Select[*tuple[Any, ...]]:
+    """The cell figures from per-subject ``rows`` (read through ``source``), grouped by the keys."""
+    group = [rows.c[k.name] for k in keys]
     statement = select(
         *group,
         func.count().label("subjects"),
         # COUNT(*) of an empty selection is 0, but its SUM is NULL
-        func.coalesce(func.sum(ranked.c.r), _inline(0)).label("records"),
-        *(func.sum(ranked.c[f"c{i}"]).label(f"s{i}") for i in range(len(sum_fields))),
-        *(
-            func.sum(case((ranked.c[f"n{i}"] <= n, ranked.c[f"c{i}"]), else_=_inline(0))).label(f"t{i}")
-            for i in range(len(sum_fields))
-        ),
-        *([func.sum(distinct(ranked.c.h)).label("h")] if digest else []),
-    ).select_from(ranked)
+        func.coalesce(func.sum(rows.c.r), _inline(0)).label("records"),
+        *(func.sum(rows.c[f"c{i}"]).label(f"s{i}") for i in fields),
+        *(top.label(f"t{i}") for i, top in zip(fields, tops, strict=True)),
+        *([func.sum(distinct(rows.c.h)).label("h")] if digest else []),
+    ).select_from(source)
     return statement.group_by(*group) if group else statement
 
 

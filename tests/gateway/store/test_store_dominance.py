@@ -94,13 +94,22 @@ def test_an_empty_selection_has_zero_figures(store: SqlStore, batches: Any) -> N
     )
 
 
-def test_the_ranking_is_in_the_same_statement(store: SqlStore) -> None:
-    """The cells come from one statement with a window function: no per-subject rows leave the
-    database, and the total is one more statement of the same shape."""
-    statements = compile_aggregate(
-        QuerySpec("visits", MEASURES, ("district",)), store._schema.datasets, top_n=2
-    )
+def test_two_people_sharing_the_largest_sum_are_the_top_two(store: SqlStore, batches: Any) -> None:
+    """Two people with 30 hours each and eight with 5: the top two hold 60, not 30 + 5."""
+    rows = [_row("a", "D01", 30.0), _row("b", "D01", 20.0), _row("b", "D01", 10.0, DAY + 1)]
+    rows += [_row(f"p{i}", "D01", 5.0) for i in range(8)]
+    batches.store(store, "visits", "b", rows)
+    result = store.aggregate(QuerySpec("visits", MEASURES, ("district",)), top_n=2)
+    assert [c.tops for c in result.cells] == [{"stay_hours": 60.0}]
+    assert result.total.tops == {"stay_hours": 60.0}
+
+
+@pytest.mark.parametrize(("n", "window"), [(1, False), (2, False), (3, True)])
+def test_the_ranking_is_in_the_same_statement(store: SqlStore, n: int, window: bool) -> None:
+    """The cells come from one statement (no per-subject row leaves the database): the top one
+    and two through per-group maxima, three and more through a window function."""
+    spec = QuerySpec("visits", MEASURES, ("district",))
+    statements = compile_aggregate(spec, store._schema.datasets, top_n=n)
     text = str(statements.cells.compile(compile_kwargs={"literal_binds": True}))
-    assert text.count("SELECT") == 3  # cells over ranked over per_subject: one statement
-    assert "row_number() OVER (PARTITION BY" in text
-    assert "row_number() OVER (ORDER BY" in str(statements.total)
+    assert ("row_number() OVER (PARTITION BY" in text) == window
+    assert ("row_number() OVER (ORDER BY" in str(statements.total)) == window
