@@ -20,7 +20,7 @@ from gateway.query._validate import policy_request, query_fingerprint
 from gateway.server._context import RequestContext, current
 from gateway.server._privacy import Privacy, privacy_terms
 from gateway.server._recorder import AuditSubject, outcome_of
-from gateway.server._release_ledger import ledger_release
+from gateway.server._release_ledger import LedgerTooBroad, ledger_release
 from gateway.server._state import PolicyState, Shared, policy_input
 from gateway.store._ledger import LedgerMoved
 
@@ -144,8 +144,13 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 k=k,
             )
         except GatewayError as exc:  # allowed, then failed: the log says so, and nothing leaves
+            # a query the ledger cannot check in time is refused in plain words: a deny, not an error
             self._s.recorder.record(
-                ctx, base, outcome="error", reasons=(exc.message,), result=decision.result
+                ctx,
+                base,
+                outcome="deny" if isinstance(exc, LedgerTooBroad) else "error",
+                reasons=(exc.message,),
+                result=decision.result,
             )
             raise
         try:

@@ -19,9 +19,16 @@ from gateway.disclosure._ledger import (
     domains_of,
     plan_checks,
 )
+from gateway.errors import PermissionDenied
 from gateway.query import QuerySpec, RawResult
 from gateway.store._base import Store
 from gateway.store._ledger import LedgerWrite
+
+# Each check is one exact distinct-subject count over the dataset, and a statement holds 64 of them
+# (gateway/store/_ledger.py): beyond one statement's worth, a query nested in a large earlier
+# release (a 720-cell grid asked again with a link) would scan the table over and over for minutes.
+# Such a query is refused, on what the request and the ledger say alone (never on a count).
+MAX_LEDGER_CHECKS = 64
 
 # A cell the ledger withholds re-enters suppression as a small cell of one subject: withheld, and
 # protected like any small cell, so this query's total and other cells cannot give it back.
@@ -47,6 +54,8 @@ def ledger_release(
     out = released
     if ledger:
         checks = plan_checks(_released(predicates, released), ledger, domains_of(catalogue, spec.dataset))
+        if len(checks) > MAX_LEDGER_CHECKS:
+            raise LedgerTooBroad(agreement_id, len(checks))
         if checks:
             withhold = cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
             if withhold:
@@ -78,3 +87,16 @@ def _as_small(spec: QuerySpec, raw: RawResult, grid: Grid, numbers: frozenset[in
         total = dataclasses.replace(total, subjects=_SMALL)
     cells = tuple(dataclasses.replace(c, subjects=_SMALL) if tuple(c.key) in small else c for c in raw.cells)
     return dataclasses.replace(raw, cells=cells, total=total)
+
+
+class LedgerTooBroad(PermissionDenied):
+    """The query nests in (or around) so many earlier released cells that checking every
+    difference would take too long: refused, with a reason from the request and the ledger only."""
+
+    def __init__(self, agreement_id: str, checks: int) -> None:
+        reason = (
+            f"this query's cells overlap cells released earlier under {agreement_id} in {checks} "
+            f"places, more than the release ledger checks in one request ({MAX_LEDGER_CHECKS}); "
+            "ask for fewer cells, or for cells that do not nest inside or around earlier ones"
+        )
+        super().__init__((reason,))

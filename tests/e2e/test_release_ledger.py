@@ -4,9 +4,11 @@ withholds the cell that would complete it, while honest queries that isolate nob
 
 from __future__ import annotations
 
+import grpc
+import pytest
 from e2e_harness import Row, Running, day, ed_rows, seal, subjects_query
 
-from agents._pb import query_pb2
+from agents._pb import audit_pb2, query_pb2
 
 ALL = [f"D{i:02d}" for i in range(1, 21)]
 
@@ -203,3 +205,35 @@ def test_withheld_by_the_ledger_looks_like_any_withheld_cell(running: Running) -
     fields = {f.name for f, _ in result.disclosure.ListFields()}
     assert fields <= {"k", "round_to", "cells_withheld", "decision_id", "policy_revision", "agreement_id"}
     assert result.disclosure.cells_withheld == 2  # the two grid cells; the total is not counted
+
+
+def test_a_query_nested_in_too_many_released_cells_is_refused_in_plain_words(running: Running) -> None:
+    """A district-by-month grid of 80 released cells, then the same grid through a link: checking
+    80 differences exactly would scan the table again and again, so the query is refused with a
+    reason that names the agreement and the limit and carries no count of people; the audit log
+    records the deny with the same reason."""
+    months = ["2025-01", "2025-02", "2025-03", "2025-04"]
+    _push(running, *(ed_rows(d, 10, month=m, prefix=m) for d in ALL for m in months))
+    police = [
+        row for m in months for d in ALL for row in _police([f"{m}{d}-{p}" for p in range(10)], f"{m}-01")
+    ]
+    running.ingest("agent:metro-police").PushBatch(
+        seal(running.layout, "metro-police", "police_incidents", police)
+    )
+    plain = subjects_query(group_by=["district", "month"])
+    plain.months.CopyFrom(_months("2025-01", "2025-04"))
+    first = running.query("health-analyst").Aggregate(plain)
+    assert sum(not c.values[0].withheld for c in first.cells) == 80
+    linked = subjects_query(group_by=["district", "month"])
+    linked.months.CopyFrom(_months("2025-01", "2025-04"))
+    linked.link.CopyFrom(_link())
+    with pytest.raises(grpc.RpcError) as refused:
+        running.query("health-analyst").Aggregate(linked)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    details = refused.value.details() or ""
+    assert "overlap cells released earlier under ag-2026-001" in details
+    assert "(64)" in details
+    decisions = list(running.audit().ListDecisions(audit_pb2.ListDecisionsRequest()))
+    last = [d for d in decisions if d.action == "query"][-1]
+    assert last.outcome == "deny"
+    assert list(last.reasons) == [details]
