@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     FromClause,
     Integer,
@@ -39,6 +40,14 @@ from gateway.catalogue import TIME_DIMENSIONS
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.query._spec import Filters, QuerySpec
 from gateway.store._schema import DatasetTable
+
+SUM_SCALE = 1_000_000
+"""Sums are added as whole micro-units (``ROUND(x * 10^6)`` as BIGINT) and divided once when read
+(``_sql._cell``). Adding doubles gives a result that depends on the order the database adds rows
+in, so SQLite and PostgreSQL disagreed in the last bit and a sum of exactly ``4997.5`` rounded to
+another released multiple of 5 on one of them; integer addition is exact and order-free. Measures
+are clamped by their contract (hours: at most 72), so BIGINT holds over 10^11 rows of them; an
+overflow is an error (SQLite) or exact (PostgreSQL sums BIGINT as NUMERIC), never a wrong figure."""
 
 # AS MATERIALIZED arrived in SQLite 3.35; older ones materialise or flatten as they see fit
 _SQLITE_MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35, 0)
@@ -78,7 +87,7 @@ def compile_aggregate(
     figures = [
         func.count(distinct(t.c.subject)).label("subjects"),
         func.count().label("records"),
-        *(func.sum(t.c[f]).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
+        *(func.sum(_fixed(t.c[f])).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
     ]
     conditions = _filters(t, target, spec.filters, "filters")
     # Only values of the current contract domain form cells: rows kept from an older contract must
@@ -175,7 +184,7 @@ def _with_top_contributions(
         select(
             *keys,
             func.count().label("r"),
-            *(func.sum(t.c[f]).label(f"c{i}") for i, f in enumerate(sum_fields)),
+            *(func.sum(_fixed(t.c[f])).label(f"c{i}") for i, f in enumerate(sum_fields)),
             # read only for noise: it would keep the covering indexes from answering alone
             *([func.max(t.c.subject_h).label("h")] if digest else []),
         )
@@ -263,6 +272,11 @@ def time_key(event_month: ColumnElement[str], unit: str) -> ColumnElement[str]:
     # integer division on both backends: (1..3 -> 1, 4..6 -> 2, ...)
     quarter = (month_number + _inline(2)) // _inline(3)
     return year + literal_column("'-Q'", String) + cast(quarter, String)
+
+
+def _fixed(value: ColumnElement[Any]) -> ColumnElement[int]:
+    """A measure as whole micro-units (see SUM_SCALE); ROUND is in both SQLite and PostgreSQL."""
+    return cast(func.round(value * _inline(SUM_SCALE)), BigInteger)
 
 
 def _inline(value: int) -> ColumnElement[int]:

@@ -25,7 +25,7 @@ from gateway.catalogue import Catalogue
 from gateway.disclosure._ledger import Check, LedgerCell
 from gateway.errors import AuditWriteError, BudgetSpent, Conflict, InvalidRequest, StoreError
 from gateway.query._spec import QuerySpec, RawCell, RawResult
-from gateway.store._aggregate import compile_aggregate
+from gateway.store._aggregate import SUM_SCALE, compile_aggregate
 from gateway.store._audit_rows import from_row, normalise, to_row
 from gateway.store._base import BatchMeta, RecordColumns, StoreOutcome
 from gateway.store._bulk import BulkCopyError, insert_rows
@@ -398,7 +398,8 @@ def _cell(
         subjects=int(subjects),
         records=int(records),
         # SUM over no rows is NULL; only the total of an empty selection has none
-        sums={f: float(s) if s is not None else 0.0 for f, s in zip(sum_fields, sums, strict=True)},
-        tops={f: float(s) if s is not None else 0.0 for f, s in zip(top_fields, tops, strict=True)},
+        # whole micro-units from SQL (_aggregate.SUM_SCALE), exact up to here
+        sums={f: int(s) / SUM_SCALE if s is not None else 0.0 for f, s in zip(sum_fields, sums, strict=True)},
+        tops={f: int(s) / SUM_SCALE if s is not None else 0.0 for f, s in zip(top_fields, tops, strict=True)},
         people=people,
     )

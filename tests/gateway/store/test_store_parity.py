@@ -207,14 +207,6 @@ def tenths(
                 store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="found by this suite: each database adds a group's doubles in its own order, so a sum of "
-    "tenths that is exactly a half (4997.5) comes out as 4997.5 on one backend and "
-    "4997.499999999999 on the other, and rounds to different released values; exact fix: "
-    "integer fixed-point sums in SQL (store/_aggregate.py)",
-)
 def test_sums_of_tenths_round_alike_on_both_backends(tenths: tuple[SqlStore, SqlStore]) -> None:
     """Stays recorded to a tenth of an hour, summed by month, district and sex, round to the same
     multiple of 5 on both backends in every cell (whatever suppression later withholds)."""
