@@ -79,6 +79,7 @@ class BudgetSpent(PermissionDenied):
     def __init__(self, usage: Mapping[str, Any]) -> None:
         super().__init__(("the agreement's query budget for this period is used up",))
         self.usage = dict(usage)
+        self.quota: object = None  # the quota found spent, when several were checked
 
 
 class NotFound(GatewayError):

@@ -162,11 +162,12 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 result=decision.result,
                 cells_released=released.cells_released,
                 cells_withheld=released.cells_withheld,
-                quota=quota if quota is not None or privacy is None else privacy.quota,
+                # both budgets, when both are set, re-checked under the audit lock
+                quota=tuple(q for q in (quota, None if privacy is None else privacy.quota) if q is not None),
                 ledger=ledger,
             )
         except BudgetSpent as spent:  # a racing query took the last unit: nothing leaves
-            if quota is None and privacy is not None:  # the last of the privacy budget
+            if privacy is not None and spent.quota is privacy.quota:  # the last of the privacy budget
                 self._deny_privacy(ctx, base, privacy, decision.result)
             self._deny_spent(ctx, base, policy, spent)
         except LedgerMoved as moved:  # a racing release changed what this one was checked against

@@ -57,7 +57,7 @@ class Recorder:
         result: Mapping[str, Any] | None = None,
         cells_released: int = 0,
         cells_withheld: int = 0,
-        quota: Quota | None = None,
+        quota: Quota | tuple[Quota, ...] | None = None,
         ledger: LedgerWrite | None = None,
     ) -> AuditEntry:
         """Append the entry or raise AuditWriteError: the caller then releases nothing. With a

@@ -69,10 +69,14 @@ class Store(Protocol):
         ...
 
     def append_audit(
-        self, draft: AuditDraft, quota: Quota | None = None, ledger: LedgerWrite | None = None
+        self,
+        draft: AuditDraft,
+        quota: Quota | tuple[Quota, ...] | None = None,
+        ledger: LedgerWrite | None = None,
     ) -> AuditEntry:
         """Chain and append one entry atomically; AuditWriteError if it could not be written.
-        With a quota, BudgetSpent (nothing written) if the period's budget is already used. With
+        With a quota (or several: a query budget and a privacy budget), BudgetSpent (nothing
+        written, its ``quota`` the one spent) if a period's budget is already used. With
         a ledger write, its rows in the same transaction, or LedgerMoved (nothing written)."""
         ...
 

@@ -208,7 +208,10 @@ class SqlStore:
         )
 
     def append_audit(
-        self, draft: AuditDraft, quota: Quota | None = None, ledger: LedgerWrite | None = None
+        self,
+        draft: AuditDraft,
+        quota: Quota | tuple[Quota, ...] | None = None,
+        ledger: LedgerWrite | None = None,
     ) -> AuditEntry:
         """Chain and insert under the chain lock; any failure at all is an AuditWriteError.
 
@@ -220,16 +223,20 @@ class SqlStore:
         With ``ledger``, the release's cells go into the release ledger in the same transaction;
         LedgerMoved (nothing written) if the ledger grew since the release was checked against it."""
 
+        quotas = () if quota is None else quota if isinstance(quota, tuple) else (quota,)
+
         def work() -> AuditEntry | BudgetSpent | LedgerMoved:
             self._check_open()
             normal = normalise(draft)
             with self._db.write() as conn:
                 self._advisory_lock(conn, AUDIT_LOCK_KEY)
-                if quota is not None:
-                    period = budget_period(quota.budget.period, parse_time(normal.timestamp))
-                    used = self._count_queries(conn, quota.agreement_id, period.since, period.until)
-                    if used >= quota.budget.queries:
-                        return BudgetSpent(period.usage(used))
+                for one in quotas:
+                    period = budget_period(one.budget.period, parse_time(normal.timestamp))
+                    used = self._count_queries(conn, one.agreement_id, period.since, period.until)
+                    if used >= one.budget.queries:
+                        spent = BudgetSpent(period.usage(used))
+                        spent.quota = one
+                        return spent
                 if ledger is not None and not write_ledger(
                     conn, ledger_of(self._schema), ledger, normal.timestamp
                 ):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -32,17 +33,29 @@ MEASURES = [
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def noisy(request: pytest.FixtureRequest, pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
     """A gateway serving the shipped bundle with noise added to its agreement."""
+    yield from _serve_with(request.param, pki, tmp_path, NOISE)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def noisy_and_budgeted(request: pytest.FixtureRequest, pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
+    """Noise (three answers a year) and a query budget (a hundred a year) on one agreement."""
+    yield from _serve_with(
+        request.param, pki, tmp_path, NOISE + "  query_budget: {queries: 100, period: year}\n"
+    )
+
+
+def _serve_with(backend: str, pki: PkiLayout, tmp_path: Path, terms: str) -> Iterator[Running]:
     bundle = tmp_path / "bundle"
     shutil.copytree(shipped_bundle_dir(), bundle)
     agreements = bundle / "agreements" / "data.yaml"
     text = agreements.read_text()
     assert "  max_cells: 2000\n" in text
-    agreements.write_text(text.replace("  max_cells: 2000\n", "  max_cells: 2000\n" + NOISE, 1))
+    agreements.write_text(text.replace("  max_cells: 2000\n", "  max_cells: 2000\n" + terms, 1))
     settings = GatewaySettings.from_file(pki.gateway_config)
     settings = dataclasses.replace(
         settings, policy=dataclasses.replace(settings.policy, bundle=bundle, reload_interval_s=0)
     )
-    if request.param == "sqlite":
+    if backend == "sqlite":
         with _Serve(settings, f"sqlite:///{tmp_path / 'gateway.db'}", pki) as running:
             yield running
     else:
@@ -112,3 +125,34 @@ def test_a_spent_privacy_budget_refuses_in_plain_words(noisy: Running) -> None:
     assert not any(str(n) in details for n in (25, 30, 40, 95))
     decisions = list(noisy.audit().ListDecisions(audit_pb2.ListDecisionsRequest()))
     assert [d.outcome for d in decisions if d.action == "query"] == ["allow"] * 3 + ["deny"]
+
+
+def test_racing_queries_cannot_overdraw_a_privacy_budget_beside_a_query_budget(
+    noisy_and_budgeted: Running,
+) -> None:
+    """With a query budget and a privacy budget on one agreement, eight racing queries get
+    exactly three answers (the privacy budget), re-checked under the audit lock; the rest are
+    refused saying the privacy budget is spent."""
+    _push(noisy_and_budgeted)
+    outcomes: list[str] = []
+
+    def ask() -> None:
+        for _ in range(20):  # UNAVAILABLE: a racing release moved the ledger; a client asks again
+            try:
+                _ask(noisy_and_budgeted, ["D01", "D02", "D03"])
+            except grpc.RpcError as refused:
+                if refused.code() == grpc.StatusCode.UNAVAILABLE:
+                    continue
+                spent = refused.code() == grpc.StatusCode.PERMISSION_DENIED and (
+                    "has spent its privacy budget" in (refused.details() or "")
+                )
+                outcomes.append("refused" if spent else f"failed: {refused.code()}")
+                return
+            outcomes.append("answered")
+            return
+        outcomes.append("still unavailable")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [pool.submit(ask) for _ in range(8)]:
+            future.result()
+    assert sorted(outcomes) == ["answered"] * 3 + ["refused"] * 5
