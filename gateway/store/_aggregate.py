@@ -50,7 +50,7 @@ are clamped by their contract (hours: at most 72), so BIGINT holds over 10^11 ro
 overflow is an error (SQLite) or exact (PostgreSQL sums BIGINT as NUMERIC), never a wrong figure."""
 
 # AS MATERIALIZED arrived in SQLite 3.35; older ones materialise or flatten as they see fit
-_SQLITE_MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35, 0)
+SQLITE_MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def compile_aggregate(
             # once per query. PostgreSQL ignores the hint (dialect="sqlite"), inlines the CTE and
             # plans the EXISTS as a hash semi-join either way.
             probe = select(o.c.subject, o.c.event_day).where(*probe_filters).cte("link_side")
-            if _SQLITE_MATERIALIZED:
+            if SQLITE_MATERIALIZED:
                 probe = probe.prefix_with("MATERIALIZED", dialect="sqlite")
             probe_filters = []
         conditions.append(
@@ -201,7 +201,7 @@ def _with_top_contributions(
         # materialised: the maxima and the ranking read the same stored sums, so a tie with the
         # maximum is exact equality, and the table is grouped once
         cte = per_subject_query.cte("per_subject")
-        if _SQLITE_MATERIALIZED:
+        if SQLITE_MATERIALIZED:
             cte = cte.prefix_with("MATERIALIZED", dialect="sqlite")
         cte = cte.prefix_with("MATERIALIZED", dialect="postgresql")
         part = [cte.c[k.name] for k in keys]
