@@ -141,12 +141,15 @@ def difference_statements(
                 links.setdefault(predicate.link, f"_link{len(links)}")  # dataset columns start with a letter
     row: FromClause = t
     if links:
-        columns = list(t.c)
-        flags = [
-            case((_link(t, link, tables, name), _inline(1)), else_=_inline(0)).label(name)
-            for link, name in links.items()
-        ]
-        row = select(*columns, *flags).select_from(t).subquery("linked")
+        joined: FromClause = t
+        flags: list[ColumnElement[Any]] = []
+        for link, name in links.items():
+            near = _linked_pairs(target, link, tables, name)
+            joined = joined.outerjoin(
+                near, and_(near.c.subject == t.c.subject, near.c.event_day == t.c.event_day)
+            )
+            flags.append(case((near.c.subject.is_not(None), _inline(1)), else_=_inline(0)).label(name))
+        row = select(*t.c, *flags).select_from(joined).subquery("linked")
     out: list[tuple[Select[Any], list[tuple[int, int]]]] = []
     counts: list[ColumnElement[Any]] = []
     where: list[ColumnElement[bool]] = []
@@ -202,11 +205,14 @@ def _box(
     return parts
 
 
-def _link(
-    t: FromClause, link: LinkPredicate, tables: Mapping[str, DatasetTable], name: str
-) -> ColumnElement[bool]:
-    """Whether the row's subject appears in the linked dataset within the window. The other side,
-    filtered, is one materialised CTE per link (as the aggregate's own link, _aggregate.py)."""
+def _linked_pairs(
+    target: DatasetTable, link: LinkPredicate, tables: Mapping[str, DatasetTable], name: str
+) -> FromClause:
+    """The (subject, event_day) pairs of the dataset whose subject appears in the linked dataset
+    within the window: what a link decides depends on nothing else. A WHERE EXISTS, so PostgreSQL
+    plans it as a hash semi-join; the other side, filtered, is a CTE that SQLite materialises and
+    indexes once (as the aggregate's own link, _aggregate.py). Joined back to every row, each link
+    costs one pass; a per-row EXISTS in the counts cost a probe per row per count instead."""
     other = tables.get(link.dataset)
     if other is None:
         raise GatewayError("a ledger check links to a dataset the store does not hold")
@@ -214,14 +220,16 @@ def _link(
     side = select(o.c.subject, o.c.event_day).where(*_box(o, link.dims, link.months)).cte(f"side{name}")
     if SQLITE_MATERIALIZED:
         side = side.prefix_with("MATERIALIZED", dialect="sqlite")
-    return exists(
+    d = target.table.alias(f"d{name}")
+    near = exists(
         select(literal_column("1"))
         .select_from(side)
         .where(
-            side.c.subject == t.c.subject,
-            side.c.event_day.between(t.c.event_day - link.days_before, t.c.event_day + link.days_after),
+            side.c.subject == d.c.subject,
+            side.c.event_day.between(d.c.event_day - link.days_before, d.c.event_day + link.days_after),
         )
     )
+    return select(d.c.subject, d.c.event_day).distinct().where(near).subquery(f"pairs{name}")
 
 
 def _inline(value: int) -> ColumnElement[int]:
