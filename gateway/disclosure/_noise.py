@@ -12,7 +12,12 @@ Scale: a release is charged ``epsilon`` of the agreement's budget. Its cells are
 the total overlaps each of them once (parallel composition, times 2), and each base measure is
 a further release of the same people (sequential composition, times the number of base
 measures: subjects, records, one per summed column; a mean is post-processing of its sum and
-records). So each base measure gets Laplace(sensitivity * 2 * m / epsilon). Sensitivity is 1
+records). So each base measure gets Laplace(sensitivity * 2 * m / epsilon), where m counts every
+base measure the agreement allows (subjects, records and each column with a clamp bound), not
+just those asked for: with m from the wording, ``sum:x`` alone and ``records, sum:x`` drew the same
+Laplace variate at two scales, and ``2a - b`` gave the true sum back. The scale also goes into the
+keyed hash, so two agreements (or two epsilons) over the same people draw independently instead
+of at proportional scales, which would cancel the same way. Sensitivity is 1
 for distinct subjects; for records and sums it is per record (1, and the clamp bound): a person
 with many records moves them further, which the threshold on distinct subjects, the dominance
 rule and rounding still cover, but the epsilon of those two is per record, not per person.
@@ -70,20 +75,21 @@ def base_measures(spec: QuerySpec) -> tuple[str, ...]:
 def noisy_value(noise: Noise, spec: QuerySpec, measure: MeasureRef, cell: RawCell) -> float | None:
     """The measure's value for ``cell`` with its noise; None for a mean whose noisy records are
     not positive (it does not exist). Never below 0: counts and clamped sums cannot be."""
-    base = base_measures(spec)
     if measure.kind == "mean":
-        records = _noisy(noise, base, "records", cell)
-        total = _noisy(noise, base, f"sum:{measure.field}", cell)
+        records = _noisy(noise, "records", cell)
+        total = _noisy(noise, f"sum:{measure.field}", cell)
         return total / records if records >= 1 else None
     label = "records" if measure.kind == "records" else measure.label
-    return _noisy(noise, base, label, cell)
+    return _noisy(noise, label, cell)
 
 
-def _noisy(noise: Noise, base: tuple[str, ...], label: str, cell: RawCell) -> float:
+def _noisy(noise: Noise, label: str, cell: RawCell) -> float:
     true = _true(label, cell)
     sensitivity = 1.0 if label in ("subjects", "records") else _bound(noise, label)
-    scale = sensitivity * 2 * len(base) / noise.epsilon
-    return max(0.0, true + laplace(_uniform(noise, label, cell, true), scale))
+    # every base measure the agreement allows, whichever were asked for: see the module doc
+    allowed = 2 + len(noise.bounds)
+    scale = sensitivity * 2 * allowed / noise.epsilon
+    return max(0.0, true + laplace(_uniform(noise, label, cell, true, scale), scale))
 
 
 def laplace(u: float, scale: float) -> float:
@@ -93,9 +99,18 @@ def laplace(u: float, scale: float) -> float:
     return scale * math.log(2 * u) if u < 0.5 else -scale * math.log(2 * (1 - u))
 
 
-def _uniform(noise: Noise, label: str, cell: RawCell, true: float) -> float:
+def _uniform(noise: Noise, label: str, cell: RawCell, true: float, scale: float) -> float:
     message = json.dumps(
-        [noise.dataset, noise.data_version, label, cell.people, cell.subjects, cell.records, true.hex()],
+        [
+            noise.dataset,
+            noise.data_version,
+            label,
+            cell.people,
+            cell.subjects,
+            cell.records,
+            true.hex(),
+            scale.hex(),
+        ],
         separators=(",", ":"),
     ).encode()
     draw = int.from_bytes(hmac.new(noise.key, message, hashlib.sha256).digest()[:8], "big") >> 11

@@ -143,13 +143,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 decision_id=ctx.decision_id,
                 k=k,
             )
-        except GatewayError as exc:  # allowed, then failed: the log says so, and nothing leaves
-            # a query the ledger cannot check in time is refused in plain words: a deny, not an error
+        except Exception as exc:  # allowed, then failed: the log says so, and nothing leaves
+            # a query the ledger cannot check in time is refused in plain words: a deny, not an
+            # error; a bug's own text could hold anything, so the entry gets a fixed reason
             self._s.recorder.record(
                 ctx,
                 base,
                 outcome="deny" if isinstance(exc, LedgerTooBroad) else "error",
-                reasons=(exc.message,),
+                reasons=(exc.message if isinstance(exc, GatewayError) else "internal error while answering",),
                 result=decision.result,
             )
             raise

@@ -53,9 +53,12 @@ def ledger_release(
     ledger, seen = store.release_ledger(agreement_id, spec.dataset)
     out = released
     if ledger:
-        checks = plan_checks(_released(predicates, released), ledger, domains_of(catalogue, spec.dataset))
-        if len(checks) > MAX_LEDGER_CHECKS:
-            raise LedgerTooBroad(agreement_id, len(checks))
+        domains = domains_of(catalogue, spec.dataset)
+        # whether to refuse is planned over every cell, released or not: planned over the released
+        # ones only, a refusal would depend on how many cells suppression withheld (the data)
+        if len(plan_checks(list(predicates), ledger, domains)) > MAX_LEDGER_CHECKS:
+            raise LedgerTooBroad(agreement_id)
+        checks = plan_checks(_released(predicates, released), ledger, domains)
         if checks:
             withhold = cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
             if withhold:
@@ -93,10 +96,10 @@ class LedgerTooBroad(PermissionDenied):
     """The query nests in (or around) so many earlier released cells that checking every
     difference would take too long: refused, with a reason from the request and the ledger only."""
 
-    def __init__(self, agreement_id: str, checks: int) -> None:
+    def __init__(self, agreement_id: str) -> None:
         reason = (
-            f"this query's cells overlap cells released earlier under {agreement_id} in {checks} "
-            f"places, more than the release ledger checks in one request ({MAX_LEDGER_CHECKS}); "
+            f"this query's cells overlap cells released earlier under {agreement_id} in more "
+            f"places than the release ledger checks in one request ({MAX_LEDGER_CHECKS}); "
             "ask for fewer cells, or for cells that do not nest inside or around earlier ones"
         )
         super().__init__((reason,))
