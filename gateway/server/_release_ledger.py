@@ -53,12 +53,12 @@ def ledger_release(
     ledger, seen = store.release_ledger(agreement_id, spec.dataset)
     out = released
     if ledger:
-        domains = domains_of(catalogue, spec.dataset)
-        # whether to refuse is planned over every cell, released or not: planned over the released
-        # ones only, a refusal would depend on how many cells suppression withheld (the data)
-        if len(plan_checks(list(predicates), ledger, domains)) > MAX_LEDGER_CHECKS:
+        checks = plan_checks(_released(predicates, released), ledger, domains_of(catalogue, spec.dataset))
+        # Planned over the cells suppression released, so whether it refuses depends on how many
+        # it withheld: what the answer itself would show. Planned over every cell, a repeated
+        # query that had withheld cells would be refused, since those are never in the ledger.
+        if len(checks) > MAX_LEDGER_CHECKS:
             raise LedgerTooBroad(agreement_id)
-        checks = plan_checks(_released(predicates, released), ledger, domains)
         if checks:
             withhold = cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
             if withhold:

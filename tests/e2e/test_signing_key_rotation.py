@@ -87,6 +87,11 @@ def test_after_the_overlap_a_batch_signed_by_the_retired_key_is_refused(
         assert running.stored_rows("ed_visits") == 0
 
         _point(agent_config, running, signing_key=str(new_key), signing_key_id="health-2")
+        # one call on the wire at a time: with two, a batch the new key sealed could land beside
+        # the refused one, and whether it does is a matter of timing
+        text = agent_config.read_text()
+        assert "retries = 0\n" in text
+        agent_config.write_text(text.replace("retries = 0\n", "retries = 0\nmax_in_flight = 1\n", 1))
         assert agent(["push", "--config", str(agent_config)]) == 4  # the spooled batch is still old-signed
         assert running.stored_rows("ed_visits") == 0
 
