@@ -162,6 +162,11 @@ def _value(measure: MeasureRef, cell: RawCell, round_to: int) -> float:
         return round_to_base(cell.records, round_to)
     if measure.field not in cell.sums:
         raise GatewayError("the raw result lacks a sum the query needs")
+    total = round_to_base(cell.sums[measure.field], round_to)
     if measure.kind == "sum":
-        return round_to_base(cell.sums[measure.field], round_to)
-    return round_mean(cell.sums[measure.field], cell.records)
+        return total
+    # From the released (rounded) sum and record count, not the true ones: a mean to one decimal
+    # of the true figures would pin the sum to within 0.05 x records, undoing its rounding.
+    # Records >= subjects >= k here, and k >= round_to / 2 under the consortium's floors, so the
+    # rounded count is never 0; if it were, the mean is the rounded sum's over one base.
+    return round_mean(total, max(int(round_to_base(cell.records, round_to)), round_to))

@@ -163,4 +163,5 @@ def test_shape_and_values_follow_the_grid(catalogue: Catalogue, data: st.DataObj
         assert abs(records - raw.records) <= half
         assert abs(total_cost - raw.sums["cost"]) <= half + 1e-6
         assert subjects % case.round_to == records % case.round_to == 0
-        assert abs(mean_cost - raw.sums["cost"] / raw.records) <= 0.05 + 1e-9
+        # from the released figures only: nothing finer about the raw sum leaks through it
+        assert abs(mean_cost - total_cost / max(records, case.round_to)) <= 0.05 + 1e-9

@@ -58,7 +58,8 @@ def test_mean_without_records_is_an_internal_error() -> None:
 
 
 def test_release_rounds_cells_and_total_independently(catalogue: Catalogue) -> None:
-    """Cells and the total are each rounded from their own raw values; means from raw sum/records."""
+    """Cells and the total are each rounded from their own raw values; a mean is worked out from
+    the released (rounded) sum and record count, so it cannot undo their rounding."""
     measures = (
         MeasureRef("subjects"),
         MeasureRef("records"),
@@ -75,13 +76,14 @@ def test_release_rounds_cells_and_total_independently(catalogue: Catalogue) -> N
     )
     grid = build_grid(spec, catalogue, max_cells=10)
     released = apply_disclosure(spec, raw, grid, k=10, round_to=5)
-    assert [v.value for v in released.cells[0].values] == [10.0, 25.0, 125.0, 5.4]
-    # The mean comes from the raw figures (12.5 / 24 = 0.52), not the rounded ones (15 / 25).
-    assert [v.value for v in released.cells[1].values] == [10.0, 25.0, 15.0, 0.5]
+    assert [v.value for v in released.cells[0].values] == [10.0, 25.0, 125.0, 5.0]
+    # The mean comes from the rounded figures (15 / 25 = 0.6), not the raw ones (12.5 / 24 = 0.52),
+    # which would pin the raw sum to within 0.05 x 24 and undo its rounding to 5.
+    assert [v.value for v in released.cells[1].values] == [10.0, 25.0, 15.0, 0.6]
     # 47 records round to 45 on their own, though the rounded cells add up to 50.
     assert released.total.values == (
         ReleasedValue(False, 25.0),
         ReleasedValue(False, 45.0),
         ReleasedValue(False, 135.0),
-        ReleasedValue(False, 2.9),
+        ReleasedValue(False, 3.0),
     )
