@@ -90,13 +90,11 @@ def compile_aggregate(
         *(func.sum(_fixed(t.c[f])).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
     ]
     conditions = _filters(t, target, spec.filters, "filters")
-    # Only values of the current contract domain form cells: rows kept from an older contract must
-    # neither add cells outside the requested grid nor change whether a query succeeds.
-    filtered = {name for name, _ in spec.filters}
-    for name in spec.group_by:
-        dimension = target.dataset.dimension(name)
-        if dimension is not None and name not in filtered:
-            conditions.append(t.c[name].in_(list(dimension.domain)))
+    # Only rows whose every dimension holds a value of the current contract domain are counted,
+    # grouped or not: rows kept from an older contract must neither add cells outside the grid nor
+    # make "no filter" count other people than "every value" (which the release ledger takes as
+    # the same people, and counts the same way: gateway/store/_ledger.py).
+    conditions += current_domain(t, target, exclude={name for name, _ in spec.filters})
     if spec.months is not None:
         first, last = spec.months
         conditions.append(t.c.event_month.between(first, last))
@@ -272,6 +270,15 @@ def time_key(event_month: ColumnElement[str], unit: str) -> ColumnElement[str]:
     # integer division on both backends: (1..3 -> 1, 4..6 -> 2, ...)
     quarter = (month_number + _inline(2)) // _inline(3)
     return year + literal_column("'-Q'", String) + cast(quarter, String)
+
+
+def current_domain(t: FromClause, target: DatasetTable, *, exclude: set[str]) -> list[ColumnElement[bool]]:
+    """Each dimension of the dataset (but ``exclude``, constrained otherwise) to its current domain."""
+    return [
+        t.c[d.name].in_(list(d.domain))
+        for d in target.dataset.dimensions
+        if d.name not in exclude and d.domain
+    ]
 
 
 def _fixed(value: ColumnElement[Any]) -> ColumnElement[int]:

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from gateway.disclosure._grid import month_keys
 from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, LinkPredicate, from_canonical
 from gateway.errors import GatewayError, StoreError
-from gateway.store._aggregate import SQLITE_MATERIALIZED
+from gateway.store._aggregate import SQLITE_MATERIALIZED, current_domain
 from gateway.store._schema import LEDGER_TABLE, DatasetTable, Schema
 
 COLUMNS_PER_STATEMENT = 64  # distinct counts per statement: each is a sort or hash of its own
@@ -158,8 +158,8 @@ def difference_statements(
         if len(counts) + 2 > COLUMNS_PER_STATEMENT and counts:
             out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
             counts, where, pairs = [], [], []
-        container = condition(row, check.container, links)
-        parts = or_(*(condition(row, p, links) for p in check.parts))
+        container = condition(row, check.container, links, target)
+        parts = or_(*(condition(row, p, links, target) for p in check.parts))
         counts.append(_people(row, container).label(f"c{len(counts)}"))
         counts.append(_people(row, parts).label(f"c{len(counts)}"))
         where.append(container)
@@ -181,11 +181,13 @@ def count_differences(
 
 
 def condition(
-    t: FromClause, predicate: CellPredicate, links: Mapping[LinkPredicate, str]
+    t: FromClause, predicate: CellPredicate, links: Mapping[LinkPredicate, str], target: DatasetTable
 ) -> ColumnElement[bool]:
     """The records a cell predicate selects, on ``t``: the dataset's rows, with a 0/1 column per
-    link (named in ``links``) when any predicate has one."""
+    link (named in ``links``) when any predicate has one. A dimension the predicate leaves free is
+    held to its current domain, as the aggregate holds it (_aggregate.current_domain)."""
     parts = _box(t, predicate.dims, predicate.months)
+    parts += current_domain(t, target, exclude={name for name, _ in predicate.dims})
     if predicate.link is not None:
         parts.append(t.c[links[predicate.link]] == _inline(1))
     return and_(true(), *parts)

@@ -237,3 +237,27 @@ def test_a_query_nested_in_too_many_released_cells_is_refused_in_plain_words(run
     last = [d for d in decisions if d.action == "query"][-1]
     assert last.outcome == "deny"
     assert list(last.reasons) == [details]
+
+
+def test_rows_of_an_older_contract_cannot_be_isolated_by_listing_every_current_value(
+    running: Running,
+) -> None:
+    """Three people kept with a district the current contract no longer has: "no filter" and
+    "every current district" must count the same people (the ledger takes them as one cell), so
+    neither answer includes them and their difference gives nothing away."""
+    _push(running, ed_rows("D01", 30))
+    fresh = (
+        "randomblob(32)"
+        if running.backend == "sqlite"
+        else "decode(md5(random()::text) || md5(random()::text), 'hex')"
+    )
+    running.sql(
+        *(
+            "INSERT INTO ds_ed_visits (batch_id, subject, event_day, event_month, district, age_band, sex,"
+            f" presentation, length_of_stay_hours) SELECT batch_id, {fresh}, event_day, event_month, 'D99',"
+            " age_band, sex, presentation, length_of_stay_hours FROM ds_ed_visits LIMIT 1"
+            for _ in range(3)
+        )
+    )
+    assert _total(running) == (False, 30)
+    assert _total(running, filters=_districts(ALL)) == (False, 30)
