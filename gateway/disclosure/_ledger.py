@@ -81,6 +81,7 @@ class LedgerCell:
 
     decision_id: str
     predicate: CellPredicate
+    released_at: str = ""  # when this description was last released (audit timestamp form)
 
 
 @dataclass(frozen=True)

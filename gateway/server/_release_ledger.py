@@ -14,6 +14,7 @@ from gateway.catalogue import Catalogue
 from gateway.disclosure import Grid, Released, ReleasedCell
 from gateway.disclosure._ledger import (
     CellPredicate,
+    LedgerCell,
     cells_to_withhold,
     describe_cells,
     domains_of,
@@ -59,16 +60,32 @@ def ledger_release(
         # query that had withheld cells would be refused, since those are never in the ledger.
         if len(checks) > MAX_LEDGER_CHECKS:
             raise LedgerTooBroad(agreement_id)
+        withhold: set[int] = set()
         if checks:
-            withhold = cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
-            if withhold:
-                out = disclose(_as_small(spec, raw, grid, withhold))
+            withhold |= cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
+        withhold |= _changed_since_released(store, spec.dataset, _released(predicates, released), ledger, k)
+        if withhold:
+            out = disclose(_as_small(spec, raw, grid, frozenset(withhold)))
     cells = tuple(
         (predicate, _values(spec, cell))
         for predicate, cell in zip(predicates, (*out.cells, out.total), strict=True)
         if any(not v.withheld for v in cell.values)
     )
     return out, LedgerWrite(agreement_id, spec.dataset, decision_id, seen, cells)
+
+
+def _changed_since_released(
+    store: Store, dataset: str, new: list[CellPredicate | None], ledger: tuple[LedgerCell, ...], k: int
+) -> set[int]:
+    """Cells described exactly as a released one (the same people by description) whose data
+    changed since: the two answers would differ by the records stored in between. Withheld when
+    those records belong to 1..k-1 people (none at all: the answer is the one released before)."""
+    last = {cell.predicate: cell.released_at for cell in ledger}
+    repeats = [(n, p, last[p]) for n, p in enumerate(new) if p is not None and p in last]
+    if not repeats:
+        return set()
+    counts = store.ledger_newcomers(dataset, [(p, since) for _, p, since in repeats])
+    return {n for (n, _, _), count in zip(repeats, counts, strict=True) if 0 < count < k}
 
 
 def _released(predicates: tuple[CellPredicate, ...], released: Released) -> list[CellPredicate | None]:

@@ -16,7 +16,7 @@ from gateway.audit._types import AuditDraft, AuditEntry, AuditFilter
 from gateway.query._spec import QuerySpec, RawResult
 
 if TYPE_CHECKING:
-    from gateway.disclosure._ledger import Check, LedgerCell
+    from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell
     from gateway.store._ledger import LedgerWrite
 
 
@@ -86,6 +86,10 @@ class Store(Protocol):
 
     def ledger_differences(self, dataset: str, checks: Sequence[Check]) -> list[int]:
         """Per check, the distinct subjects of its container outside all of its parts."""
+        ...
+
+    def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
+        """Per (cell, time): distinct subjects with a record in the cell stored after that time."""
         ...
 
     def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:

@@ -76,11 +76,13 @@ def read_ledger(
 ) -> tuple[tuple[LedgerCell, ...], int]:
     """The agreement's ledger cells for ``dataset``, and the highest row id among them (0: none)."""
     rows = conn.execute(
-        select(table.c.id, table.c.decision_id, table.c.predicate).where(
+        select(table.c.id, table.c.decision_id, table.c.predicate, table.c.released_at).where(
             table.c.agreement_id == agreement_id, table.c.dataset == dataset
         )
     ).all()
-    cells = tuple(LedgerCell(str(r.decision_id), from_canonical(str(r.predicate))) for r in rows)
+    cells = tuple(
+        LedgerCell(str(r.decision_id), from_canonical(str(r.predicate)), str(r.released_at)) for r in rows
+    )
     return cells, max((int(r.id) for r in rows), default=0)
 
 
@@ -102,9 +104,13 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at
         ).scalars()
     )
     rows: dict[str, dict[str, Any]] = {}
+    again: set[str] = set()
     for predicate, values in write.cells:
         digest = predicate.digest
-        if digest in present or digest in rows:
+        if digest in present:
+            again.add(digest)  # released again: newcomers are counted from now on
+            continue
+        if digest in rows:
             continue
         rows[digest] = {
             "agreement_id": write.agreement_id,
@@ -117,7 +123,40 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at
         }
     if rows:
         conn.execute(table.insert(), list(rows.values()))
+    if again:
+        conn.execute(
+            table.update()
+            .where(
+                table.c.agreement_id == write.agreement_id,
+                table.c.dataset == write.dataset,
+                table.c.digest.in_(sorted(again)),
+            )
+            .values(released_at=released_at)
+        )
     return True
+
+
+def newcomer_statement(
+    dataset: str, repeats: Sequence[tuple[CellPredicate, str]], schema: Schema
+) -> Select[Any]:
+    """One statement: per (cell, time), the distinct subjects with a record in the cell stored
+    after that time (their batch's received_at), i.e. what has changed since it was released."""
+    target = schema.datasets.get(dataset)
+    if target is None:
+        raise GatewayError("a ledger check names a dataset the store does not hold")
+    links = _links_of([p for p, _ in repeats])
+    row = _with_links(target.table.alias("t"), target, links, schema.datasets)
+    b = schema.batches.alias("b")
+    counts: list[ColumnElement[Any]] = [
+        _people(row, and_(condition(row, predicate, links, target), b.c.received_at > since)).label(f"n{i}")
+        for i, (predicate, since) in enumerate(repeats)
+    ]
+    earliest = min(since for _, since in repeats)
+    return (
+        select(*counts)
+        .select_from(row.join(b, b.c.batch_id == row.c.batch_id))
+        .where(b.c.received_at > earliest)
+    )
 
 
 def difference_statements(
@@ -134,22 +173,8 @@ def difference_statements(
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
     t = target.table.alias("t")
-    links: dict[LinkPredicate, str] = {}
-    for check in checks:
-        for predicate in (check.container, *check.parts):
-            if predicate.link is not None:
-                links.setdefault(predicate.link, f"_link{len(links)}")  # dataset columns start with a letter
-    row: FromClause = t
-    if links:
-        joined: FromClause = t
-        flags: list[ColumnElement[Any]] = []
-        for link, name in links.items():
-            near = _linked_pairs(target, link, tables, name)
-            joined = joined.outerjoin(
-                near, and_(near.c.subject == t.c.subject, near.c.event_day == t.c.event_day)
-            )
-            flags.append(case((near.c.subject.is_not(None), _inline(1)), else_=_inline(0)).label(name))
-        row = select(*t.c, *flags).select_from(joined).subquery("linked")
+    links = _links_of([p for check in checks for p in (check.container, *check.parts)])
+    row = _with_links(t, target, links, tables)
     out: list[tuple[Select[Any], list[tuple[int, int]]]] = []
     counts: list[ColumnElement[Any]] = []
     where: list[ColumnElement[bool]] = []
@@ -167,6 +192,34 @@ def difference_statements(
     if counts:
         out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
     return out
+
+
+def _links_of(predicates: Sequence[CellPredicate]) -> dict[LinkPredicate, str]:
+    links: dict[LinkPredicate, str] = {}
+    for predicate in predicates:
+        if predicate.link is not None:
+            links.setdefault(predicate.link, f"_link{len(links)}")  # dataset columns start with a letter
+    return links
+
+
+def _with_links(
+    t: FromClause,
+    target: DatasetTable,
+    links: Mapping[LinkPredicate, str],
+    tables: Mapping[str, DatasetTable],
+) -> FromClause:
+    """``t``, or its rows with a 0/1 column per link (see difference_statements)."""
+    if not links:
+        return t
+    joined: FromClause = t
+    flags: list[ColumnElement[Any]] = []
+    for link, name in links.items():
+        near = _linked_pairs(target, link, tables, name)
+        joined = joined.outerjoin(
+            near, and_(near.c.subject == t.c.subject, near.c.event_day == t.c.event_day)
+        )
+        flags.append(case((near.c.subject.is_not(None), _inline(1)), else_=_inline(0)).label(name))
+    return select(*t.c, *flags).select_from(joined).subquery("linked")
 
 
 def count_differences(

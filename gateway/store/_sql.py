@@ -22,7 +22,7 @@ from gateway.audit._budget import Quota, budget_period, parse_time
 from gateway.audit._chain import chain_hash
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
-from gateway.disclosure._ledger import Check, LedgerCell
+from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell
 from gateway.errors import AuditWriteError, BudgetSpent, Conflict, InvalidRequest, StoreError
 from gateway.query._spec import QuerySpec, RawCell, RawResult
 from gateway.store._aggregate import SUM_SCALE, compile_aggregate
@@ -37,6 +37,7 @@ from gateway.store._ledger import (
     count_differences,
     difference_statements,
     ledger_of,
+    newcomer_statement,
     read_ledger,
     write_ledger,
 )
@@ -279,6 +280,28 @@ class SqlStore:
         def work() -> list[int]:
             with self._db.snapshot() as conn:
                 return count_differences(conn, statements)
+
+        return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
+
+    def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
+        """Per (cell, time): distinct subjects with a record in the cell stored after that time."""
+        self._check_open()
+        statement = newcomer_statement(dataset, repeats, self._schema)
+        batches = self._schema.batches
+        earliest = min((since for _, since in repeats), default="")
+        # the common case, nothing stored since: one look at the (small) batch register, no scan
+        stored_since = (
+            select(batches.c.batch_id)
+            .where(batches.c.dataset == dataset, batches.c.received_at > earliest)
+            .limit(1)
+        )
+
+        def work() -> list[int]:
+            with self._db.snapshot() as conn:
+                if conn.execute(stored_since).first() is None:
+                    return [0] * len(repeats)
+                row = conn.execute(statement).one()
+            return [int(value or 0) for value in row]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 

@@ -261,3 +261,32 @@ def test_rows_of_an_older_contract_cannot_be_isolated_by_listing_every_current_v
     )
     assert _total(running) == (False, 30)
     assert _total(running, filters=_districts(ALL)) == (False, 30)
+
+
+def test_asking_again_after_a_few_newcomers_cannot_single_them_out(running: Running) -> None:
+    """A total released, then three more people stored, then the same question: the difference
+    would be those three, so the second answer is withheld; once ten more have arrived since the
+    last release it is answered again, and asking once more with no new data answers the same."""
+    _push(running, ed_rows("D01", 30))
+    assert _total(running) == (False, 30)
+    _push(running, ed_rows("D01", 3, prefix="late"))
+    assert _total(running) == (True, 0)
+    _push(running, ed_rows("D01", 10, prefix="later"))
+    assert _total(running) == (False, 45)  # 43 people, rounded to 5
+    assert _total(running) == (False, 45)
+
+
+def test_asking_again_after_one_newcomer_in_a_linked_cell_is_withheld(running: Running) -> None:
+    """The same with a link: one more person with a police contact cannot be isolated by asking
+    the linked question again."""
+    _push(running, ed_rows("D05", 30, month="2025-03", prefix="p"))
+    police = _police([f"pD05-{i}" for i in range(30)], "2025-02-20")
+    running.ingest("agent:metro-police").PushBatch(
+        seal(running.layout, "metro-police", "police_incidents", police)
+    )
+    assert _total(running, link=_link()) == (False, 30)
+    _push(running, ed_rows("D05", 1, month="2025-03", prefix="q"))
+    running.ingest("agent:metro-police").PushBatch(
+        seal(running.layout, "metro-police", "police_incidents", _police(["qD05-0"], "2025-02-21"))
+    )
+    assert _total(running, link=_link()) == (True, 0)
