@@ -4,12 +4,12 @@ under either index profile (the lean one answers links through a materialised pr
 from __future__ import annotations
 
 import datetime as dt
-import random
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+import store_rows
 
 from gateway.catalogue import Catalogue
 from gateway.errors import InvalidRequest
@@ -17,7 +17,7 @@ from gateway.query import LinkSpec, MeasureRef, QuerySpec, RawResult
 from gateway.store import INDEX_PROFILES, SqlStore, open_store
 
 MEASURES = (MeasureRef("subjects"), MeasureRef("records"), MeasureRef("sum", "stay_hours"))
-FIRST_DAY = (dt.date(2023, 10, 1) - dt.date(1970, 1, 1)).days  # a year that crosses a year end
+FIRST_DAY = store_rows.FIRST_DAY
 DAYS = 366
 
 
@@ -32,32 +32,11 @@ def store(request: pytest.FixtureRequest, store_url: str, catalogue: Catalogue) 
 
 
 def _visits(seed: int = 7, n: int = 700, people: int = 90) -> list[dict[str, Any]]:
-    rnd = random.Random(seed)
-    return [
-        {
-            "subject": f"person-{rnd.randrange(people)}",
-            "event_day": FIRST_DAY + rnd.randrange(DAYS),
-            "district": rnd.choice(("D01", "D02", "D03", "D04")),
-            "age_band": rnd.choice(("0-17", "18-34", "35-64", "65+")),
-            "sex": rnd.choice(("F", "M", "X")),
-            "presentation": rnd.choice(("overdose", "injury", "other")),
-            "stay_hours": rnd.randrange(0, 72 * 4) / 4,  # quarters of an hour: every sum is exact
-        }
-        for _ in range(n)
-    ]
+    return store_rows.visits(seed=seed, n=n, people=people, days=DAYS)
 
 
 def _contacts(seed: int = 11, n: int = 300, people: int = 120) -> list[dict[str, Any]]:
-    rnd = random.Random(seed)
-    return [
-        {
-            "subject": f"person-{rnd.randrange(people)}",
-            "event_day": FIRST_DAY + rnd.randrange(DAYS),
-            "district": rnd.choice(("D01", "D02", "D03", "D04")),
-            "incident_type": rnd.choice(("assault", "welfare_check", "other")),
-        }
-        for _ in range(n)
-    ]
+    return store_rows.contacts(seed=seed, n=n, people=people, days=DAYS)
 
 
 # -- an independent reference: plain Python over the rows that were stored ----------------------

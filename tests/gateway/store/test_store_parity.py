@@ -4,7 +4,6 @@ aggregates the database computes and what disclosure control releases from them 
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import random
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import store_rows
 
 from gateway.catalogue import Catalogue
 from gateway.disclosure import apply_disclosure, build_grid, round_to_base
@@ -27,7 +27,7 @@ ALL_MEASURES = (
     MeasureRef("sum", "stay_hours"),
     MeasureRef("mean", "stay_hours"),
 )
-FIRST_DAY = (dt.date(2023, 10, 1) - dt.date(1970, 1, 1)).days  # the data crosses a year end
+FIRST_DAY = store_rows.FIRST_DAY
 DAYS = 456
 LINK = LinkSpec("contacts", days_before=30, days_after=7, filters=(("incident_type", ("assault", "other")),))
 
@@ -72,34 +72,12 @@ BATTERY: dict[str, QuerySpec] = {
 
 
 def _visits(*, exact: bool, seed: int = 5, n: int = 2500, people: int = 400) -> list[dict[str, Any]]:
-    """Visits whose stays are quarter hours (``exact``: every partial sum is a double, whatever
-    the order of addition) or arbitrary doubles."""
-    rnd = random.Random(seed)
-    return [
-        {
-            "subject": f"person-{rnd.randrange(people)}",
-            "event_day": FIRST_DAY + rnd.randrange(DAYS),
-            "district": rnd.choice(("D01", "D02", "D03", "D04")),
-            "age_band": rnd.choice(("0-17", "18-34", "35-64", "65+")),
-            "sex": rnd.choice(("F", "M", "X")),
-            "presentation": rnd.choice(("overdose", "injury", "other")),
-            "stay_hours": rnd.randrange(0, 72 * 4) / 4 if exact else rnd.uniform(0, 72),
-        }
-        for _ in range(n)
-    ]
+    """Quarter-hour stays (``exact``) or arbitrary doubles; see store_rows.visits."""
+    return store_rows.visits(seed=seed, n=n, people=people, days=DAYS, exact=exact)
 
 
 def _contacts(seed: int = 9, n: int = 900, people: int = 500) -> list[dict[str, Any]]:
-    rnd = random.Random(seed)
-    return [
-        {
-            "subject": f"person-{rnd.randrange(people)}",
-            "event_day": FIRST_DAY + rnd.randrange(DAYS),
-            "district": rnd.choice(("D01", "D02", "D03", "D04")),
-            "incident_type": rnd.choice(("assault", "welfare_check", "other")),
-        }
-        for _ in range(n)
-    ]
+    return store_rows.contacts(seed=seed, n=n, people=people, days=DAYS)
 
 
 def _load(store: SqlStore, batches: Any, *, exact: bool) -> None:
