@@ -142,6 +142,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 agreement_id=request.agreement_id,
                 decision_id=ctx.decision_id,
                 k=k,
+                dominance=dominance,
             )
         except Exception as exc:  # allowed, then failed: the log says so, and nothing leaves
             # a query the ledger cannot check in time is refused in plain words: a deny, not an

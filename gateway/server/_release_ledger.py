@@ -11,14 +11,17 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from gateway.catalogue import Catalogue
-from gateway.disclosure import Grid, Released, ReleasedCell
+from gateway.disclosure import Dominance, Grid, Released, ReleasedCell
 from gateway.disclosure._ledger import (
     CellPredicate,
+    Check,
     LedgerCell,
     cells_to_withhold,
     describe_cells,
     domains_of,
     plan_checks,
+    sums_to_check,
+    sums_to_withhold,
 )
 from gateway.errors import PermissionDenied
 from gateway.query import QuerySpec, RawResult
@@ -48,6 +51,7 @@ def ledger_release(
     agreement_id: str,
     decision_id: str,
     k: int,
+    dominance: Dominance,
 ) -> tuple[Released, LedgerWrite]:
     """The release after the differencing checks, and the ledger rows it adds."""
     predicates = describe_cells(spec, grid, catalogue)
@@ -63,6 +67,15 @@ def ledger_release(
         withhold: set[int] = set()
         if checks:
             withhold |= cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
+            withhold |= _dominated_differences(
+                store,
+                spec,
+                checks,
+                predicates=predicates,
+                released=released,
+                ledger=ledger,
+                dominance=dominance,
+            )
         withhold |= _changed_since_released(store, spec.dataset, _released(predicates, released), ledger, k)
         if withhold:
             out = disclose(_as_small(spec, raw, grid, frozenset(withhold)))
@@ -72,6 +85,31 @@ def ledger_release(
         if any(not v.withheld for v in cell.values)
     )
     return out, LedgerWrite(agreement_id, spec.dataset, decision_id, seen, cells)
+
+
+def _dominated_differences(
+    store: Store,
+    spec: QuerySpec,
+    checks: tuple[Check, ...],
+    *,
+    predicates: tuple[CellPredicate, ...],
+    released: Released,
+    ledger: tuple[LedgerCell, ...],
+    dominance: Dominance,
+) -> frozenset[int]:
+    """New cells whose release would make a difference of released sums that the dominance rule
+    withholds when asked for directly (a sum of a few people's values), as a people count's
+    difference below k is withheld."""
+    if not spec.sum_fields:
+        return frozenset()
+    shown: dict[CellPredicate, frozenset[str]] = {cell.predicate: cell.labels for cell in ledger}
+    for predicate, cell in zip(predicates, (*released.cells, released.total), strict=True):
+        shown[predicate] = shown.get(predicate, frozenset()) | frozenset(_values(spec, cell))
+    items = sums_to_check(checks, shown, spec.sum_fields)
+    if not items:
+        return frozenset()
+    figures = store.ledger_sum_differences(spec.dataset, [(checks[n], f) for n, f in items], dominance.n)
+    return sums_to_withhold(checks, items, figures, percent=dominance.percent)
 
 
 def _changed_since_released(

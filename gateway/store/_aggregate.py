@@ -87,7 +87,7 @@ def compile_aggregate(
     figures = [
         func.count(distinct(t.c.subject)).label("subjects"),
         func.count().label("records"),
-        *(func.sum(_fixed(t.c[f])).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
+        *(func.sum(micro_units(t.c[f])).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
     ]
     conditions = _filters(t, target, spec.filters, "filters")
     # Only rows whose every dimension holds a value of the current contract domain are counted,
@@ -182,7 +182,7 @@ def _with_top_contributions(
         select(
             *keys,
             func.count().label("r"),
-            *(func.sum(_fixed(t.c[f])).label(f"c{i}") for i, f in enumerate(sum_fields)),
+            *(func.sum(micro_units(t.c[f])).label(f"c{i}") for i, f in enumerate(sum_fields)),
             # read only for noise: it would keep the covering indexes from answering alone
             *([func.max(t.c.subject_h).label("h")] if digest else []),
         )
@@ -281,7 +281,7 @@ def current_domain(t: FromClause, target: DatasetTable, *, exclude: set[str]) ->
     ]
 
 
-def _fixed(value: ColumnElement[Any]) -> ColumnElement[int]:
+def micro_units(value: ColumnElement[Any]) -> ColumnElement[int]:
     """A measure as whole micro-units (see SUM_SCALE); ROUND is in both SQLite and PostgreSQL."""
     return cast(func.round(value * _inline(SUM_SCALE)), BigInteger)
 

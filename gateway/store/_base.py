@@ -89,7 +89,14 @@ class Store(Protocol):
         ...
 
     def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
-        """Per (cell, time): distinct subjects with a record in the cell stored after that time."""
+        """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
+        ...
+
+    def ledger_sum_differences(
+        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int
+    ) -> list[tuple[float, float]]:
+        """Per (check, measure field): the field's sum over the check's difference, and the sum of
+        its ``top_n`` largest per-subject sums."""
         ...
 
     def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:

@@ -39,6 +39,8 @@ from gateway.store._ledger import (
     ledger_of,
     newcomer_statement,
     read_ledger,
+    sum_difference_statement,
+    sum_differences,
     write_ledger,
 )
 from gateway.store._paired import PairedReader
@@ -284,15 +286,17 @@ class SqlStore:
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
     def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
-        """Per (cell, time): distinct subjects with a record in the cell stored after that time."""
+        """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
         self._check_open()
         statement = newcomer_statement(dataset, repeats, self._schema)
         batches = self._schema.batches
         earliest = min((since for _, since in repeats), default="")
-        # the common case, nothing stored since: one look at the (small) batch register, no scan
+        involved = sorted({dataset, *(p.link.dataset for p, _ in repeats if p.link is not None)})
+        # the common case, nothing stored since in the dataset or any it links to: one look at
+        # the (small) batch register, no scan
         stored_since = (
             select(batches.c.batch_id)
-            .where(batches.c.dataset == dataset, batches.c.received_at > earliest)
+            .where(batches.c.dataset.in_(involved), batches.c.received_at > earliest)
             .limit(1)
         )
 
@@ -302,6 +306,22 @@ class SqlStore:
                     return [0] * len(repeats)
                 row = conn.execute(statement).one()
             return [int(value or 0) for value in row]
+
+        return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
+
+    def ledger_sum_differences(
+        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int
+    ) -> list[tuple[float, float]]:
+        """Per (check, measure field): the field's sum over the check's difference, and the sum of
+        its ``top_n`` largest per-subject sums (whole micro-units summed in SQL, as cells are)."""
+        self._check_open()
+        if not items:
+            return []
+        statement = sum_difference_statement(dataset, items, self._schema.datasets, top_n)
+
+        def work() -> list[tuple[float, float]]:
+            with self._db.snapshot() as conn:
+                return sum_differences(conn, statement, len(items))
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
