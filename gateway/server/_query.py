@@ -128,7 +128,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
             )
 
         try:
-            raw = self._s.store.aggregate(spec, top_n=dominance.n, digest=privacy is not None)
+            raw = self._s.store.aggregate(
+                spec, top_n=dominance.n, digest=privacy is not None, near_percent=dominance.percent
+            )
             released = disclose(raw)
             # -- release ledger (DESIGN §9 items 3, 6; gateway/server/_release_ledger.py) --
             released, ledger = ledger_release(

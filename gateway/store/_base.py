@@ -62,10 +62,14 @@ class Store(Protocol):
         with another digest it is a Conflict. StoreError on database failure, nothing written."""
         ...
 
-    def aggregate(self, spec: QuerySpec, *, top_n: int = 0, digest: bool = False) -> RawResult:
+    def aggregate(
+        self, spec: QuerySpec, *, top_n: int = 0, digest: bool = False, near_percent: int | None = None
+    ) -> RawResult:
         """One SQL query (GROUP BY in the database) for the cells and one for the total; with
         ``top_n`` > 0, cells of a query with sums carry their top-n contribution sums (RawCell.tops);
-        with ``digest``, every cell its people digest and the result its data version (for noise)."""
+        with ``digest``, every cell its people digest and the result its data version (for noise).
+        With ``near_percent``, tops may be an upper bound that shows no cell is dominated at that
+        percentage (exact whenever some cell is near the rule)."""
         ...
 
     def append_audit(
