@@ -94,7 +94,10 @@ def run_report(args: argparse.Namespace, console: Console) -> int:
         )
     if args.html is not None:
         generated = stamp(dt.datetime.now(dt.UTC))
-        args.html.write_text(render_html(report, generated=generated), encoding="utf-8")
+        try:
+            args.html.write_text(render_html(report, generated=generated), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--html: cannot write {args.html}: {exc.strerror}") from None
     if args.json:
         sys.stdout.write(json.dumps(report_dict(report), sort_keys=True) + "\n")
     else:

@@ -4,6 +4,7 @@ escaped. The page as a browser renders it is tested in tests/e2e/test_audit_repo
 from __future__ import annotations
 
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,13 @@ def test_report_rejects_a_window_that_is_not_a_time(capsys: pytest.CaptureFixtur
     code = main(["audit", "report", "--client", "/nonexistent.toml", "--since", "last tuesday"])
     assert code == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_report_refuses_an_html_path_in_a_missing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--html into a folder that does not exist is a usage error (exit 2) naming the option."""
+    page = tmp_path / "missing" / "report.html"
+    code = main(["audit", "report", "--client", "/nonexistent.toml", "--html", str(page)])
+    assert code == 2
+    assert "--html" in capsys.readouterr().err and not page.exists()
