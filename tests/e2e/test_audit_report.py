@@ -5,10 +5,8 @@ shows hostile log text as text."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -16,18 +14,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from e2e_harness import PG_URL, Running, _Serve, ed_rows, seal, subjects_query
+from e2e_harness import Running, ed_rows, seal, serve_with_terms, subjects_query
 from headless import dump_dom, screenshot
 from PIL import Image
 
 from gateway._pb import audit_pb2
-from gateway._settings import GatewaySettings
 from gateway.audit import budget_period
 from gateway.audit._budget import parse_time
 from gateway.cli import main
 from gateway.pki import PkiLayout
-from gateway.policy._locate import shipped_bundle_dir
-from gateway.store.testing import fresh_postgres_schema
 
 AG = "ag-2026-001"
 TERMS = "  query_budget: {queries: 5, period: month}\n  noise: {epsilon: 0.5, budget: 10, period: year}\n"
@@ -41,32 +36,13 @@ DENY_RED = (0xC6, 0x28, 0x28)
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def budgeted(request: pytest.FixtureRequest, pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
     """The shipped bundle with a query budget (5 a month) and noise (epsilon 0.5 of 10 a year)."""
-    yield from _serve(request.param, pki, tmp_path)
+    yield from serve_with_terms(request.param, pki, tmp_path, TERMS)
 
 
 @pytest.fixture
 def budgeted_sqlite(pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
     """The same on SQLite only: the page does not depend on the backend, one browser run is enough."""
-    yield from _serve("sqlite", pki, tmp_path)
-
-
-def _serve(backend: str, pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
-    bundle = tmp_path / "bundle"
-    shutil.copytree(shipped_bundle_dir(), bundle)
-    agreements = bundle / "agreements" / "data.yaml"
-    text = agreements.read_text()
-    assert "  max_cells: 2000\n" in text
-    agreements.write_text(text.replace("  max_cells: 2000\n", "  max_cells: 2000\n" + TERMS, 1))
-    settings = GatewaySettings.from_file(pki.gateway_config)
-    settings = dataclasses.replace(
-        settings, policy=dataclasses.replace(settings.policy, bundle=bundle, reload_interval_s=0)
-    )
-    if backend == "sqlite":
-        with _Serve(settings, f"sqlite:///{tmp_path / 'gateway.db'}", pki) as running:
-            yield running
-    else:
-        with fresh_postgres_schema(PG_URL, prefix="e2e") as url, _Serve(settings, url, pki) as running:
-            yield running
+    yield from serve_with_terms("sqlite", pki, tmp_path, TERMS)
 
 
 def _traffic(running: Running) -> None:
