@@ -12,6 +12,7 @@ the report beyond what the log's columns already name.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ from gateway.audit._budget import (
     budget_period,
     parse_time,
     query_budgets,
+    stamp,
 )
 from gateway.audit._types import AuditEntry
 
@@ -148,9 +150,8 @@ def build_report(
     """Sum up the entries (in log order); ``since``/``until``/``agreement_id`` are the filters the
     entries were listed with, kept to label the report and to mark budget periods it cuts."""
     rows = list(entries)
-    outcomes = Tally()
-    for e in rows:
-        outcomes = outcomes.add(e.outcome)
+    counted = Counter(e.outcome for e in rows)
+    outcomes = Tally(counted["allow"], counted["deny"], counted["error"])
     window = (_moment(since), _moment(until))
     return AuditReport(
         since=since,
@@ -178,10 +179,22 @@ def _moment(text: str) -> dt.datetime | None:
 
 def _tallies(rows: Sequence[AuditEntry], key: Any) -> tuple[tuple[str, Tally], ...]:
     """Per key, most decisions first (ties by name, so the order is stable)."""
-    tallies: dict[str, Tally] = defaultdict(Tally)
-    for e in rows:
-        tallies[key(e)] = tallies[key(e)].add(e.outcome)
+    counts = Counter((key(e), e.outcome) for e in rows)
+    tallies = {
+        name: Tally(counts[(name, "allow")], counts[(name, "deny")], counts[(name, "error")])
+        for name in {name for name, _ in counts}
+    }
     return tuple(sorted(tallies.items(), key=lambda kv: (-kv[1].total, kv[0])))
+
+
+@functools.lru_cache(maxsize=4096)
+def _period_of_day(period: Period, day: dt.date) -> BudgetPeriod:
+    """budget_period by calendar day (a log holds many entries a day, and periods are days)."""
+    return budget_period(period, dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
+
+
+def _period(period: Period, timestamp: str) -> BudgetPeriod:
+    return _period_of_day(period, parse_time(timestamp).date())
 
 
 def denials(rows: Sequence[AuditEntry]) -> tuple[Denial, ...]:
@@ -237,22 +250,16 @@ def budget_use(
     for e in queries:  # log order: the latest term wins
         term = _obligations(e).get("budget")
         terms[e.agreement_id] = query_budgets({e.agreement_id: {"query_budget": term}}).get(e.agreement_id)
-    used: Counter[tuple[str, str]] = Counter()
-    periods: dict[tuple[str, str], BudgetPeriod] = {}
+    used: Counter[tuple[str, BudgetPeriod | None]] = Counter()
     for e in queries:
         budget = terms.get(e.agreement_id)
-        if budget is None:
-            used[(e.agreement_id, "")] += 1
-            continue
-        period = budget_period(budget.period, parse_time(e.timestamp))
-        periods[(e.agreement_id, period.since)] = period
-        used[(e.agreement_id, period.since)] += 1
+        used[(e.agreement_id, None if budget is None else _period(budget.period, e.timestamp))] += 1
     out = []
-    for (agreement, start), n in sorted(used.items()):
-        if not start:
+    for (agreement, period), n in sorted(used.items(), key=lambda kv: (kv[0][0], _start(kv[0][1]))):
+        if period is None:
             out.append(BudgetUse(agreement, "", n, None))
             continue
-        period, budget = periods[(agreement, start)], terms[agreement]
+        budget = terms[agreement]
         out.append(
             BudgetUse(
                 agreement,
@@ -264,6 +271,10 @@ def budget_use(
             )
         )
     return tuple(out)
+
+
+def _start(period: BudgetPeriod | None) -> str:
+    return "" if period is None else period.start.isoformat()
 
 
 def _noise_term(entry: AuditEntry) -> tuple[float, float, Period] | None:
@@ -285,14 +296,14 @@ def privacy_use(
 ) -> tuple[PrivacyUse, ...]:
     """Privacy budget spent per noisy agreement and period: allowed queries x epsilon, read from
     the noise terms recorded in each allowed decision (agreements without noise are left out)."""
-    spent: dict[tuple[str, str], list[Any]] = {}
+    spent: dict[tuple[str, dt.datetime], list[Any]] = {}
     for e in _allowed_queries(rows):
         term = _noise_term(e)
         if term is None:
             continue
         epsilon, budget, period_name = term
-        period = budget_period(period_name, parse_time(e.timestamp))
-        key = (e.agreement_id, period.since)
+        period = _period(period_name, e.timestamp)
+        key = (e.agreement_id, period.start)
         acc = spent.setdefault(key, [0, epsilon, budget, period])
         acc[0] += 1
         acc[1], acc[2] = epsilon, budget  # the latest terms
@@ -337,11 +348,19 @@ def timeline_grain(rows: Sequence[AuditEntry]) -> str:
     return "hour" if span <= 2 * _DAY else ("day" if span <= 92 * _DAY else "month")
 
 
-def _floor(moment: dt.datetime, grain: str) -> dt.datetime:
-    if grain == "hour":
-        return moment.replace(minute=0, second=0, microsecond=0)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day if grain == "day" else day.replace(day=1)
+_PREFIX = {"hour": 13, "day": 10, "month": 7}  # of "YYYY-MM-DDTHH:…Z"
+
+
+def _bucket(timestamp: str, grain: str) -> str:
+    """The bucket's start as a prefix of the log's own UTC form (cheaper than a datetime per
+    entry: a report may run over a long log); any other offset is converted first."""
+    utc = timestamp if timestamp.endswith("Z") else stamp(parse_time(timestamp))
+    return utc[: _PREFIX[grain]]
+
+
+def _bucket_start(prefix: str, grain: str) -> dt.datetime:
+    padded = {"hour": prefix + ":00:00", "day": prefix + "T00:00:00", "month": prefix + "-01T00:00:00"}[grain]
+    return dt.datetime.fromisoformat(padded).replace(tzinfo=dt.UTC)
 
 
 def _next(moment: dt.datetime, grain: str) -> dt.datetime:
@@ -362,15 +381,14 @@ def timeline(rows: Sequence[AuditEntry]) -> tuple[TimeBucket, ...]:
     if not rows:
         return ()
     grain = timeline_grain(rows)
-    tallies: dict[dt.datetime, Tally] = defaultdict(Tally)
-    for e in rows:
-        bucket = _floor(parse_time(e.timestamp), grain)
-        tallies[bucket] = tallies[bucket].add(e.outcome)
+    counts = Counter((_bucket(e.timestamp, grain), e.outcome) for e in rows)
+    buckets = {prefix for prefix, _ in counts}
     out = []
-    moment, last = min(tallies), max(tallies)
+    moment, last = _bucket_start(min(buckets), grain), _bucket_start(max(buckets), grain)
     while moment <= last:
-        stamp = moment.isoformat().replace("+00:00", "Z")
-        out.append(TimeBucket(stamp, _label(moment, grain), tallies.get(moment, Tally())))
+        key = stamp(moment)[: _PREFIX[grain]]
+        tally = Tally(counts[(key, "allow")], counts[(key, "deny")], counts[(key, "error")])
+        out.append(TimeBucket(stamp(moment), _label(moment, grain), tally))
         moment = _next(moment, grain)
     return tuple(out)
 

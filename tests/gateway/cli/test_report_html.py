@@ -7,9 +7,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from gateway.audit import AuditEntry, build_report
 from gateway.cli import main
+from gateway.cli._audit_report import print_report
 from gateway.cli._report_html import render_html
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -101,3 +103,13 @@ def test_report_refuses_an_html_path_in_a_missing_folder(
     code = main(["audit", "report", "--client", "/nonexistent.toml", "--html", str(page)])
     assert code == 2
     assert "--html" in capsys.readouterr().err and not page.exists()
+
+
+def test_terminal_report_prints_log_text_literally() -> None:
+    """Console markup in a logged reason or agreement id ("[red]…[/red]") is printed as written,
+    not interpreted: the auditor reads what the log holds."""
+    marked = "[bold red]all clear[/bold red]"
+    console = Console(record=True, width=200)
+    print_report(console, build_report([_entry(reasons=(marked,), agreement_id="[link=x]ag[/link]")]))
+    text = console.export_text()
+    assert marked in text and "[link=x]ag[/link]" in text
