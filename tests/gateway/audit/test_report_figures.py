@@ -195,3 +195,9 @@ def test_an_empty_log_gives_an_empty_report() -> None:
     report = build_report([])
     assert report.outcomes.total == 0 and not report.timeline and not report.latency
     assert report_dict(report)["outcomes"]["total"] == 0
+
+
+def test_timeline_buckets_are_utc_whatever_offset_a_timestamp_carries() -> None:
+    """An entry stamped with an offset lands in the UTC hour it happened in."""
+    (bucket,) = timeline([entry("2026-11-10T01:30:00+02:00")])
+    assert (bucket.label, bucket.start) == ("2026-11-09 23:00", "2026-11-09T23:00:00.000000Z")
