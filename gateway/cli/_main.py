@@ -144,13 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("list", "List decisions, newest filters first."),
         ("verify", "Recompute the hash chain."),
         ("export", "Write every decision as JSON lines to stdout."),
-        (
-            "report",
-            (
-                "Sum up the log: decisions per agreement, outcome and principal; denials and their "
-                "reasons; suppression rates; query and privacy budget used; latency."
-            ),
-        ),
+        ("report", "Sum up the log: decisions, denials and reasons, suppression, budgets, latency."),
     ):
         ap = audit_sub.add_parser(name, help=help_, description=help_, formatter_class=_F)
         _client_option(ap)
