@@ -251,6 +251,53 @@ def _axis_sets(
     return {axis: frozenset(dims.get(axis, domains.get(axis, ()))) for axis in axes}
 
 
+PairGroup = tuple[CellPredicate, tuple[tuple[int, CellPredicate], ...]]
+"""A container and its one-part checks (check number, part), the parts pairwise disjoint."""
+
+GROUPED_TERMS_MAX = 4096
+"""Containers and parts counted in one grouped statement, at most (one CASE term each per row)."""
+
+
+def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple[int, ...]]:
+    """Split the checks into those one grouped count answers together, and the rest (numbers).
+
+    A check with one part asks for the people of container C with a record outside part P. When
+    C's parts are pairwise disjoint, that is |C| minus the people all of whose records in C lie
+    in P, and a person can be so for one part at most: one GROUP BY per person over the rows,
+    each labelled with its container and part, answers every such check at once (a grid asked
+    again by fewer dimensions gives one check per old cell, hundreds of them). Containers must
+    be pairwise disjoint too, so that each row has one label."""
+    by_container: dict[CellPredicate, list[tuple[int, CellPredicate]]] = {}
+    for number, check in enumerate(checks):
+        if len(check.parts) == 1:
+            by_container.setdefault(check.container, []).append((number, check.parts[0]))
+    groups: list[PairGroup] = []
+    terms = 0
+    for container, pairs in by_container.items():
+        parts = [part for _, part in pairs]
+        if len(pairs) < 2 or terms + 1 + len(pairs) > GROUPED_TERMS_MAX:
+            continue
+        if not all(disjoint(a, b) for a, b in itertools.combinations(parts, 2)):
+            continue
+        if any(not disjoint(container, other) for other, _ in groups):
+            continue
+        groups.append((container, tuple(pairs)))
+        terms += 1 + len(pairs)
+    grouped = {number for _, pairs in groups for number, _ in pairs}
+    return tuple(groups), tuple(n for n in range(len(checks)) if n not in grouped)
+
+
+def disjoint(a: CellPredicate, b: CellPredicate) -> bool:
+    """Whether no record can lie in both, by description: some dimension, or the months, allow
+    no value in common (links aside: rows outside both boxes are in neither)."""
+    if a.dataset != b.dataset:
+        return True
+    bd = dict(b.dims)
+    if any(name in bd and not set(values) & set(bd[name]) for name, values in a.dims):
+        return True
+    return a.months is not None and b.months is not None and not set(a.months) & set(b.months)
+
+
 def sums_to_check(
     checks: Sequence[Check], released: Mapping[CellPredicate, frozenset[str]], fields: Sequence[str]
 ) -> tuple[tuple[int, str], ...]:

@@ -37,7 +37,14 @@ from sqlalchemy import (
 )
 
 from gateway.disclosure._grid import month_keys
-from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, LinkPredicate, from_canonical
+from gateway.disclosure._ledger import (
+    CellPredicate,
+    Check,
+    LedgerCell,
+    LinkPredicate,
+    PairGroup,
+    from_canonical,
+)
 from gateway.errors import GatewayError, StoreError
 from gateway.store._aggregate import SQLITE_MATERIALIZED, SUM_SCALE, current_domain, micro_units
 from gateway.store._schema import LEDGER_TABLE, DatasetTable, Schema
@@ -320,6 +327,81 @@ def _with_links(
         )
         flags.append(case((near.c.subject.is_not(None), _inline(1)), else_=_inline(0)).label(name))
     return select(*t.c, *flags).select_from(joined).subquery("linked")
+
+
+def grouped_statement(
+    dataset: str, groups: Sequence[PairGroup], tables: Mapping[str, DatasetTable]
+) -> Select[Any]:
+    """One statement for the one-part checks of ``groups`` (see ``grouped_pairs``): each row is
+    labelled with its container and part, each person per container with the part holding all
+    their records there (-1: none does), and people counted per (container, that part)."""
+    target = tables.get(dataset)
+    if target is None:
+        raise GatewayError("a ledger check names a dataset the store does not hold")
+    t = target.table.alias("t")
+    predicates = [p for container, pairs in groups for p in (container, *(part for _, part in pairs))]
+    links = _links_of(predicates)
+    row = _with_links(t, target, links, tables)
+    everything = set(target.dimension_names)
+    free = [everything - {name for name, _ in container.dims} for container, _ in groups]
+    common = set.intersection(*free) if free else set()
+    containers: list[tuple[ColumnElement[bool], int]] = []
+    parts: list[tuple[ColumnElement[bool], int]] = []
+    number = 0
+    for c, (container, pairs) in enumerate(groups):
+        # the dimensions every container leaves free are held to their domain once, in WHERE
+        own = current_domain(row, target, exclude=(everything - free[c]) | common)
+        containers.append(
+            (
+                and_(
+                    true(), *_box(row, container.dims, container.months), *own, *_flag(row, container, links)
+                ),
+                c,
+            )
+        )
+        for _, part in pairs:
+            # inside its container, a part needs only what narrows it (see condition())
+            parts.append((and_(true(), *_box(row, part.dims, part.months), *_flag(row, part, links)), number))
+            number += 1
+    labelled = (
+        select(case(*containers).label("c"), case(*parts).label("p"), row.c.subject.label("s"))
+        .select_from(row)
+        .where(*current_domain(row, target, exclude=everything - common))
+        .subquery("labelled")
+    )
+    one_part = and_(
+        func.count(labelled.c.p) == func.count(), func.min(labelled.c.p) == func.max(labelled.c.p)
+    )
+    person = (
+        select(labelled.c.c, case((one_part, func.min(labelled.c.p)), else_=_inline(-1)).label("only"))
+        .where(labelled.c.c.is_not(None))
+        .group_by(labelled.c.c, labelled.c.s)
+        .subquery("per_person")
+    )
+    return select(person.c.c, person.c.only, func.count()).group_by(person.c.c, person.c.only)
+
+
+def count_grouped(conn: Connection, statement: Select[Any], groups: Sequence[PairGroup]) -> dict[int, int]:
+    """Per check number of ``groups``: people of its container with a record outside its part."""
+    people: dict[int, int] = {}
+    only: dict[int, int] = {}
+    for c, part, count in conn.execute(statement).all():
+        people[int(c)] = people.get(int(c), 0) + int(count)
+        if int(part) >= 0:
+            only[int(part)] = int(count)
+    out: dict[int, int] = {}
+    number = 0
+    for c, (_, pairs) in enumerate(groups):
+        for check, _ in pairs:
+            out[check] = people.get(c, 0) - only.get(number, 0)
+            number += 1
+    return out
+
+
+def _flag(
+    row: FromClause, predicate: CellPredicate, links: Mapping[LinkPredicate, str]
+) -> list[ColumnElement[bool]]:
+    return [] if predicate.link is None else [row.c[links[predicate.link]] == _inline(1)]
 
 
 def count_differences(

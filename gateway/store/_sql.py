@@ -23,7 +23,7 @@ from gateway.audit._chain import chain_hash
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
 from gateway.disclosure._dominance import dominated
-from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell
+from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, grouped_pairs
 from gateway.errors import AuditWriteError, BudgetSpent, Conflict, InvalidRequest, StoreError
 from gateway.query._spec import QuerySpec, RawCell, RawResult
 from gateway.store._aggregate import SUM_SCALE, AggregateStatements, compile_aggregate
@@ -36,7 +36,9 @@ from gateway.store._ledger import (
     LedgerMoved,
     LedgerWrite,
     count_differences,
+    count_grouped,
     difference_statements,
+    grouped_statement,
     ledger_of,
     newcomer_statement,
     read_ledger,
@@ -374,13 +376,19 @@ class SqlStore:
         )
 
     def ledger_differences(self, dataset: str, checks: Sequence[Check]) -> list[int]:
-        """For each check, the distinct subjects of its container outside all its parts."""
+        """For each check, the distinct subjects of its container outside all its parts: the
+        one-part checks of disjoint parts in one grouped statement, the rest one count each."""
         self._check_open()
-        statements = difference_statements(dataset, checks, self._schema.datasets)
+        groups, rest = grouped_pairs(checks)
+        statements = difference_statements(dataset, [checks[n] for n in rest], self._schema.datasets)
+        grouped = grouped_statement(dataset, groups, self._schema.datasets) if groups else None
 
         def work() -> list[int]:
             with self._db.snapshot() as conn:
-                return count_differences(conn, statements)
+                counted = dict(zip(rest, count_differences(conn, statements), strict=True))
+                if grouped is not None:
+                    counted |= count_grouped(conn, grouped, groups)
+            return [counted[n] for n in range(len(checks))]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 

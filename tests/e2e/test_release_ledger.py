@@ -418,3 +418,22 @@ def test_asking_a_linked_question_again_after_new_linked_records_only_is_withhel
         )
     )
     assert _total(running, link=_link()) == (False, 40)
+
+
+def test_a_grid_by_district_and_month_then_by_district_alone_answers(running: Running) -> None:
+    """The everyday follow-up: cells by district and month over six months, then by district
+    alone over the same months. Each district's cell contains six released ones (120 pairs to
+    compare, more than one statement's worth of separate counts), and every difference holds
+    many people: the second grid is answered, not refused."""
+    for month in ("2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"):
+        _push(running, *(ed_rows(d, 12, month=month, prefix=f"{month}-") for d in ALL))
+    stub = running.query("health-analyst")
+    six = _months("2025-01", "2025-06")
+    first = subjects_query(group_by=["district", "month"])
+    first.months.CopyFrom(six)
+    assert not any(c.values[0].withheld for c in stub.Aggregate(first).cells)
+    second = subjects_query(group_by=["district"])
+    second.months.CopyFrom(six)
+    answer = stub.Aggregate(second)
+    assert len(answer.cells) == 20
+    assert not any(c.values[0].withheld for c in answer.cells)

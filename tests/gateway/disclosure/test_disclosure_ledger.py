@@ -16,8 +16,10 @@ from gateway.disclosure._ledger import (
     contains,
     covered,
     describe_cells,
+    disjoint,
     domains_of,
     from_canonical,
+    grouped_pairs,
     plan_checks,
     sums_to_check,
     sums_to_withhold,
@@ -207,3 +209,28 @@ def test_a_dominated_difference_of_sums_withholds_its_new_cells() -> None:
     assert sums_to_withhold(checks, items, [(100.0, 86.0), (100.0, 85.0), (0.0, 0.0)], percent=85) == {0}
     with pytest.raises(GatewayError):
         sums_to_withhold(checks, items, [(1.0, 1.0)], percent=85)
+
+
+def test_one_part_checks_of_disjoint_parts_are_grouped_and_the_rest_counted_one_by_one() -> None:
+    """A district total over its released month cells (disjoint) is one group of one-part checks; a
+    container whose parts overlap, a lone pair and a check with two parts are left to be counted alone."""
+    d1, d2 = _p({"district": ("D01",)}), _p({"district": ("D02",)})
+    jan, feb = ("2025-01",), ("2025-02",)
+    checks = [
+        Check(d1, (_p({"district": ("D01",)}, jan),), frozenset({0}), "q"),
+        Check(d1, (_p({"district": ("D01",)}, feb),), frozenset({0}), "q"),
+        Check(d2, (_p({"district": ("D02",)}, ("2025-01", "2025-02")),), frozenset({1}), "q"),
+        Check(d2, (_p({"district": ("D02",)}, ("2025-02", "2025-03")),), frozenset({1}), "q"),
+        Check(_p(), (d1, d2), frozenset({2}), "q"),
+    ]
+    groups, rest = grouped_pairs(checks)
+    assert [(container, [n for n, _ in pairs]) for container, pairs in groups] == [(d1, [0, 1])]
+    assert rest == (2, 3, 4)
+
+
+def test_disjoint_needs_a_dimension_or_the_months_with_no_value_in_common() -> None:
+    """Different districts, or months apart, are disjoint; a free dimension overlaps everything."""
+    assert disjoint(_p({"district": ("D01",)}), _p({"district": ("D02",)}))
+    assert disjoint(_p(None, ("2025-01",)), _p({"district": ("D01",)}, ("2025-02",)))
+    assert not disjoint(_p({"district": ("D01",)}), _p({"sex": ("F",)}))
+    assert not disjoint(_p({"district": ("D01", "D02")}), _p({"district": ("D02",)}, ("2025-01",)))
