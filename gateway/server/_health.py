@@ -1,0 +1,128 @@
+"""Readiness: a background thread probes what every answer depends on, the database and the policy
+engine, and keeps the gRPC health service (and the ``datashare_ready`` gauge) saying whether the
+gateway can serve.
+
+Fail closed: a probe that raises, or that has not answered within the probe interval, marks its
+dependency down, and the gateway NOT_SERVING for every service; the first round in which every
+probe answers in time makes it SERVING again, with no restart. A probe still hanging from an
+earlier round is not started again beside itself: it stays down until it returns. Going down is
+logged as an error event (the alert), coming back as an info event; neither carries the
+exception's text, which for a database can hold a connection string.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Mapping
+from concurrent import futures
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.errors import PolicyEngineError
+from gateway.policy._engine import INGEST_RULE, PolicyEngine
+from gateway.server._metrics import Metrics
+
+log = structlog.get_logger("gateway.health")
+
+Check = Callable[[], None]  # returns when the dependency answers; raises when it does not
+
+
+@dataclass(frozen=True)
+class Readiness:
+    up: Mapping[str, bool]  # dependency -> answered its last probe in time
+
+    @property
+    def ready(self) -> bool:
+        return all(self.up.values())
+
+
+def policy_check(engine: Callable[[], PolicyEngine]) -> Check:
+    """A decision of the serving engine on a probe input that names nobody: any decision, allow
+    or deny, shows the engine evaluates; a deny the engine *failed* into (unreachable, timeout,
+    unsynchronised, ...) is a failure. Through the engine's own decide, so an OPA engine whose
+    server lost our modules starts its resync from here too."""
+
+    def check() -> None:
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        probe = {
+            "principal": {"agency": "", "role": "", "name": "", "id": ""},
+            "action": "get_contract",
+            "request": {"dataset": "", "contract_version": 0},
+            "now": now,
+        }
+        decision = engine().decide(INGEST_RULE, probe)
+        if decision.error is not None:
+            raise PolicyEngineError(f"policy engine probe: {decision.failure or 'engine_error'}")
+
+    return check
+
+
+class HealthProber:
+    """Runs ``checks`` every ``interval_s`` and reports each change of readiness to ``on_change``."""
+
+    def __init__(
+        self,
+        checks: Mapping[str, Check],
+        interval_s: float,
+        metrics: Metrics,
+        on_change: Callable[[Readiness], None],
+    ) -> None:
+        self._checks = dict(checks)
+        self._interval_s = interval_s
+        self._metrics = metrics
+        self._on_change = on_change
+        self._pool = futures.ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="health")
+        self._pending: dict[str, futures.Future[None]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.readiness: Readiness | None = None
+
+    def start(self) -> Readiness:
+        """One round now (so the first status is a measured one), then a round every interval."""
+        readiness = self.probe()
+        self._thread = threading.Thread(target=self._run, name="health-prober", daemon=True)
+        self._thread.start()
+        return readiness
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._interval_s * 3 + 1)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.probe()
+
+    def probe(self) -> Readiness:
+        """One round of every check, each given the interval to answer; report a change."""
+        for name, check in self._checks.items():
+            if name not in self._pending:
+                self._pending[name] = self._pool.submit(check)
+        futures.wait(self._pending.values(), timeout=self._interval_s)
+        up: dict[str, bool] = {}
+        for name in self._checks:
+            pending = self._pending[name]
+            if not pending.done():  # hanging: down, and left to finish before it is asked again
+                up[name] = False
+                continue
+            del self._pending[name]
+            up[name] = pending.exception() is None
+        for name, ok in up.items():
+            self._metrics.dependency_up.labels(dependency=name).set(1 if ok else 0)
+        readiness = Readiness(up)
+        self._metrics.ready.set(1 if readiness.ready else 0)
+        if self.readiness is None or readiness.up != self.readiness.up:
+            self._report(readiness)
+        self.readiness = readiness
+        return readiness
+
+    def _report(self, readiness: Readiness) -> None:
+        down = sorted(name for name, ok in readiness.up.items() if not ok)
+        if down:
+            log.error("gateway_not_ready", down=down)
+        elif self.readiness is not None:
+            log.info("gateway_ready_again")
+        self._on_change(readiness)
