@@ -26,6 +26,7 @@ from gateway.server._metrics import Metrics
 
 log = structlog.get_logger("gateway.health")
 
+FIRST_ROUND_S = 10.0
 Check = Callable[[], None]  # returns when the dependency answers; raises when it does not
 
 
@@ -80,8 +81,10 @@ class HealthProber:
         self.readiness: Readiness | None = None
 
     def start(self) -> Readiness:
-        """One round now (so the first status is a measured one), then a round every interval."""
-        readiness = self.probe()
+        """One round now (so the first status is a measured one), then a round every interval.
+        The first round may take up to FIRST_ROUND_S: a probe's first call can build what later
+        ones reuse (a connection, an embedded engine per thread)."""
+        readiness = self.probe(max(self._interval_s, FIRST_ROUND_S))
         self._thread = threading.Thread(target=self._run, name="health-prober", daemon=True)
         self._thread.start()
         return readiness
@@ -96,12 +99,13 @@ class HealthProber:
         while not self._stop.wait(self._interval_s):
             self.probe()
 
-    def probe(self) -> Readiness:
-        """One round of every check, each given the interval to answer; report a change."""
+    def probe(self, deadline_s: float | None = None) -> Readiness:
+        """One round of every check, each given the interval (or ``deadline_s``) to answer;
+        report a change."""
         for name, check in self._checks.items():
             if name not in self._pending:
                 self._pending[name] = self._pool.submit(check)
-        futures.wait(self._pending.values(), timeout=self._interval_s)
+        futures.wait(self._pending.values(), timeout=deadline_s or self._interval_s)
         up: dict[str, bool] = {}
         for name in self._checks:
             pending = self._pending[name]

@@ -1,0 +1,100 @@
+"""The gRPC health service follows the database: NOT_SERVING (with an error event in the JSON log
+and ``datashare_ready`` 0) within moments of PostgreSQL becoming unreachable, SERVING again on its
+own when it comes back. The outage is a TCP forwarder the test stops, never the shared server."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from e2e_harness import PG_URL, Running, _Serve, ed_rows, seal
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
+from tcp_proxy import TcpProxy
+
+from gateway._settings import GatewaySettings
+from gateway.pki import PkiLayout
+from gateway.server import configure_logging
+from gateway.store.testing import fresh_postgres_schema
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def health_status(running: Running, service: str = "") -> int:
+    stub = health_pb2_grpc.HealthStub(running.channel("health-analyst"))
+    return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status)
+
+
+def wait_for(running: Running, status: int, within_s: float = 15.0) -> float:
+    """Seconds until every service reports ``status``; fails the test after ``within_s``."""
+    started = time.monotonic()
+    services = ("", "datashare.v1.Ingest", "datashare.v1.Query", "datashare.v1.Audit")
+    while time.monotonic() - started < within_s:
+        if all(health_status(running, s) == status for s in services):
+            return time.monotonic() - started
+        time.sleep(0.05)
+    pytest.fail(f"health did not become {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}")
+
+
+@pytest.fixture
+def behind_proxy(pki: PkiLayout) -> Iterator[tuple[Running, TcpProxy]]:
+    """A gateway on PostgreSQL reached through a forwarder, probing every 100 ms."""
+    configure_logging("info", "json")
+    with fresh_postgres_schema(PG_URL, prefix="e2e") as url:
+        target = make_url(url)
+        with TcpProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
+            proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+            settings = GatewaySettings.from_file(pki.gateway_config)
+            settings = dataclasses.replace(
+                settings, observability=dataclasses.replace(settings.observability, health_interval_ms=100)
+            )
+            with _Serve(settings, proxied, pki) as running:
+                yield running, proxy
+
+
+@pytest.mark.postgres
+def test_health_goes_not_serving_when_the_database_is_unreachable_and_recovers(
+    behind_proxy: tuple[Running, TcpProxy], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cutting the database link turns every service NOT_SERVING, logs an error event and sets datashare_ready to 0; restoring it turns them SERVING again with no restart."""
+    running, proxy = behind_proxy
+    registry = running.gateway.shared.metrics.registry
+    assert health_status(running) == SERVING
+    assert registry.get_sample_value("datashare_ready") == 1
+    running.ingest("agent:health").PushBatch(seal(running.layout, "health", "ed_visits", ed_rows("D01", 12)))
+
+    proxy.stop()
+    took = wait_for(running, NOT_SERVING)
+    assert took < 5
+    assert registry.get_sample_value("datashare_ready") == 0
+    assert registry.get_sample_value("datashare_dependency_up", {"dependency": "database"}) == 0
+    assert registry.get_sample_value("datashare_dependency_up", {"dependency": "policy_engine"}) == 1
+    with pytest.raises(grpc.RpcError) as err:  # fail closed meanwhile: nothing stored, nothing released
+        running.ingest("agent:health").PushBatch(
+            seal(running.layout, "health", "ed_visits", ed_rows("D02", 12))
+        )
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    proxy.start()
+    wait_for(running, SERVING)
+    assert registry.get_sample_value("datashare_ready") == 1
+    assert running.stored_rows("ed_visits") == 12
+
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    alerts = [e for e in events if e["event"] == "gateway_not_ready"]
+    assert alerts
+    assert alerts[0]["level"] == "error"
+    assert alerts[0]["down"] == ["database"]
+    assert any(e["event"] == "gateway_ready_again" for e in events)
+    assert not any("postgresql" in json.dumps(e) for e in alerts)  # no connection string
+
+
+def test_health_serves_from_start_on_sqlite(running: Running) -> None:
+    """A gateway whose database and policy engine answer reports SERVING for every service and datashare_ready 1 as soon as start() returns."""
+    assert wait_for(running, SERVING, within_s=0.5) < 0.5
+    assert running.gateway.shared.metrics.registry.get_sample_value("datashare_ready") == 1
