@@ -5,7 +5,6 @@ identity, a pseudonym or a value."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -13,12 +12,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from e2e_harness import Running, _Serve, ed_rows, seal, subjects_query
+from e2e_harness import Running, _Serve, budgeted_bundle, ed_rows, seal, subjects_query
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway._settings import GatewaySettings
 from gateway.pki import PkiLayout
-from gateway.policy._locate import shipped_bundle_dir
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -47,14 +45,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 @pytest.fixture
 def budgeted(pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
     """A gateway on SQLite serving /metrics, whose agreements allow one query a month."""
-    bundle = tmp_path / "bundle"
-    shutil.copytree(shipped_bundle_dir(), bundle)
-    agreements = bundle / "agreements" / "data.yaml"
-    text = agreements.read_text()
-    assert "\n  k: 10\n" in text
-    agreements.write_text(
-        text.replace("\n  k: 10\n", "\n  k: 10\n  query_budget: {queries: 1, period: month}\n")
-    )
+    bundle = budgeted_bundle(tmp_path, queries=1)
     settings = GatewaySettings.from_file(pki.gateway_config)
     settings = dataclasses.replace(
         settings,
