@@ -2,7 +2,8 @@
 engine, and keeps the gRPC health service (and the ``datashare_ready`` gauge) saying whether the
 gateway can serve.
 
-Fail closed: a probe that raises, or that has not answered within the probe interval, marks its
+Fail closed: a probe that raises, or that has not answered within the probe interval (at least
+MIN_DEADLINE_S, so that a busy machine is not mistaken for a dead dependency), marks its
 dependency down, and the gateway NOT_SERVING for every service; the first round in which every
 probe answers in time makes it SERVING again, with no restart. A probe still hanging from an
 earlier round is not started again beside itself: it stays down until it returns. Going down is
@@ -27,6 +28,7 @@ from gateway.server._metrics import Metrics
 log = structlog.get_logger("gateway.health")
 
 FIRST_ROUND_S = 10.0
+MIN_DEADLINE_S = 1.0
 Check = Callable[[], None]  # returns when the dependency answers; raises when it does not
 
 
@@ -72,6 +74,7 @@ class HealthProber:
     ) -> None:
         self._checks = dict(checks)
         self._interval_s = interval_s
+        self._deadline_s = max(interval_s, MIN_DEADLINE_S)
         self._metrics = metrics
         self._on_change = on_change
         self._pool = futures.ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="health")
@@ -92,7 +95,7 @@ class HealthProber:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._interval_s * 3 + 1)
+            self._thread.join(timeout=self._interval_s + self._deadline_s + 1)  # one round at most
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
@@ -105,7 +108,7 @@ class HealthProber:
         for name, check in self._checks.items():
             if name not in self._pending:
                 self._pending[name] = self._pool.submit(check)
-        futures.wait(self._pending.values(), timeout=deadline_s or self._interval_s)
+        futures.wait(self._pending.values(), timeout=deadline_s or self._deadline_s)
         up: dict[str, bool] = {}
         for name in self._checks:
             pending = self._pending[name]
