@@ -23,7 +23,7 @@ from gateway.policy import PolicyEngine, make_engine
 from gateway.policy._bundle import Bundle, load_checked_bundle
 from gateway.policy._reload import PolicyReloader, ReloadOutcome, bundle_digest
 from gateway.server._audit import AuditService
-from gateway.server._health import HealthProber, Readiness, policy_check
+from gateway.server._health import HealthProber, Readiness, database_check, policy_check
 from gateway.server._ingest import IngestService
 from gateway.server._interceptor import GatewayInterceptor
 from gateway.server._logging import configure_logging
@@ -85,7 +85,10 @@ class Gateway:
     def __post_init__(self) -> None:
         shared = self.shared
         self.prober = HealthProber(
-            {"database": shared.store.ping, "policy_engine": policy_check(lambda: shared.policy.engine)},
+            {
+                "database": database_check(shared.store.ping, self.settings.store_url),
+                "policy_engine": policy_check(lambda: shared.policy.engine),
+            },
             self.settings.observability.health_interval_ms / 1000,
             shared.metrics,
             on_change=self.set_readiness,

@@ -18,10 +18,12 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
+from sqlalchemy.engine import make_url
 
-from gateway.errors import PolicyEngineError
+from gateway.errors import PolicyEngineError, StoreError
 from gateway.policy._engine import INGEST_RULE, PolicyEngine
 from gateway.server._metrics import Metrics
 
@@ -39,6 +41,21 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return all(self.up.values())
+
+
+def database_check(ping: Check, url: str) -> Check:
+    """The store's ping and, for SQLite, the database file still at its path: pooled connections
+    keep answering from a file that was deleted or moved away, while everything written to it
+    from then on is lost with the process."""
+    parsed = make_url(url)
+    path = Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+
+    def check() -> None:
+        ping()
+        if path is not None and not path.is_file():
+            raise StoreError("store: the SQLite database file is no longer at its path")
+
+    return check
 
 
 def policy_check(engine: Callable[[], PolicyEngine]) -> Check:

@@ -1,6 +1,7 @@
 """The gRPC health service follows the database: NOT_SERVING (with an error event in the JSON log
-and ``datashare_ready`` 0) within moments of PostgreSQL becoming unreachable, SERVING again on its
-own when it comes back. The outage is a TCP forwarder the test stops, never the shared server."""
+and ``datashare_ready`` 0) within moments of PostgreSQL becoming unreachable or the SQLite file
+leaving its path, SERVING again on its own when it comes back. The PostgreSQL outage is a TCP
+forwarder the test stops, never the shared server."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -95,6 +97,34 @@ def test_health_goes_not_serving_when_the_database_is_unreachable_and_recovers(
     assert alerts[0]["down"] == ["database"]
     assert any(e["event"] == "gateway_ready_again" for e in events)
     assert not any("postgresql" in json.dumps(e) for e in alerts)  # no connection string
+
+
+@pytest.fixture
+def on_sqlite_file(pki: PkiLayout, tmp_path: Path) -> Iterator[tuple[Running, Path]]:
+    """A gateway on a SQLite file, probing every 100 ms."""
+    settings = GatewaySettings.from_file(pki.gateway_config)
+    settings = dataclasses.replace(
+        settings, observability=dataclasses.replace(settings.observability, health_interval_ms=100)
+    )
+    with _Serve(settings, f"sqlite:///{tmp_path / 'gateway.db'}", pki) as running:
+        yield running, tmp_path / "gateway.db"
+
+
+def test_health_goes_not_serving_when_the_sqlite_file_is_moved_away_and_recovers(
+    on_sqlite_file: tuple[Running, Path],
+) -> None:
+    """A SQLite database file moved from its path (open connections would still answer) turns every service NOT_SERVING; moved back, SERVING again."""
+    running, db = on_sqlite_file
+    registry = running.gateway.shared.metrics.registry
+    wait_for(running, SERVING)
+    db.rename(db.with_name("elsewhere.db"))
+    try:
+        wait_for(running, NOT_SERVING)
+        assert registry.get_sample_value("datashare_dependency_up", {"dependency": "database"}) == 0
+    finally:
+        db.with_name("elsewhere.db").rename(db)
+    wait_for(running, SERVING)
+    assert registry.get_sample_value("datashare_ready") == 1
 
 
 def test_health_serves_from_start_on_sqlite(running: Running) -> None:
