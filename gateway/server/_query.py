@@ -19,7 +19,7 @@ from gateway.query import RawResult, validate_request
 from gateway.query._validate import policy_request, query_fingerprint
 from gateway.server._context import RequestContext, current
 from gateway.server._privacy import Privacy, privacy_terms
-from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._release_ledger import LedgerTooBroad, ledger_release
 from gateway.server._state import PolicyState, Shared, policy_input
 from gateway.store._ledger import LedgerMoved
@@ -95,7 +95,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
             self._s.recorder.record(
                 ctx, base, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
             )
-            raise PermissionDenied(decision.reasons)
+            raise refusal(decision)
         try:
             k, round_to, max_cells = _obligations(decision.obligations, budgeted=quota is not None)
             dominance, show_zeros = cell_terms(decision.obligations)
@@ -246,7 +246,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         self._s.recorder.record(
             ctx, subject, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
         )
-        raise PermissionDenied(decision.reasons)
+        raise refusal(decision)
 
 
 def _combinations(value: Any) -> list[query_pb2.DimensionCombination]:
