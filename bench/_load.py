@@ -127,6 +127,8 @@ class LoadReport:
             "answered": len(self.answered),
             "refused_as_expected": sum(1 for c in calls if c.expected and not c.allowed),
             "retried": sum(c.attempts - 1 for c in calls),
+            # why: the gateway's plain reason, cut to its first words (never data)
+            "retried_for": dict(Counter(" ".join(d.split()[:4]) for c in calls for d in c.retried_for)),
             "latency_p50_ms": round(self.latency_ms(0.5), 1),
             "latency_p99_ms": round(self.latency_ms(0.99), 1),
             "unexpected": len(self.unexpected),

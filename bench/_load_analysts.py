@@ -133,6 +133,7 @@ class Call:
     detail: str  # the final status's details (never data: the gateway's plain reason)
     attempts: int
     answer: Answer | None = None
+    retried_for: tuple[str, ...] = ()  # the details of each UNAVAILABLE that was asked again
 
     @property
     def expected(self) -> bool:
@@ -195,6 +196,7 @@ class Analysts:
     def _call(self, index: int, gateway: int, stub: query_pb2_grpc.QueryStub, question: Question) -> Call:
         started = time.monotonic()
         attempt = 0
+        retried_for: list[str] = []
         while True:
             attempt += 1
             begun = time.perf_counter()
@@ -204,14 +206,15 @@ class Analysts:
                 seconds = time.perf_counter() - begun
                 code, detail = exc.code(), exc.details() or ""
                 if code == grpc.StatusCode.UNAVAILABLE and attempt <= RETRIES:
+                    retried_for.append(detail)
                     time.sleep(random.uniform(0, RETRY_PAUSE_S * 2**attempt))
                     continue
                 return Call(
                     index, gateway, question.name, question.allowed, started, time.monotonic(), seconds,
-                    code.name, detail, attempt,
+                    code.name, detail, attempt, None, tuple(retried_for),
                 )  # fmt: skip
             seconds = time.perf_counter() - begun
             return Call(
                 index, gateway, question.name, question.allowed, started, time.monotonic(), seconds,
-                "OK", "", attempt, _answer(result),
+                "OK", "", attempt, _answer(result), tuple(retried_for),
             )  # fmt: skip
