@@ -81,6 +81,7 @@ class LoadReport:
     audit: AuditFindings | None
     agent_exits: dict[str, int]
     agents_alive: bool
+    gateway_cpu_s: float  # both gateway processes (a killed one's first life not counted)
     recovered_s: dict[int, float | None] = field(default_factory=dict)
 
     @property
@@ -141,6 +142,8 @@ class LoadReport:
             "records_stored": self.stored,
             "record_problems": self.record_problems,
             "push_records_per_s": round(self.push_rate, 1),
+            "gateway_cpu_s": round(self.gateway_cpu_s, 1),
+            "gateway_cpu_ms_per_question": round(1000 * self.gateway_cpu_s / max(1, len(calls)), 1),
             "catch_up_s": round(self.catch_up_s, 1),
             "audit": None
             if self.audit is None
@@ -234,6 +237,7 @@ def _run(settings: LoadSettings, site: LoadSite, pg: PrivatePostgres) -> LoadRep
     expected = {e.dataset: e for e in (expected_records(site.agent_configs[a]) for a in AGENCIES)}
     done_at = _catch_up(site.store_url, expected)
     agents_alive = all(agent.alive for agent in site.agents)
+    gateway_cpu = sum(child.cpu_s() for child in site.gateways if child is not None)
     exits = {agency: agent.terminate() for agency, agent in zip(AGENCIES, site.agents, strict=True)}
     answers = [c.answer for c in analysts.calls if c.answer is not None]
     stored = {name: stored_records(site.store_url, want) for name, want in expected.items()}
@@ -253,6 +257,7 @@ def _run(settings: LoadSettings, site: LoadSite, pg: PrivatePostgres) -> LoadRep
         audit=check_audit(site.layout.root, site.address(0), answers),
         agent_exits=exits,
         agents_alive=agents_alive,
+        gateway_cpu_s=gateway_cpu,
         recovered_s=_recovery(analysts.calls, t0, window),
     )
 

@@ -27,8 +27,9 @@ from gateway._tls import client_channel
 from gateway.pki import PkiLayout
 
 CALL_TIMEOUT_S = 15.0
-RETRIES = 5
-RETRY_PAUSE_S = 0.1  # doubled each retry, with full jitter
+RETRIES = 8
+RETRY_PAUSE_S = 0.1  # doubled each retry up to RETRY_PAUSE_MAX_S, with full jitter
+RETRY_PAUSE_MAX_S = 2.0
 THINK_S = (0.2, 1.0)  # an analyst's pause between questions, uniform
 # gRPC's default reconnect backoff grows to 120 s; an interactive client retries sooner, so a
 # gateway that is back is found within a second or two
@@ -207,7 +208,7 @@ class Analysts:
                 code, detail = exc.code(), exc.details() or ""
                 if code == grpc.StatusCode.UNAVAILABLE and attempt <= RETRIES:
                     retried_for.append(detail)
-                    time.sleep(random.uniform(0, RETRY_PAUSE_S * 2**attempt))
+                    time.sleep(random.uniform(0, min(RETRY_PAUSE_MAX_S, RETRY_PAUSE_S * 2**attempt)))
                     continue
                 return Call(
                     index, gateway, question.name, question.allowed, started, time.monotonic(), seconds,

@@ -9,6 +9,7 @@ appended to, whole lines at a time, while the run goes on (the agent reads a gro
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -60,6 +61,14 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         return self.process.wait()
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds so far (0 once it has exited and been reaped)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
