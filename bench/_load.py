@@ -82,6 +82,7 @@ class LoadReport:
     agent_exits: dict[str, int]
     agents_alive: bool
     gateway_cpu_s: float  # both gateway processes (a killed one's first life not counted)
+    tracebacks: list[str]  # child logs with a Python traceback in them
     recovered_s: dict[int, float | None] = field(default_factory=dict)
 
     @property
@@ -149,6 +150,7 @@ class LoadReport:
             if self.audit is None
             else {**asdict(self.audit), "unaudited": len(self.audit.unaudited)},
             "agents_alive": self.agents_alive,
+            "tracebacks": self.tracebacks,
             "agent_exits": self.agent_exits,
         }
 
@@ -258,6 +260,7 @@ def _run(settings: LoadSettings, site: LoadSite, pg: PrivatePostgres) -> LoadRep
         agent_exits=exits,
         agents_alive=agents_alive,
         gateway_cpu_s=gateway_cpu,
+        tracebacks=site.tracebacks(),
         recovered_s=_recovery(analysts.calls, t0, window),
     )
 

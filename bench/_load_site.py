@@ -174,6 +174,14 @@ class LoadSite:
     def grown(self) -> bool:
         return not any(export.lines for export in self.exports)
 
+    def tracebacks(self) -> list[str]:
+        """The child logs holding a Python traceback (an error must be a status and a log line)."""
+        return sorted(
+            log.name
+            for log in self.root.glob("*.log")
+            if "Traceback (most recent call last)" in log.read_text(errors="replace")
+        )
+
     def stop(self) -> dict[str, int]:
         """Stop everything still running; the agents' exit statuses by agency."""
         codes = {agency: agent.terminate() for agency, agent in zip(AGENCIES, self.agents, strict=False)}

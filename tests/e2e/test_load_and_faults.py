@@ -46,6 +46,7 @@ def _nothing_lost_nothing_unaudited(report: LoadReport) -> None:
     assert report.audit is not None
     assert report.audit.chain_ok, report.audit.problem
     assert report.audit.unaudited == (), "answers were released without their audit entry"
+    assert report.tracebacks == [], "a process logged a traceback instead of a clean error"
 
 
 def _back_on_its_own(report: LoadReport) -> None:
