@@ -29,6 +29,7 @@ from bench._load_checks import (
     Expected,
     check_audit,
     compare,
+    count_records,
     expected_records,
     stored_count,
     stored_records,
@@ -249,10 +250,7 @@ def _run(settings: LoadSettings, site: LoadSite, pg: PrivatePostgres) -> LoadRep
         t0=t0,
         window=window,
         expected={name: want.count for name, want in expected.items()},
-        stored={
-            name: sum(n for k, n in have.items() if k[0] != "records-per-subject")
-            for name, have in stored.items()
-        },
+        stored={name: count_records(have) for name, have in stored.items()},
         record_problems=compare(expected, stored),
         push_seconds=(done_at or time.monotonic()) - t0,
         catch_up_s=max(0.0, (done_at or time.monotonic()) - appended_at),

@@ -45,7 +45,7 @@ def shape(rows: Iterable[tuple[object, ...]]) -> Counter[RowKey]:
     for row in rows:
         per_subject[row[0]] += 1
         records[tuple(row[1:])] += 1
-    records.update(("records-per-subject", n) for n in per_subject.values())
+    records.update((PER_SUBJECT, n) for n in per_subject.values())
     return records
 
 
@@ -130,36 +130,50 @@ def check_audit(pki_root: Path, address: str, answers: Iterable[Answer]) -> Audi
     try:
         stub = audit_pb2_grpc.AuditStub(channel)
         report = stub.VerifyLog(audit_pb2.VerifyLogRequest(), timeout=120)
-        logged: dict[str, tuple[int, int]] = {
-            d.decision_id: (d.cells_released, d.cells_withheld)
-            for d in stub.ListDecisions(audit_pb2.ListDecisionsRequest(outcome="allow"), timeout=120)
-            if d.action == "query"
-        }
+        logged = list(stub.ListDecisions(audit_pb2.ListDecisionsRequest(outcome="allow"), timeout=120))
     except grpc.RpcError as exc:
         raise RuntimeError(f"audit check failed: {exc.code().name}") from None
     finally:
         channel.close()
+    return match_answers(report, logged, answers)
+
+
+def match_answers(
+    report: audit_pb2.VerifyReport, logged: Iterable[audit_pb2.Decision], answers: Iterable[Answer]
+) -> AuditFindings:
+    """Each answer against the allowed query entries: same decision id, same cells."""
+    queries = {d.decision_id: (d.cells_released, d.cells_withheld) for d in logged if d.action == "query"}
     received = list(answers)
     unaudited = tuple(
-        a.decision_id for a in received if logged.get(a.decision_id) != (a.cells_released, a.cells_withheld)
+        a.decision_id for a in received if queries.get(a.decision_id) != (a.cells_released, a.cells_withheld)
     )
     return AuditFindings(
         chain_ok=report.ok,
         entries=report.entries_checked,
         problem=report.problem,
-        allowed_queries=len(logged),
+        allowed_queries=len(queries),
         answers=len(received),
         unaudited=unaudited,
-        audited_not_received=len(set(logged) - {a.decision_id for a in received}),
+        audited_not_received=len(set(queries) - {a.decision_id for a in received}),
     )
 
 
+PER_SUBJECT = "records-per-subject"
+
+
+def count_records(counts: Counter[RowKey]) -> int:
+    return sum(n for key, n in counts.items() if key[0] != PER_SUBJECT)
+
+
 def compare(expected: Mapping[str, Expected], stored: Mapping[str, Counter[RowKey]]) -> list[str]:
-    """Datasets whose store differs from the export: missing or extra record counts, no values."""
+    """Datasets whose store differs from the export: how many records are missing or extra, or
+    that they are spread over people differently; never a value."""
     problems = []
     for dataset, want in expected.items():
         have = stored[dataset]
-        missing, extra = sum((want.records - have).values()), sum((have - want.records).values())
+        missing, extra = count_records(want.records - have), count_records(have - want.records)
         if missing or extra:
             problems.append(f"{dataset}: {missing} expected record(s) missing, {extra} unexpected")
+        elif have != want.records:
+            problems.append(f"{dataset}: the records are spread over people differently")
     return problems
