@@ -26,6 +26,7 @@ checks (records exact, audit chain valid, every answer audited): see bench/_load
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -84,6 +85,8 @@ def _load(args: argparse.Namespace) -> int:
         print("--seconds, --fault-seconds: 10 to 3600; --analysts: 1 to 200", file=sys.stderr)
         return 2
     missing = missing_binaries()
+    if "policy" in faults and importlib.util.find_spec("opa_bindings") is None:
+        missing = "the policy fault's OPA sidecar needs opa-golib-python-bindings (see the README)"
     if missing:
         print(f"load: {missing}", file=sys.stderr)
         return 2
