@@ -13,6 +13,7 @@ from bench._load_checks import AuditFindings
 
 GRACE_S = 15.0  # after a fault window closes, the service must be back within this
 CLEAN_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})  # what a fault may cause
+LEDGER_MOVED = "release ledger:"  # how the gateway's LedgerMoved reason begins
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,21 @@ class LoadReport:
 
     @property
     def during_fault(self) -> Counter[str]:
+        """Final statuses of the questions that failed in the fault window (after their retries)."""
         return Counter(c.code for c in self.calls if not c.expected and c not in self.unexpected)
+
+    @property
+    def fault_felt(self) -> int:
+        """Failed attempts in the fault window, retried or final, not counting the release ledger's
+        own 'ask again' (which has nothing to do with the fault): 0 means the fault went unseen."""
+        if self.window is None:
+            return 0
+        window = self.window
+        return sum(
+            sum(1 for d in c.retried_for if not d.startswith(LEDGER_MOVED)) + (0 if c.expected else 1)
+            for c in self.calls
+            if window.covers(c, self.t0)
+        )
 
     @property
     def push_rate(self) -> float:
@@ -108,6 +123,7 @@ class LoadReport:
             "unexpected_codes": dict(Counter(f"{c.code}: {c.detail[:80]}" for c in self.unexpected)),
             "during_fault": dict(self.during_fault),
             "unclean": len(self.unclean),
+            "fault_felt": self.fault_felt,
             "fault_window_s": None if self.window is None else round(self.window.end - self.window.start, 1),
             "recovered_s": self.recovered_s,
             "records_expected": self.expected,

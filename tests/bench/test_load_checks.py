@@ -3,6 +3,7 @@ outside the fault window or with the wrong status are each reported (bench/_load
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 from bench._load import GRACE_S, LoadReport, LoadSettings, Window
@@ -102,6 +103,7 @@ def test_failures_are_judged_by_the_fault_window_and_their_status() -> None:
     assert report.unexpected == [late]
     assert report.unclean == [unclean]
     assert report.during_fault == Counter({"UNAVAILABLE": 1, "INTERNAL": 1})
+    assert report.fault_felt == 2
     assert _report(calls, None).unexpected == [inside, unclean, late]
 
 
@@ -110,3 +112,16 @@ def test_an_allowed_question_refused_is_a_failure() -> None:
     and a refused one that comes back OK is not either."""
     assert not _call(1.0, "PERMISSION_DENIED").expected
     assert not _call(1.0, "OK", allowed=False).expected
+
+
+def test_a_fault_ridden_out_by_retries_is_still_felt_but_ledger_retries_are_not() -> None:
+    """A question that met UNAVAILABLE in the window and then got its answer shows the fault was
+    felt; one that only lost the release ledger's race does not."""
+    window = Window(10.0, 14.0)
+    ledger = dataclasses.replace(_call(12.0, "OK"), retried_for=("release ledger: another answer",))
+    assert _report([ledger], window).fault_felt == 0
+    rode_out = dataclasses.replace(
+        _call(12.0, "OK"), retried_for=("audit log: could not", "policy engine unavailable")
+    )
+    assert _report([ledger, rode_out], window).fault_felt == 2
+    assert _report([rode_out], None).fault_felt == 0
