@@ -12,7 +12,7 @@ from gateway.ingest import parse_header
 from gateway.policy._engine import INGEST_RULE
 from gateway.server._context import current
 from gateway.server._metrics import UNKNOWN
-from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._state import Shared, policy_input
 
 # BatchRejected names the field at fault; its first part says which check refused the batch
@@ -54,7 +54,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         )
         dataset = policy.catalogue.dataset(request.dataset)
         if not decision.allow or dataset is None:
-            raise PermissionDenied(decision.reasons)
+            raise refusal(decision)
         return dataset.to_proto()
 
     def PushBatch(self, request: ingest_pb2.SealedBatch, context: grpc.ServicerContext) -> ingest_pb2.PushAck:
@@ -83,7 +83,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                 ctx, audit, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
             )
             self._count_refused(label, agency, "policy", header.record_count, "denied")
-            raise PermissionDenied(decision.reasons)
+            raise refusal(decision)
         try:
             opened = self._s.opener.open(request, header, dataset)
         except BatchRejected as exc:

@@ -21,7 +21,7 @@ from gateway.query._validate import policy_request, query_fingerprint
 from gateway.server._cells import withheld_by_reason
 from gateway.server._context import RequestContext, current
 from gateway.server._privacy import Privacy, privacy_terms
-from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._release_ledger import LedgerTooBroad, ledger_release
 from gateway.server._state import PolicyState, Shared, policy_input
 from gateway.store._ledger import LedgerMoved
@@ -200,7 +200,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         )
         if quota is not None and base.input_doc["usage"]["queries_this_period"] >= quota.budget.queries:
             self._s.metrics.budget_refusals.labels(agreement=quota.agreement_id, budget="query").inc()
-        raise PermissionDenied(decision.reasons)
+        raise refusal(decision)
 
     def _count_cells(self, released: Released, withheld: Counter[str]) -> None:
         self._s.metrics.cells_released.inc(released.cells_released)
@@ -268,7 +268,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
             ctx, subject, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
         )
         self._s.metrics.budget_refusals.labels(agreement=base.agreement_id, budget="query").inc()
-        raise PermissionDenied(decision.reasons)
+        raise refusal(decision)
 
 
 def _combinations(value: Any) -> list[query_pb2.DimensionCombination]:

@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opa_rest_server import OpaRestServer
 
-from agents._pb import query_pb2, query_pb2_grpc
+from agents._pb import ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from gateway._settings import ClientProfile, GatewaySettings
 from gateway._tls import client_channel
 from gateway.pki import PkiLayout, init_dev_pki
@@ -102,12 +102,13 @@ def test_gateway_on_the_opa_engine_answers_an_analyst(
 def test_gateway_denies_and_counts_when_the_opa_server_is_gone(
     gateway: Gateway, opa: OpaRestServer, pki: PkiLayout
 ) -> None:
-    """With the OPA server stopped, a query is refused saying the policy engine is unavailable, and the failure is counted."""
+    """With the OPA server stopped, a query is refused with UNAVAILABLE (asking again later may
+    succeed) saying the policy engine is unavailable, and the failure is counted."""
     stub = analyst(gateway, pki)
     opa.stop()
     with pytest.raises(grpc.RpcError) as err:
         stub.Aggregate(subjects_by_district())
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert UNAVAILABLE_REASON in (err.value.details() or "")
     registry = gateway.shared.metrics.registry
     assert (
@@ -152,3 +153,24 @@ def test_health_follows_the_opa_server_down_and_back_after_an_empty_restart(
         stub = query_pb2_grpc.QueryStub(analyst_channel(gateway, pki))
         listing = stub.ListDatasets(query_pb2.ListDatasetsRequest())
         assert "ed_visits" in [d.contract.dataset for d in listing.datasets]
+
+
+def test_agent_meets_unavailable_not_a_refusal_while_the_opa_server_is_gone(
+    gateway: Gateway, opa: OpaRestServer, pki: PkiLayout
+) -> None:
+    """With the OPA server stopped, an agent's contract fetch fails closed with UNAVAILABLE (which
+    agents retry), not PERMISSION_DENIED (which they take as a refusal for good and stop)."""
+    profile = ClientProfile.from_file(pki.client_profile("health-analyst"))
+    profile = dataclasses.replace(
+        profile,
+        address=f"127.0.0.1:{gateway.port}",
+        cert=pki.agent_cert("health"),
+        key=pki.agent_key("health"),
+    )
+    stub = ingest_pb2_grpc.IngestStub(client_channel(profile))
+    assert stub.GetContract(ingest_pb2.GetContractRequest(dataset="ed_visits")).dataset == "ed_visits"
+    opa.stop()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetContract(ingest_pb2.GetContractRequest(dataset="ed_visits"))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert UNAVAILABLE_REASON in (err.value.details() or "")
