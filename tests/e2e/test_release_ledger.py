@@ -4,6 +4,8 @@ withholds the cell that would complete it, while honest queries that isolate nob
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import grpc
 import pytest
 from e2e_harness import Row, Running, day, ed_rows, seal, subjects_query
@@ -437,3 +439,21 @@ def test_a_grid_by_district_and_month_then_by_district_alone_answers(running: Ru
     answer = stub.Aggregate(second)
     assert len(answer.cells) == 20
     assert not any(c.values[0].withheld for c in answer.cells)
+
+
+def test_racing_questions_under_one_agreement_are_all_answered(running: Running) -> None:
+    """Eight analysts' questions at once, each adding cells to the agreement's ledger: a release
+    checked against a ledger another one grew meanwhile is checked again inside the gateway, so
+    every question is answered, none sent back with UNAVAILABLE, and each has its audit entry."""
+    _push(running, *(ed_rows(d, 15) for d in ALL[:8]))
+    stub = running.query("health-analyst")
+
+    def ask(district: str) -> bool:
+        result = stub.Aggregate(subjects_query(filters=_districts([district])))
+        return result.total.values[0].withheld
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        withheld = list(pool.map(ask, ALL[:8]))
+    assert withheld == [False] * 8
+    entries = running.audit("auditor").ListDecisions(audit_pb2.ListDecisionsRequest(outcome="allow"))
+    assert sum(1 for e in entries if e.action == "query") == 8
