@@ -78,12 +78,20 @@ class Gateway:
     health: health.HealthServicer
     reloader: PolicyReloader[PolicyState]
     port: int = 0
+    health_port: int = 0  # of the plaintext health-only listener, when [gateway] health_listen is set
+    health_server: grpc.Server | None = None
 
     def start(self) -> int:
         self.port = self.server.add_secure_port(self.settings.listen, server_credentials(self.settings))
         if self.port == 0:
             raise ConfigError(f"gateway.listen: cannot bind {self.settings.listen}")
+        if self.settings.health_listen is not None:
+            self.health_server, self.health_port = _health_only_server(
+                self.health, self.settings.health_listen
+            )
         self.server.start()
+        if self.health_server is not None:
+            self.health_server.start()
         self.reloader.start()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -103,6 +111,8 @@ class Gateway:
         self.health.enter_graceful_shutdown()
         self.reloader.stop()
         self.server.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
         self.shared.store.close()
         log.info("gateway_stopped")
 
@@ -141,6 +151,25 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     return Gateway(settings=settings, shared=shared, server=server, health=health_servicer, reloader=reloader)
+
+
+def _health_only_server(servicer: health.HealthServicer, listen: str) -> tuple[grpc.Server, int]:
+    """A second server, without TLS, holding only the health service (the same servicer, so it
+    answers exactly as the mTLS port does). Kubernetes' `grpc:` probe and plain health checkers
+    cannot present a client certificate; what they read here is SERVING or NOT_SERVING per
+    service name, nothing about data or callers, and no other service is reachable without mTLS."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"),
+        options=[("grpc.so_reuseport", 0)],  # a port already taken is an error, not a shared port
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError:  # grpcio raises where it used to return 0
+        port = 0
+    if port == 0:
+        raise ConfigError(f"gateway.health_listen: cannot bind {listen}")
+    return server, port
 
 
 def _reloader(settings: GatewaySettings, shared: Shared, digest: str) -> PolicyReloader[PolicyState]:

@@ -1,0 +1,90 @@
+"""[gateway] health_listen: a plaintext listener with the gRPC health service and nothing else, for
+probes that cannot present a client certificate (Kubernetes' `grpc:` probe, deploy/k8s)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway._pb import query_pb2, query_pb2_grpc
+from gateway._settings import GatewaySettings
+from gateway.errors import ConfigError
+from gateway.pki import PkiLayout, init_dev_pki
+from gateway.server import Gateway, build_gateway
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
+    return init_dev_pki(tmp_path_factory.mktemp("pki"), listen="127.0.0.1:0")
+
+
+@pytest.fixture
+def gateway(layout: PkiLayout) -> Iterator[Gateway]:
+    settings = GatewaySettings.from_file(
+        layout.gateway_config, environ={"DATASHARE_GATEWAY_GATEWAY_HEALTH_LISTEN": "127.0.0.1:0"}
+    )
+    gateway = build_gateway(settings)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop(grace=0)
+
+
+def _health(port: int) -> health_pb2_grpc.HealthStub:
+    return health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+
+def test_health_listener_answers_without_tls(gateway: Gateway) -> None:
+    """A client without TLS or certificate reads SERVING for the whole server and for the Query service."""
+    stub = _health(gateway.health_port)
+    for service in ("", "datashare.v1.Query"):
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_health_listener_serves_nothing_else(gateway: Gateway) -> None:
+    """The Query service is not reachable on the plaintext listener: UNIMPLEMENTED, no data."""
+    stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(f"127.0.0.1:{gateway.health_port}"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ListDatasets(query_pb2.ListDatasetsRequest(), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_health_listener_reports_shutdown(gateway: Gateway) -> None:
+    """Once the gateway starts stopping, the listener reports NOT_SERVING until it closes."""
+    stub = _health(gateway.health_port)
+    gateway.health.enter_graceful_shutdown()
+    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_health_listener_is_off_by_default(layout: PkiLayout) -> None:
+    """Without [gateway] health_listen there is no plaintext listener at all."""
+    assert GatewaySettings.from_file(layout.gateway_config, environ={}).health_listen is None
+
+
+def test_bad_health_listen_names_the_key(layout: PkiLayout, tmp_path: Path) -> None:
+    """A health_listen that is not host:port is a ConfigError naming gateway.health_listen."""
+    config = tmp_path / "gateway.toml"
+    text = layout.gateway_config.read_text()
+    config.write_text(text.replace("[gateway]\n", '[gateway]\nhealth_listen = "8081"\n', 1))
+    with pytest.raises(ConfigError) as err:
+        GatewaySettings.from_file(config, environ={})
+    assert "gateway.health_listen" in err.value.message
+
+
+def test_health_listen_on_a_taken_port_stops_start_up(gateway: Gateway, layout: PkiLayout) -> None:
+    """A health_listen that cannot be bound is a ConfigError naming the key, not a gateway without probes."""
+    settings = GatewaySettings.from_file(layout.gateway_config, environ={})
+    settings = dataclasses.replace(settings, health_listen=f"127.0.0.1:{gateway.health_port}")
+    second = build_gateway(settings)
+    with pytest.raises(ConfigError) as err:
+        second.start()
+    second.stop(grace=0)
+    assert "gateway.health_listen" in err.value.message
