@@ -155,6 +155,33 @@ os.execv(sys.executable, [sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
 """
 
 
+_GATEWAY_PROGRAM = """\
+import mmap, sys
+
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+except PermissionError:
+    pass
+else:
+    sys.stderr.write("sandbox: a writable and executable mapping was allowed\\n")
+    sys.exit({ineffective})
+
+from gateway.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_gateway_denying_write_execute(
+    args: Sequence[str], *, cwd: Path = REPO, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run `gateway ARGS` under the MemoryDenyWriteExecute filter (see the module doc); its child
+    processes (the demo's agents) inherit the filter."""
+    program = _GATEWAY_PROGRAM.format(ineffective=FILTER_INEFFECTIVE_EXIT)
+    command = [sys.executable, "-c", _FILTER_PROGRAM.format(), program, *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def seccomp_filter_supported() -> bool:
     """The filter is written for x86-64 Linux syscall numbers."""
     return sys.platform == "linux" and platform.machine() == "x86_64"

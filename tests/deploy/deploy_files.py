@@ -1,4 +1,4 @@
-"""The files in deploy/agent and a reader for the one systemd unit there.
+"""The files in deploy/ and a reader for the systemd units there.
 
 A unit file can repeat a key (LoadCredential=, SystemCallFilter=), so `unit_settings` returns every
 value of every key of a section, in order; comments and blank lines are skipped.
@@ -16,6 +16,17 @@ EXAMPLE_CONFIG = DEPLOY / "agent.example.toml"
 README = DEPLOY / "README.md"
 PYPROJECT = DEPLOY / "pyproject.toml"
 CREDENTIALS_DIR = Path("/run/credentials") / UNIT.name
+
+GATEWAY_DIR = REPO / "deploy" / "gateway"
+GATEWAY_UNIT = GATEWAY_DIR / "datashare-gateway.service"
+GATEWAY_SYSUSERS = GATEWAY_DIR / "datashare-gateway.sysusers"
+GATEWAY_EXAMPLE_CONFIG = GATEWAY_DIR / "gateway.example.toml"
+OPA_UNIT = GATEWAY_DIR / "datashare-opa.service"
+GATEWAY_CREDENTIALS_DIR = Path("/run/credentials") / GATEWAY_UNIT.name
+COMPOSE_DIR = REPO / "deploy" / "compose"
+K8S_DIR = REPO / "deploy" / "k8s"
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+DEPLOY_README = REPO / "deploy" / "README.md"
 
 
 def unit_settings(path: Path = UNIT, section: str = "Service") -> dict[str, list[str]]:
