@@ -6,6 +6,9 @@ value of every key of a section, in order; comments and blank lines are skipped.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,3 +47,48 @@ def unit_settings(path: Path = UNIT, section: str = "Service") -> dict[str, list
             key, _, value = line.partition("=")
             settings.setdefault(key.strip(), []).append(value.strip())
     return settings
+
+
+def with_existing_binary(unit: Path, folder: Path, binary: Path | None = None) -> Path:
+    """A copy of the unit in `folder` whose ExecStart binary exists here (verify checks that it does)."""
+    text = re.sub(
+        r"(?m)^ExecStart=\S+", f"ExecStart={binary or sys.executable}", unit.read_text(encoding="utf-8")
+    )
+    copy = folder / unit.name
+    copy.write_text(text, encoding="utf-8")
+    return copy
+
+
+def systemd_verify(unit: Path) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze verify` of a unit file, run in its folder."""
+    return subprocess.run(
+        ["systemd-analyze", "verify", unit.name], cwd=unit.parent, capture_output=True, text=True, check=False
+    )
+
+
+def exposure(unit: Path, ceiling: float) -> tuple[float | None, subprocess.CompletedProcess[str]]:
+    """`systemd-analyze security --offline` of a unit file: its overall exposure (None if not
+    printed) and the run, which fails when the exposure is above `ceiling`."""
+    proc = subprocess.run(
+        # --threshold counts in tenths of the printed level
+        ["systemd-analyze", "security", "--offline=true", f"--threshold={round(ceiling * 10)}", unit.name],
+        cwd=unit.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
+    return (float(match[1]) if match else None), proc
+
+
+def uncommented_settings(unit: Path) -> list[str]:
+    """The [Service] settings with no comment above them (directly or heading their group)."""
+    lines = unit.read_text(encoding="utf-8").splitlines()
+    start, end = lines.index("[Service]"), lines.index("[Install]")
+    uncommented = []
+    for i in range(start + 1, end):
+        if lines[i] and not lines[i].startswith("#"):
+            above = next((lines[j] for j in range(i - 1, start, -1) if not re.match(r"^\w+=", lines[j])), "")
+            if not above.startswith("#"):
+                uncommented.append(lines[i])
+    return uncommented

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import dockerfile
@@ -14,9 +13,7 @@ import pytest
 from deploy_files import DOCKERFILE, REPO
 from dockerignore import excluded, rules
 
-from gateway._settings import GatewaySettings
-from gateway.pki import PkiLayout, init_dev_pki
-from gateway.server import Gateway, build_gateway
+from gateway.server import Gateway
 
 HEALTHCHECK = REPO / "deploy" / "healthcheck.py"
 IMAGE_USER = "10001:10001"
@@ -108,22 +105,9 @@ def test_image_health_check_runs_the_copied_script() -> None:
     assert {"50051", "8081"} <= exposed
 
 
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
-    return init_dev_pki(tmp_path_factory.mktemp("pki"), listen="127.0.0.1:0")
-
-
 @pytest.fixture
-def gateway(layout: PkiLayout) -> Iterator[Gateway]:
-    settings = GatewaySettings.from_file(
-        layout.gateway_config, environ={"DATASHARE_GATEWAY_GATEWAY_HEALTH_LISTEN": "127.0.0.1:0"}
-    )
-    running = build_gateway(settings)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop(grace=0)
+def gateway(health_listening_gateway: Gateway) -> Gateway:
+    return health_listening_gateway
 
 
 def _healthcheck(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,6 @@ the unit runs with: accepted by systemd, hardened, and loadable by the gateway's
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import subprocess
@@ -19,7 +18,11 @@ from deploy_files import (
     GATEWAY_SYSUSERS,
     GATEWAY_UNIT,
     OPA_UNIT,
+    exposure,
+    systemd_verify,
+    uncommented_settings,
     unit_settings,
+    with_existing_binary,
 )
 from gateway_site import materialise
 
@@ -39,22 +42,11 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
     return init_dev_pki(tmp_path_factory.mktemp("pki"))
 
 
-def _with_existing_binary(unit: Path, folder: Path) -> Path:
-    """A copy of the unit whose ExecStart binary exists here (verify checks that it does)."""
-    text = re.sub(r"(?m)^ExecStart=\S+", f"ExecStart={sys.executable}", unit.read_text(encoding="utf-8"))
-    copy = folder / unit.name
-    copy.write_text(text, encoding="utf-8")
-    return copy
-
-
 @needs_systemd_analyze
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
 def test_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path) -> None:
     """`systemd-analyze verify` accepts the unit without a single warning (a misspelt key only warns)."""
-    copy = _with_existing_binary(unit, tmp_path)
-    proc = subprocess.run(
-        ["systemd-analyze", "verify", copy.name], cwd=tmp_path, capture_output=True, text=True, check=False
-    )
+    proc = systemd_verify(with_existing_binary(unit, tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout + proc.stderr == ""
 
@@ -63,38 +55,16 @@ def test_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
 def test_unit_exposure_is_low(unit: Path, tmp_path: Path) -> None:
     """`systemd-analyze security` rates the unit's exposure at most EXPOSURE_CEILING (of 10)."""
-    copy = _with_existing_binary(unit, tmp_path)
-    proc = subprocess.run(
-        [
-            "systemd-analyze",
-            "security",
-            "--offline=true",
-            f"--threshold={round(EXPOSURE_CEILING * 10)}",  # in tenths of the printed level
-            copy.name,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
-    assert match is not None, proc.stdout + proc.stderr
-    assert float(match[1]) <= EXPOSURE_CEILING
+    level, proc = exposure(with_existing_binary(unit, tmp_path), EXPOSURE_CEILING)
+    assert level is not None, proc.stdout + proc.stderr
+    assert level <= EXPOSURE_CEILING
     assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
 def test_every_setting_says_why(unit: Path) -> None:
     """Each setting of the [Service] section is preceded by a comment (directly or in its group)."""
-    lines = unit.read_text(encoding="utf-8").splitlines()
-    start, end = lines.index("[Service]"), lines.index("[Install]")
-    uncommented = []
-    for i in range(start + 1, end):
-        if lines[i] and not lines[i].startswith("#"):
-            above = next((lines[j] for j in range(i - 1, start, -1) if not re.match(r"^\w+=", lines[j])), "")
-            if not above.startswith("#"):
-                uncommented.append(lines[i])
-    assert uncommented == []
+    assert uncommented_settings(unit) == []
 
 
 def test_unit_serves_with_the_system_config() -> None:

@@ -4,7 +4,6 @@ probes that cannot present a client certificate (Kubernetes' `grpc:` probe, depl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,16 +23,8 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
 
 
 @pytest.fixture
-def gateway(layout: PkiLayout) -> Iterator[Gateway]:
-    settings = GatewaySettings.from_file(
-        layout.gateway_config, environ={"DATASHARE_GATEWAY_GATEWAY_HEALTH_LISTEN": "127.0.0.1:0"}
-    )
-    gateway = build_gateway(settings)
-    gateway.start()
-    try:
-        yield gateway
-    finally:
-        gateway.stop(grace=0)
+def gateway(health_listening_gateway: Gateway) -> Gateway:
+    return health_listening_gateway
 
 
 def _health(port: int) -> health_pb2_grpc.HealthStub:
