@@ -8,14 +8,24 @@ settings loader and key loader read the very text that ships."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway._pb import query_pb2, query_pb2_grpc
+from gateway._settings import ClientProfile, GatewaySettings
+from gateway._tls import client_channel
 from gateway.pki import PkiLayout
 from gateway.policy._locate import shipped_bundle_dir
+from gateway.server import Gateway, build_gateway
 
 _FILES = {
     ("tls", "ca"): "ca_cert",
@@ -56,3 +66,41 @@ def _place(root: Path, path: str, source: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     target.chmod(source.stat().st_mode & 0o777)
+
+
+@contextmanager
+def serving_here(config: Path, *, opa_url: str, database: Path) -> Iterator[Gateway]:
+    """The gateway a materialised deployment config describes, started with only its network
+    addresses (loopback, free ports), its database (SQLite at `database`) and its OPA's address
+    moved to this machine through the environment, as a container would set them."""
+    environ = {
+        "DATASHARE_GATEWAY_GATEWAY_LISTEN": "127.0.0.1:0",
+        "DATASHARE_GATEWAY_GATEWAY_HEALTH_LISTEN": "127.0.0.1:0",
+        "DATASHARE_GATEWAY_STORE_URL": f"sqlite:///{database}",
+        "DATASHARE_GATEWAY_POLICY_OPA_URL": opa_url,
+    }
+    gateway = build_gateway(GatewaySettings.from_file(config, environ=environ))
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop(grace=0)
+
+
+def health_status(port: int, service: str = "") -> int:
+    """What a probe without TLS reads from the health listener on `port`."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5
+        )
+    status: int = reply.status
+    return status
+
+
+def analyst_datasets(layout: PkiLayout, port: int) -> int:
+    """How many datasets the health analyst may ask about, asked over mTLS on `port`."""
+    profile = ClientProfile.from_file(layout.client_profile("health-analyst"))
+    profile = dataclasses.replace(profile, address=f"127.0.0.1:{port}")
+    with client_channel(profile) as channel:
+        listing = query_pb2_grpc.QueryStub(channel).ListDatasets(query_pb2.ListDatasetsRequest(), timeout=10)
+    return len(listing.datasets)

@@ -18,7 +18,8 @@ import jsonschema
 import pytest
 import yaml
 from deploy_files import COMPOSE_DIR, DOCKERFILE, REPO
-from gateway_site import materialise
+from gateway_site import analyst_datasets, health_status, materialise, serving_here
+from grpc_health.v1 import health_pb2
 from referencing import Registry
 
 from gateway._settings import GatewaySettings, load_gateway_keys
@@ -88,6 +89,20 @@ def test_mounted_gateway_config_loads_with_the_gateways_own_loaders(
     )
     load_gateway_keys(settings)
     assert settings.policy_engine == "opa"
+
+
+def test_mounted_gateway_config_serves_with_its_opa(
+    layout: PkiLayout, tmp_path: Path, opa_sidecar: Any
+) -> None:
+    """A gateway started from the mounted config (only addresses and database moved here) pushes its
+    bundle to OPA, answers the container health check's question with SERVING and an analyst
+    over mTLS with OPA's decision."""
+    config, _ = _gateway_toml()
+    site = materialise(config.read_text(encoding="utf-8"), tmp_path / "site", layout)
+    with serving_here(site, opa_url=opa_sidecar.url, database=tmp_path / "gateway.db") as gateway:
+        assert health_status(gateway.health_port) == health_pb2.HealthCheckResponse.SERVING
+        assert analyst_datasets(layout, gateway.port) > 0
+    assert opa_sidecar.decisions
 
 
 def test_every_private_key_is_a_compose_secret_of_the_gateway() -> None:

@@ -5,31 +5,24 @@ and never held, containers are locked down, and the NetworkPolicy opens only wha
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import kubernetes_validate
 import pytest
 import yaml
 from deploy_files import DOCKERFILE, K8S_DIR, REPO
-from gateway_site import materialise
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from gateway_site import analyst_datasets, health_status, materialise, serving_here
+from grpc_health.v1 import health_pb2
 
-from gateway._pb import query_pb2, query_pb2_grpc
-from gateway._settings import ClientProfile, GatewaySettings, load_gateway_keys
-from gateway._tls import client_channel
+from gateway._settings import GatewaySettings, load_gateway_keys
 from gateway.pki import PkiLayout, init_dev_pki
 from gateway.policy._bundle import load_bundle, load_checked_bundle
-from gateway.server import build_gateway
 
 sys.path.insert(0, str(K8S_DIR))
-sys.path.insert(0, str(REPO / "tests" / "policies"))
 import render_policies  # deploy/k8s is no package: imported from its folder
 
 # native sidecars (an init container with restartPolicy: Always) need 1.29; and the newest shipped
@@ -155,50 +148,18 @@ def test_configmap_config_loads_with_the_gateways_own_loaders(site: Path) -> Non
     assert load_checked_bundle(settings.policy_bundle).revision == load_bundle(REPO / "policies").revision
 
 
-@pytest.fixture
-def opa_sidecar() -> Iterator[Any]:
-    pytest.importorskip(
-        "opa_bindings", reason="real OPA's engine (opa-golib-python-bindings) is not installed"
-    )
-    from opa_rest_server import OpaRestServer
-
-    with OpaRestServer().serve() as server:
-        yield server
-
-
 def test_configmap_config_serves_and_answers_kubelets_probe(
     site: Path, layout: PkiLayout, opa_sidecar: Any, tmp_path: Path
 ) -> None:
     """A gateway started from the ConfigMap's config (only its network addresses and database
     moved to this machine) pushes the bundle to its OPA, answers kubelet's grpc probe (plaintext
-    Health/Check of "" on the health port) with SERVING, and answers an analyst over mTLS with
-    OPA's decision."""
-    environ = {
-        "DATASHARE_GATEWAY_GATEWAY_LISTEN": "127.0.0.1:0",
-        "DATASHARE_GATEWAY_GATEWAY_HEALTH_LISTEN": "127.0.0.1:0",
-        "DATASHARE_GATEWAY_STORE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
-        "DATASHARE_GATEWAY_POLICY_OPA_URL": opa_sidecar.url,
-    }
-    settings = GatewaySettings.from_file(site, environ=environ)
-    gateway = build_gateway(settings)
-    gateway.start()
-    try:
-        probe = _container("gateway")["readinessProbe"]["grpc"]
-        with grpc.insecure_channel(f"127.0.0.1:{gateway.health_port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=probe["service"]), timeout=5
-            )
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        profile = ClientProfile.from_file(layout.client_profile("health-analyst"))
-        profile = dataclasses.replace(profile, address=f"127.0.0.1:{gateway.port}")
-        with client_channel(profile) as channel:
-            listing = query_pb2_grpc.QueryStub(channel).ListDatasets(
-                query_pb2.ListDatasetsRequest(), timeout=10
-            )
-        assert listing.datasets
-        assert opa_sidecar.decisions
-    finally:
-        gateway.stop(grace=0)
+    Health/Check of the probe's service on the health port) with SERVING, and answers an analyst
+    over mTLS with OPA's decision."""
+    probe = _container("gateway")["readinessProbe"]["grpc"]
+    with serving_here(site, opa_url=opa_sidecar.url, database=tmp_path / "gateway.db") as gateway:
+        assert health_status(gateway.health_port, probe["service"]) == health_pb2.HealthCheckResponse.SERVING
+        assert analyst_datasets(layout, gateway.port) > 0
+    assert opa_sidecar.decisions
 
 
 # --- probes, ports, mounts ----------------------------------------------------------------------
