@@ -95,7 +95,8 @@ class Gateway:
         self.reloader.start()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("gateway_started", port=self.port, revision=self.shared.policy.revision)
+        health = {"health_port": self.health_port} if self.health_server is not None else {}
+        log.info("gateway_started", port=self.port, revision=self.shared.policy.revision, **health)
         return self.port
 
     def reload_policy(self, timeout_s: float = 60.0) -> ReloadOutcome:

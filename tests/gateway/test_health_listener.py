@@ -4,6 +4,7 @@ probes that cannot present a client certificate (Kubernetes' `grpc:` probe, depl
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import grpc
@@ -14,7 +15,7 @@ from gateway._pb import query_pb2, query_pb2_grpc
 from gateway._settings import GatewaySettings
 from gateway.errors import ConfigError
 from gateway.pki import PkiLayout, init_dev_pki
-from gateway.server import Gateway, build_gateway
+from gateway.server import Gateway, build_gateway, configure_logging
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,17 @@ def test_health_listen_on_a_taken_port_stops_start_up(gateway: Gateway, layout: 
         second.start()
     second.stop(grace=0)
     assert "gateway.health_listen" in err.value.message
+
+
+def test_start_up_line_names_the_health_port(capfd: pytest.CaptureFixture[str], layout: PkiLayout) -> None:
+    """The gateway_started log line carries health_port when the listener is on, so an operator
+    can see where probes should go."""
+    settings = GatewaySettings.from_file(
+        layout.gateway_config, environ={"DATASHARE_GATEWAY_GATEWAY_HEALTH_LISTEN": "127.0.0.1:0"}
+    )
+    configure_logging(settings.log_level, settings.log_format)  # as `gateway serve` does
+    gateway = build_gateway(settings)
+    gateway.start()
+    gateway.stop(grace=0)
+    started = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "gateway_started" in line]
+    assert [line["health_port"] for line in started] == [gateway.health_port]
