@@ -85,11 +85,12 @@ class Recorder:
         )
         action = subject.action
         try:
-            entry = (
-                self._store.append_audit(draft, quota=quota)
-                if ledger is None
-                else self._store.append_audit(draft, quota=quota, ledger=ledger)
-            )
+            with self._metrics.audit_latency.time():
+                entry = (
+                    self._store.append_audit(draft, quota=quota)
+                    if ledger is None
+                    else self._store.append_audit(draft, quota=quota, ledger=ledger)
+                )
         except (BudgetSpent, LedgerMoved):
             raise  # not a decision yet: the caller decides again and records that
         except GatewayError as exc:

@@ -35,7 +35,9 @@ _LOCATION = re.compile(r"^(?P<file>[^\s:]+):(?P<row>\d+): (?P<message>.+)$", re.
 class OpaRestServer:
     """Start with ``serve()`` (a context manager); ``url`` is where it listens."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """``port``: 0 for any free one; a stopped server's port to stand in for an OPA restarted
+        empty on the same address."""
         self.modules: dict[str, str] = {}
         self.data: dict[str, Any] = {}
         self.decisions: list[str] = []
@@ -46,7 +48,7 @@ class OpaRestServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._engine = OpaEngine()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
 
     @property
     def url(self) -> str:
