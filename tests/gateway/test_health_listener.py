@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import grpc
@@ -94,3 +95,27 @@ def test_start_up_line_names_the_health_port(capfd: pytest.CaptureFixture[str], 
     gateway.stop(grace=0)
     started = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "gateway_started" in line]
     assert [line["health_port"] for line in started] == [gateway.health_port]
+
+
+def _status_within(port: int, wanted: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    stub = _health(port)
+    while time.monotonic() < deadline:
+        if stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == wanted:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_health_listener_reports_a_lost_database(gateway: Gateway) -> None:
+    """The plaintext listener answers as the mTLS health service does: NOT_SERVING once the SQLite
+    file is gone from its path, SERVING again once it is back, without a restart."""
+    database = Path(gateway.settings.store_url.removeprefix("sqlite:///"))
+    assert database.is_file()
+    moved = database.with_name("moved-away.db")
+    database.rename(moved)
+    try:
+        assert _status_within(gateway.health_port, health_pb2.HealthCheckResponse.NOT_SERVING, 20)
+    finally:
+        moved.rename(database)
+    assert _status_within(gateway.health_port, health_pb2.HealthCheckResponse.SERVING, 20)
