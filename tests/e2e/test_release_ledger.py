@@ -437,3 +437,27 @@ def test_a_grid_by_district_and_month_then_by_district_alone_answers(running: Ru
     answer = stub.Aggregate(second)
     assert len(answer.cells) == 20
     assert not any(c.values[0].withheld for c in answer.cells)
+
+
+def test_a_district_asked_again_over_two_months_cannot_give_its_first_timers(running: Running) -> None:
+    """Cells by district and month (January, February), then by district over both months: in
+    D01 five of its thirty people came only in February, so the D01 cell minus the released D01
+    January cell would be those five. The D01 cell is withheld; the other districts, whose
+    differences hold twelve people each, are answered but for the one secondary suppression
+    withholds beside D01 (else the total would give D01 back)."""
+    for d in ALL:
+        if d == "D01":
+            _push(running, ed_rows(d, 25, month="2025-01"), ed_rows(d, 30, month="2025-02"))
+        else:
+            _push(running, ed_rows(d, 12, month="2025-01", prefix="j"), ed_rows(d, 12, month="2025-02"))
+    stub = running.query("health-analyst")
+    two = _months("2025-01", "2025-02")
+    first = subjects_query(group_by=["district", "month"])
+    first.months.CopyFrom(two)
+    grid = {tuple(c.key): c.values[0] for c in stub.Aggregate(first).cells}
+    assert (grid[("D01", "2025-01")].withheld, grid[("D01", "2025-01")].value) == (False, 25)
+    second = subjects_query(group_by=["district"])
+    second.months.CopyFrom(two)
+    cells = {tuple(c.key): c.values[0] for c in stub.Aggregate(second).cells}
+    assert cells[("D01",)].withheld  # 30 - 25 would be the five first-timers
+    assert sum(cells[(d,)].withheld for d in ALL[1:]) == 1

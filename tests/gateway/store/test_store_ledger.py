@@ -97,3 +97,19 @@ def test_differences_count_distinct_people_outside_every_part(store: SqlStore, b
         Check(_p("D01"), (_p("D01", link=link),), frozenset({0}), "q"),  # a10, a11
     ]
     assert store.ledger_differences("visits", checks) == [3, 6, 0, 2]
+
+
+def test_one_part_checks_answered_together_count_as_each_would_alone(store: SqlStore, batches: Any) -> None:
+    """A container checked against each of two disjoint parts counts, for each part, the people
+    with no record in it (|C| - |P|), exactly as that check counted alone does: a person with
+    records in both parts is not outside either. (Grouped, it once counted people with any record
+    outside the part, a larger figure, so the same pair passed or failed depending on whether a
+    second disjoint part had been released.)"""
+    rows = [_visit(f"a{i}", "D01") for i in range(12)] + [_visit(f"b{i}", "D02") for i in range(3)]
+    rows += [_visit(f"x{i}", "D02") for i in range(12)] + [_visit(f"x{i}", "D01") for i in range(12)]
+    batches.store(store, "visits", "b1", rows)
+    both = _p("D01", "D02")
+    alone = [Check(both, (_p("D01"),), frozenset({0}), "q")]
+    together = [*alone, Check(both, (_p("D02"),), frozenset({0}), "q")]
+    assert store.ledger_differences("visits", alone) == [3]  # b0..b2: the x people are in D01 too
+    assert store.ledger_differences("visits", together) == [3, 12]  # b0..b2; a0..a11
