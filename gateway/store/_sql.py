@@ -33,6 +33,7 @@ from gateway.store._bulk import BulkCopyError, insert_rows
 from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
 from gateway.store._ledger import (
+    COLUMNS_PER_STATEMENT,
     LedgerMoved,
     LedgerWrite,
     count_differences,
@@ -395,7 +396,13 @@ class SqlStore:
     def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
         """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
         self._check_open()
-        statement = newcomer_statement(dataset, repeats, self._schema)
+        # a statement per 64 cells, as the difference counts (each is a distinct count of its own):
+        # the cells a release's checks derive from are counted too, hundreds for a grid asked again
+        step = COLUMNS_PER_STATEMENT
+        statements = [
+            newcomer_statement(dataset, repeats[i : i + step], self._schema)
+            for i in range(0, len(repeats), step)
+        ]
         batches = self._schema.batches
         earliest = min((since for _, since in repeats), default="")
         involved = sorted({dataset, *(p.link.dataset for p, _ in repeats if p.link is not None)})
@@ -411,8 +418,8 @@ class SqlStore:
             with self._db.snapshot() as conn:
                 if conn.execute(stored_since).first() is None:
                     return [0] * len(repeats)
-                row = conn.execute(statement).one()
-            return [int(value or 0) for value in row]
+                rows = [conn.execute(statement).one() for statement in statements]
+            return [int(value or 0) for row in rows for value in row]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 

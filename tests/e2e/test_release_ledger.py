@@ -461,3 +461,18 @@ def test_a_district_asked_again_over_two_months_cannot_give_its_first_timers(run
     cells = {tuple(c.key): c.values[0] for c in stub.Aggregate(second).cells}
     assert cells[("D01",)].withheld  # 30 - 25 would be the five first-timers
     assert sum(cells[(d,)].withheld for d in ALL[1:]) == 1
+
+
+def test_newcomers_cannot_be_had_from_a_new_union_of_cells_released_before_they_came(
+    running: Running,
+) -> None:
+    """Cells by district released, then five more people stored in D01, then {D01, D02} asked
+    for the first time: every difference counted on today's data holds twenty people or more,
+    but the new total minus the two cells as released before would be the five newcomers. The
+    new total is withheld, as asking D01 itself again would be."""
+    _push(running, *(ed_rows(d, 30 if d == "D01" else 20) for d in ALL))
+    stub = running.query("health-analyst")
+    cells = {tuple(c.key): c.values[0] for c in stub.Aggregate(subjects_query(group_by=["district"])).cells}
+    assert [(cells[(d,)].withheld, cells[(d,)].value) for d in ("D01", "D02")] == [(False, 30), (False, 20)]
+    _push(running, ed_rows("D01", 5, prefix="late"))
+    assert _total(running, filters=_districts(["D01", "D02"])) == (True, 0)  # not 55 = 30 + 20 + 5

@@ -113,3 +113,15 @@ def test_one_part_checks_answered_together_count_as_each_would_alone(store: SqlS
     together = [*alone, Check(both, (_p("D02"),), frozenset({0}), "q")]
     assert store.ledger_differences("visits", alone) == [3]  # b0..b2: the x people are in D01 too
     assert store.ledger_differences("visits", together) == [3, 12]  # b0..b2; a0..a11
+
+
+def test_newcomers_of_more_cells_than_one_statement_holds_are_each_counted(
+    store: SqlStore, batches: Any
+) -> None:
+    """Seventy cells asked about at once (a statement holds 64 counts) each get their own count,
+    in order: people stored after the time given, in that cell."""
+    batches.store(store, "visits", "b1", [_visit(f"a{i}", "D01") for i in range(4)])
+    repeats = [(_p("D01"), "2000-01-01T00:00:00Z")] * 69 + [(_p("D02"), "2000-01-01T00:00:00Z")]
+    assert store.ledger_newcomers("visits", repeats) == [4] * 69 + [0]
+    assert store.ledger_newcomers("visits", repeats[:1]) == [4]
+    assert store.ledger_newcomers("visits", [(_p("D01"), "2999-01-01T00:00:00Z")]) == [0]
