@@ -140,6 +140,19 @@ class SqlStore:
 
         guarded(work, lambda: StoreError("store: schema could not be created"), (SQLAlchemyError,))
 
+    def adopt_catalogue(self, catalogue: Catalogue) -> None:
+        """Hold queries and ledger counts to ``catalogue``'s domains from now on (a policy reload
+        may change domains, never tables: gateway.server._state.check_storable). Kept at the
+        domains the store was opened with, "no filter" counted a value the reload dropped while
+        the grid and the release ledger, which follow the reload, took it as every current value."""
+        datasets = {
+            name: dataclasses.replace(table, dataset=catalogue.datasets[name])
+            if name in catalogue.datasets
+            else table
+            for name, table in self._schema.datasets.items()
+        }
+        self._schema = dataclasses.replace(self._schema, datasets=datasets)  # one store: atomic
+
     def ping(self) -> None:
         self._check_open()
 

@@ -4,9 +4,12 @@ withholds the cell that would complete it, while honest queries that isolate nob
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import grpc
 import pytest
-from e2e_harness import Row, Running, day, ed_rows, seal, subjects_query
+from e2e_harness import Row, Running, day, ed_rows, seal, serve_with_terms, subjects_query
 
 from agents._pb import audit_pb2, query_pb2
 
@@ -476,3 +479,21 @@ def test_newcomers_cannot_be_had_from_a_new_union_of_cells_released_before_they_
     assert [(cells[(d,)].withheld, cells[(d,)].value) for d in ("D01", "D02")] == [(False, 30), (False, 20)]
     _push(running, ed_rows("D01", 5, prefix="late"))
     assert _total(running, filters=_districts(["D01", "D02"])) == (True, 0)  # not 55 = 30 + 20 + 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_district_dropped_by_a_reload_cannot_be_isolated_by_listing_every_current_value(
+    backend: str, pki: Any, tmp_path: Path
+) -> None:
+    """D20 holds three people; a policy reload drops D20 from the district domain. "No filter" and
+    "every current district" are then one ledger cell, so they must count the same people, and a
+    grid by district must still answer."""
+    for running in serve_with_terms(backend, pki, tmp_path, ""):
+        _push(running, *(ed_rows(d, 20) for d in ALL[:-1]), ed_rows("D20", 3))
+        catalogue = tmp_path / "bundle" / "catalogue" / "data.yaml"
+        catalogue.write_text(catalogue.read_text().replace(", D19, D20]", ", D19]"))
+        assert running.gateway.reload_policy().status == "reloaded"
+        first = _total(running)
+        assert first == _total(running, filters=_districts(ALL[:-1]))
+        result = running.query("health-analyst").Aggregate(subjects_query(group_by=["district"]))
+        assert len(result.cells) == 19
