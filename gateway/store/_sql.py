@@ -444,11 +444,21 @@ class SqlStore:
         self._check_open()
         if not items:
             return []
-        statement = sum_difference_statement(dataset, items, self._schema.datasets, top_n)
+        # two figures and a CASE each: 32 items to a statement, as the counts are 64 to one. In one
+        # statement, the sums of a grid asked again by fewer dimensions (its one-part checks are
+        # grouped for the counts, so hundreds reach here) broke SQLite's expression depth (1000
+        # ORed terms) and PostgreSQL's 1664 result columns, and the query failed
+        step = COLUMNS_PER_STATEMENT // 2
+        chunks = [items[i : i + step] for i in range(0, len(items), step)]
+        statements = [sum_difference_statement(dataset, c, self._schema.datasets, top_n) for c in chunks]
 
         def work() -> list[tuple[float, float]]:
             with self._db.snapshot() as conn:
-                return sum_differences(conn, statement, len(items))
+                return [
+                    figure
+                    for statement, chunk in zip(statements, chunks, strict=True)
+                    for figure in sum_differences(conn, statement, len(chunk))
+                ]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
