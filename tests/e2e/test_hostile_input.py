@@ -14,10 +14,11 @@ import grpc
 import pytest
 from e2e_harness import Running, _Serve, ed_rows, seal, subjects_query
 from fuzz_strategies import examples
+from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents._pb import query_pb2
+from agents._pb import ingest_pb2, query_pb2
 from gateway._pb import audit_pb2
 from gateway._settings import GatewaySettings
 from gateway.pki import PkiLayout
@@ -217,3 +218,42 @@ def test_a_batch_just_under_the_limit_is_stored(small_limit: Running) -> None:
     assert 0.8e6 < batch.ByteSize() < 1024 * 1024
     ack = small_limit.ingest("agent:health").PushBatch(batch)
     assert ack.records_stored == 19_000
+
+
+# --- names with control characters (found by hand after the fuzzers: NUL broke the audit write) --
+
+CONTROL_IN_A_NAME = [
+    pytest.param(
+        GET_CONTRACT, ingest_pb2.GetContractRequest(dataset="ed_visits\x00x"), "dataset", id="contract-NUL"
+    ),
+    pytest.param(
+        GET_CONTRACT, ingest_pb2.GetContractRequest(dataset="ed_visits\nx"), "dataset", id="contract-LF"
+    ),
+    pytest.param(
+        LIST_DECISIONS, audit_pb2.ListDecisionsRequest(principal="spiffe://a\x00"), "principal", id="list-NUL"
+    ),
+    pytest.param(
+        LIST_DECISIONS, audit_pb2.ListDecisionsRequest(since="2026-01-01\x00"), "since", id="since-NUL"
+    ),
+    pytest.param(
+        LIST_DECISIONS, audit_pb2.ListDecisionsRequest(agency="health\r\n"), "agency", id="agency-CRLF"
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "request_", "field"), CONTROL_IN_A_NAME)
+def test_a_control_character_in_a_name_is_invalid_argument_not_an_audit_failure(
+    quiet: Running, method: str, request_: Message, field: str
+) -> None:
+    """A NUL or line break in a name the gateway would log is INVALID_ARGUMENT naming the field,
+    not UNAVAILABLE from an audit write the database refused; the refusal itself is audited."""
+
+    def denials() -> list[str]:
+        listed = quiet.audit().ListDecisions(audit_pb2.ListDecisionsRequest(outcome="deny"))
+        return [d.reasons[0] for d in listed]
+
+    before = denials()
+    details = assert_plain(
+        raw_call(quiet, method, request_.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT, field
+    )
+    assert denials() == [*before, details]
