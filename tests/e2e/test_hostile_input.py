@@ -165,6 +165,7 @@ def test_a_batch_replayed_under_another_agency_is_refused(quiet: Running) -> Non
     assert_plain(caught.value, grpc.StatusCode.PERMISSION_DENIED, "header.agency")
 
 
+@pytest.mark.fuzz
 @settings(
     max_examples=examples(0.25),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
