@@ -37,3 +37,13 @@ def examples(share: float) -> int:
     """``share`` of the loaded profile's max_examples, for a fuzzer whose examples cost more than
     most: it still scales with HYPOTHESIS_PROFILE=fuzz."""
     return max(5, int(settings.default.max_examples * share))
+
+
+def varint(n: int) -> bytes:
+    """``n`` as a protobuf base-128 varint, for writing wire bytes by hand."""
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from e2e_harness import Running, _Serve, ed_rows, seal, subjects_query
-from fuzz_strategies import examples
+from fuzz_strategies import examples, varint
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -72,15 +72,6 @@ def quiet(running: Running) -> Iterator[Running]:
     assert running.stored_rows("ed_visits") == rows
     report = running.audit().VerifyLog(audit_pb2.VerifyLogRequest())
     assert report.ok
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
 
 
 def _nested_groups(depth: int) -> bytes:
@@ -206,7 +197,7 @@ def test_a_message_over_the_limit_is_resource_exhausted_and_changes_nothing(
     """A request body over max_message_mb is RESOURCE_EXHAUSTED before any handler runs: nothing
     is stored, and (no caller was identified) the audit log is unchanged."""
     before = decisions(small_limit)
-    error = raw_call(small_limit, method, b"\x0a" + _varint(1_200_000) + b"a" * 1_200_000)
+    error = raw_call(small_limit, method, b"\x0a" + varint(1_200_000) + b"a" * 1_200_000)
     assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "Traceback" not in (error.details() or "")
     assert small_limit.stored_rows("ed_visits") == 0

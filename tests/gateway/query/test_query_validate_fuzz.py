@@ -9,7 +9,7 @@ import re
 from typing import Any, TypeVar
 
 import pytest
-from fuzz_strategies import fuzz_text, huge_or_small
+from fuzz_strategies import fuzz_text, huge_or_small, varint
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -191,16 +191,7 @@ def test_a_request_rebuilt_from_its_own_bytes_is_judged_the_same(
 
 def _as_unknown_field(payload: bytes) -> bytes:
     """``payload`` as length-delimited field 15, which AggregateRequest does not define."""
-    return bytes([15 << 3 | 2]) + _varint(len(payload)) + payload
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
+    return bytes([15 << 3 | 2]) + varint(len(payload)) + payload
 
 
 def _outcome(catalogue: Catalogue, request: query_pb2.AggregateRequest) -> str:
