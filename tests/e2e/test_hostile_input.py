@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from e2e_harness import Running, _Serve, ed_rows, seal, subjects_query
+from fuzz_requests import REQUESTS
 from fuzz_strategies import examples, varint
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
@@ -177,6 +178,41 @@ def test_random_bytes_to_any_method_get_a_plain_answer(quiet: Running, method: s
     assert "Traceback" not in details and "\n" not in details
     printable = [run for run in payload.decode("latin-1").split() if len(run) >= 6 and run.isalnum()]
     assert not any(run in details for run in printable)
+
+
+@pytest.fixture
+def seeded(running: Running) -> Running:
+    """The running gateway holding 30 ED visits, so allowed queries reach SQL and disclosure."""
+    running.ingest("agent:health").PushBatch(seal(running.layout, "health", "ed_visits", ed_rows("D01", 30)))
+    return running
+
+
+@pytest.mark.fuzz
+@settings(
+    max_examples=examples(0.3),
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(request=REQUESTS)
+def test_any_aggregate_request_is_answered_or_refused_in_one_plain_line(
+    seeded: Running, request: query_pb2.AggregateRequest
+) -> None:
+    """A hostile AggregateRequest (the validator fuzzer's) through identity, validation, policy,
+    SQL and disclosure is answered, or refused INVALID_ARGUMENT or PERMISSION_DENIED in one
+    line; never INTERNAL or UNAVAILABLE."""
+    try:
+        seeded.query("health-analyst").Aggregate(request, timeout=30)
+    except grpc.RpcError as caught:
+        error: grpc.RpcError | None = caught
+    else:
+        error = None
+    if error is not None:
+        assert error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+        assert "\n" not in (error.details() or "")
+    assert seeded.stored_rows("ed_visits") == 30
 
 
 # --- oversized messages -----------------------------------------------------------------------
