@@ -1,4 +1,7 @@
-"""Test-wide hypothesis profiles, chosen with ``HYPOTHESIS_PROFILE`` (default ``datashare``):
+"""Test-wide settings, and a gateway with its plaintext health listener, which the gateway's and
+the deploy tests both start.
+
+Hypothesis profiles, chosen with ``HYPOTHESIS_PROFILE`` (default ``datashare``):
 
 - ``datashare``: no example database in the repository, no deadline (2 shared cores), fresh
   random examples each run;
@@ -9,12 +12,20 @@
   ``HYPOTHESIS_PROFILE=fuzz .venv/bin/python -m pytest -m fuzz --timeout=0`` (about half an hour).
 """
 
+from __future__ import annotations
+
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
 
 settings.register_profile("datashare", database=None, deadline=None)
 settings.register_profile("ci", settings.get_profile("datashare"), derandomize=True)
@@ -25,3 +36,21 @@ settings.register_profile(
     database=DirectoryBasedExampleDatabase(Path(tempfile.gettempdir()) / "datashare-hypothesis"),
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "datashare"))
+
+
+@pytest.fixture
+def health_listening_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """A started gateway on a fresh development PKI with [gateway] health_listen on a free loopback
+    port (set from the environment, as a container would); stopped after the test."""
+    from gateway._settings import GatewaySettings
+    from gateway.pki import init_dev_pki
+    from gateway.server import build_gateway
+
+    layout = init_dev_pki(tmp_path / "health-pki", listen="127.0.0.1:0")
+    environ = {"DATASHARE_GATEWAY_GATEWAY_HEALTH_LISTEN": "127.0.0.1:0"}
+    gateway = build_gateway(GatewaySettings.from_file(layout.gateway_config, environ=environ))
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop(grace=0)
