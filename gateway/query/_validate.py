@@ -45,8 +45,8 @@ _FINGERPRINT_DOMAIN = b"datashare.query-fingerprint.v1\0"
 
 def validate_request(req: query_pb2.AggregateRequest, catalogue: Catalogue) -> QuerySpec:
     """The canonical spec of ``req``; InvalidRequest names the first field at fault."""
-    _check_text("agreement_id", req.agreement_id)
-    _check_text("purpose", req.purpose)
+    check_text("agreement_id", req.agreement_id)
+    check_text("purpose", req.purpose)
     dataset = catalogue.dataset(req.dataset)
     if dataset is None:
         raise InvalidRequest("dataset", "must name a dataset in the catalogue")
@@ -119,11 +119,14 @@ def query_fingerprint(spec: QuerySpec) -> str:
     return hashlib.sha256(_FINGERPRINT_DOMAIN + canonical).hexdigest()
 
 
-def _check_text(field: str, value: str) -> None:
+def check_text(field: str, value: str, max_length: int = MAX_TEXT) -> None:
+    """Refuse, naming ``field``, anything but 1 to ``max_length`` printable ASCII characters with
+    no blank at either end: every name a caller sends that the gateway logs or looks up (a NUL
+    would fail the audit write on PostgreSQL; a line break would forge a line in a reason)."""
     if not value:
         raise InvalidRequest(field, "is required")
-    if len(value) > MAX_TEXT or not _TEXT.fullmatch(value):
-        raise InvalidRequest(field, f"must be 1 to {MAX_TEXT} printable ASCII characters")
+    if len(value) > max_length or not _TEXT.fullmatch(value):
+        raise InvalidRequest(field, f"must be 1 to {max_length} printable ASCII characters")
 
 
 def _measures(specs: Sequence[query_pb2.MeasureSpec], dataset: Dataset) -> tuple[MeasureRef, ...]:

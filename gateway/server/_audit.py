@@ -15,11 +15,13 @@ from gateway.audit import verify_chain
 from gateway.audit._types import AuditEntry, AuditFilter, AuditScope
 from gateway.errors import InvalidRequest, PolicyEngineError
 from gateway.policy._engine import AUDIT_RULE
+from gateway.query import check_text
 from gateway.server._context import current
 from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._state import Shared, policy_input
 
 _OUTCOMES = ("", "allow", "deny", "error")
+_MAX_FILTER = 256
 
 
 class AuditService(audit_pb2_grpc.AuditServicer):
@@ -53,7 +55,12 @@ class AuditService(audit_pb2_grpc.AuditServicer):
     def ListDecisions(
         self, request: audit_pb2.ListDecisionsRequest, context: grpc.ServicerContext
     ) -> Iterator[audit_pb2.Decision]:
-        filt = _filter(request)
+        try:
+            filt = _filter(request)
+        except InvalidRequest as exc:  # a refusal is a decision too; the value is not logged
+            refused = AuditSubject("audit.list", AUDIT_RULE, self._s.policy.revision)
+            self._s.recorder.record(current(), refused, outcome="deny", reasons=(exc.message,))
+            raise
         scope = self._authorise("audit.list", {k: v for k, v in vars(filt).items() if v})
         for entry in self._s.store.audit_entries(dataclasses.replace(filt, scope=scope)):
             yield to_decision(entry)
@@ -100,8 +107,8 @@ def _filter(request: audit_pb2.ListDecisionsRequest) -> AuditFilter:
     if request.outcome not in _OUTCOMES:
         raise InvalidRequest("outcome", "must be allow, deny or error")
     for name in ("since", "until", "principal", "agency", "agreement_id", "decision_id"):
-        if len(getattr(request, name)) > 256:
-            raise InvalidRequest(name, "is too long")
+        if value := getattr(request, name):  # empty: no filter on it
+            check_text(name, value, _MAX_FILTER)
     return AuditFilter(
         since=request.since,
         until=request.until,

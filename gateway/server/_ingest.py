@@ -10,6 +10,7 @@ from gateway._pb import common_pb2, ingest_pb2, ingest_pb2_grpc
 from gateway.errors import BatchRejected, Conflict, GatewayError, InvalidRequest, PermissionDenied
 from gateway.ingest import parse_header
 from gateway.policy._engine import INGEST_RULE
+from gateway.query import check_text
 from gateway.server._context import current
 from gateway.server._metrics import UNKNOWN
 from gateway.server._recorder import AuditSubject, outcome_of, refusal
@@ -42,8 +43,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self, request: ingest_pb2.GetContractRequest, context: grpc.ServicerContext
     ) -> common_pb2.DatasetContract:
         ctx, policy = current(), self._s.policy
-        if not request.dataset or len(request.dataset) > 64:
-            raise InvalidRequest("dataset", "must name a dataset")
+        try:
+            check_text("dataset", request.dataset)
+        except InvalidRequest as exc:  # refused before the value reaches the policy or the log
+            refused = AuditSubject("get_contract", INGEST_RULE, policy.revision)
+            self._s.recorder.record(ctx, refused, outcome="deny", reasons=(exc.message,))
+            raise
         req = {"dataset": request.dataset, "contract_version": 0}
         input_doc = policy_input(ctx, "get_contract", req)
         decision = self._s.decide(INGEST_RULE, input_doc, policy)

@@ -4,6 +4,9 @@
 - log context: the decision id and principal are bound for every log line of the request;
 - errors: GatewayError becomes its gRPC status and message; anything else becomes INTERNAL with
   no detail (the decision id lets an operator find the log line);
+- bodies that do not parse: gRPC itself would answer a bare INTERNAL ("Exception deserializing
+  request!"), audit nothing and log a traceback; here the caller is identified, the refusal is
+  audited, and the answer is INVALID_ARGUMENT naming the request type;
 - metrics: one count and one latency observation per RPC.
 """
 
@@ -13,22 +16,51 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from gateway._pb import query_pb2
-from gateway.errors import GatewayError, Unauthenticated
+from gateway.errors import GatewayError, InvalidRequest, Unauthenticated
 from gateway.identity import Principal, principal_from_pem
 from gateway.server._context import RequestContext, bind, reset
 from gateway.server._metrics import Metrics
-from gateway.server._recorder import Recorder
+from gateway.server._recorder import AuditSubject, Recorder
 
 log = structlog.get_logger("gateway.rpc")
 # Standard services answer without a principal (probes); they are still behind mutual TLS.
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 _AGGREGATE = f"/{query_pb2.DESCRIPTOR.services_by_name['Query'].full_name}/Aggregate"
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """Stands in for a request body that did not parse as ``type_name``, so that the handler
+    still runs and refuses it (see ``tolerant``)."""
+
+    type_name: str
+
+
+def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer``, answering Malformed instead of raising when the bytes do not parse
+    (bad UTF-8, a length past the end, unknown groups nested past protobuf's depth limit...)."""
+    if deserializer is None:
+        return None
+    message_type = getattr(deserializer, "__self__", None)  # Message.FromString is a classmethod
+    descriptor = getattr(message_type, "DESCRIPTOR", None)
+    type_name = str(getattr(descriptor, "full_name", "request message"))
+    parse = deserializer
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except DecodeError:
+            return Malformed(type_name)
+
+    return deserialize
 
 
 class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -52,13 +84,13 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # no client-streaming methods yet
@@ -108,6 +140,13 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self._finish(method, code, ctx.started)
         context.abort(code, message)
 
+    def _refuse_malformed(self, method: str, ctx: RequestContext, request: Malformed) -> None:
+        """A body that did not parse is a decision too: audited as a deny, then refused. The
+        message names the type only; protobuf's own error text is not passed on."""
+        error = InvalidRequest("request", f"is not a serialised {request.type_name}")
+        self._recorder.record(ctx, AuditSubject(action=method), outcome="deny", reasons=(error.message,))
+        raise error
+
     def _finish(self, method: str, code: grpc.StatusCode, started: float) -> None:
         elapsed = time.perf_counter() - started
         self._metrics.rpcs.labels(method=method, code=code.name).inc()
@@ -117,7 +156,9 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
     def _wrap_unary(self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
-            with self._request(method, context):
+            with self._request(method, context) as ctx:
+                if isinstance(request, Malformed):
+                    self._refuse_malformed(method, ctx, request)
                 return behaviour(request, context)
 
         return handle
@@ -126,7 +167,9 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]]
     ) -> Any:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with self._request(method, context):
+            with self._request(method, context) as ctx:
+                if isinstance(request, Malformed):
+                    self._refuse_malformed(method, ctx, request)
                 yield from behaviour(request, context)
 
         return handle
