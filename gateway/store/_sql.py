@@ -23,7 +23,7 @@ from gateway.audit._chain import chain_hash
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
 from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell
-from gateway.errors import AuditWriteError, BudgetSpent, Conflict, InvalidRequest, StoreError
+from gateway.errors import AuditWriteError, BudgetSpent, ConfigError, Conflict, InvalidRequest, StoreError
 from gateway.query._spec import QuerySpec, RawCell, RawResult
 from gateway.store._aggregate import SUM_SCALE, compile_aggregate
 from gateway.store._audit_rows import from_row, normalise, to_row
@@ -73,8 +73,13 @@ def open_store(
 
     ConfigError for an unusable URL, catalogue or profile, StoreError if the schema cannot be
     created."""
-    schema = build_schema(catalogue, indexes)
-    store = SqlStore(open_database(url, settings or StoreSettings()), schema)
+    database = open_database(url, settings or StoreSettings())
+    try:
+        schema = build_schema(catalogue, indexes, database.backend)
+    except ConfigError:
+        database.engine.dispose()
+        raise
+    store = SqlStore(database, schema)
     if create:
         try:
             store.create_schema()
