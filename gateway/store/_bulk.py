@@ -11,7 +11,7 @@ py-spy on 1,000-row batches), and the server does not parse text back into numbe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Double, Integer, LargeBinary, String, Table
 from sqlalchemy.types import TypeEngine
@@ -48,8 +48,7 @@ def copy_types(table: Table, names: Sequence[str]) -> tuple[str, ...]:
     return tuple(_pg_type(type(table.c[name].type)) for name in names)
 
 
-@cache
-def _pg_type(kind: type[TypeEngine[object]]) -> str:
+def _pg_type(kind: type[TypeEngine[Any]]) -> str:
     # most specific first: BigInteger is an Integer
     for sa_type, pg_name in (
         (BigInteger, "int8"),
