@@ -6,6 +6,10 @@ insert.
 Binary, not text, COPY: psycopg then packs each value in C from the column types given up front
 instead of formatting and escaping text per value (half the gateway's CPU per row, measured with
 py-spy on 1,000-row batches), and the server does not parse text back into numbers and bytea.
+One caution: binary packing does not range-check, so an int too large for an ``int4`` column
+would arrive truncated (2**40 arrives as 0) where text COPY refuses it. The one ``int4`` column,
+``event_day``, is held to the calendar's range before (``_records``: an out-of-range day is
+InvalidRequest); ``subject_h`` (four bytes) goes to ``int8``.
 """
 
 from __future__ import annotations
@@ -75,4 +79,7 @@ def _copy(conn: Connection, statement: str, types: Sequence[str], rows: Rows) ->
             for row in rows.values:
                 write(row)
     except psycopg.Error as exc:  # COPY bypasses SQLAlchemy's error wrapping
+        raise BulkCopyError(exc) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        # binary packing refuses a value of the wrong kind in Python, before the server sees it
         raise BulkCopyError(exc) from None

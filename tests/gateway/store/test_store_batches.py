@@ -255,3 +255,15 @@ def test_every_stored_row_belongs_to_a_registered_batch(store: SqlStore, batches
         "(SELECT 1 FROM batches b WHERE b.batch_id = v.batch_id)"
     )
     assert orphans == [(0,)]
+
+
+def test_a_measure_of_the_wrong_kind_fails_the_batch_whole(store: SqlStore, batches: Any, sql: Any) -> None:
+    """On PostgreSQL's binary COPY a measure that is not a number (which the opener never lets
+    through) fails the batch as StoreError with nothing written, not as a stray TypeError."""
+    if store.backend == "sqlite":
+        pytest.skip("SQLite stores any value in any column; the opener keeps measures numeric")
+    rows = _rows(10)
+    rows[-1] = {**rows[-1], "stay_hours": "three"}
+    with pytest.raises(StoreError, match=r"^store: batch could not be written$"):
+        store.store_batch(batches.meta("visits", "b-1", 10), batches.columns("visits", rows))
+    assert _counts(sql) == (0, 0)
