@@ -47,7 +47,7 @@ _MISSING: Final = object()
 # The scalar keys of each section; [agencies] is a nested table and has no environment override.
 _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
     {
-        "gateway": frozenset({"listen", "trust_domain", "max_message_mb"}),
+        "gateway": frozenset({"listen", "trust_domain", "max_message_mb", "health_listen"}),
         "tls": frozenset({"ca", "cert", "key"}),
         "keys": frozenset({"hpke_private", "rest_key", "audit_signing"}),
         "store": frozenset(
@@ -66,7 +66,9 @@ _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
             }
         ),
         "policy": frozenset({"engine", "bundle", "opa_url", "timeout_ms", "reload_interval_s"}),
-        "observability": frozenset({"metrics_port", "log_level", "log_format"}),
+        "observability": frozenset(
+            {"metrics_port", "metrics_address", "log_level", "log_format", "health_interval_ms"}
+        ),
     }
 )
 
@@ -119,6 +121,11 @@ class ObservabilitySettings:
     metrics_port: int  # 0: no metrics endpoint
     log_level: str
     log_format: LogFormat
+    # loopback by default: the counts are for the operator, not for every host on the network
+    metrics_address: str = "127.0.0.1"
+    # how often the database and the policy engine are probed for the health service; a probe
+    # that takes longer than this counts as a failure (fail closed)
+    health_interval_ms: int = 2000
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,9 @@ class GatewaySettings:
     policy: PolicySettings
     agencies: Mapping[str, AgencySettings]
     observability: ObservabilitySettings
+    # host:port of a plaintext listener serving the gRPC health service and nothing else, for
+    # probes that cannot present a client certificate (Kubernetes' `grpc:` probe); None: off
+    health_listen: str | None = None
 
     @property
     def max_message_bytes(self) -> int:
@@ -371,6 +381,7 @@ class _Reader:
         if not valid_trust_domain(trust_domain):
             raise self.fail(self.where("gateway", "trust_domain"), "not a valid trust domain name")
         max_message_mb = self.integer("gateway", "max_message_mb", 64, 1, 1024)
+        health_listen = self.health_listen()
 
         tls = TlsSettings(
             ca=self.file("tls", "ca"), cert=self.file("tls", "cert"), key=self.file("tls", "key")
@@ -390,6 +401,8 @@ class _Reader:
             log_format=cast(
                 LogFormat, self.choice("observability", "log_format", ("json", "console"), "json")
             ),
+            metrics_address=self.metrics_address(),
+            health_interval_ms=self.integer("observability", "health_interval_ms", 2000, 50, 600_000),
         )
         return GatewaySettings(
             source=self.source.absolute(),
@@ -402,6 +415,7 @@ class _Reader:
             policy=policy,
             agencies=self.agencies(),
             observability=observability,
+            health_listen=health_listen,
         )
 
     def check_environment(self) -> None:
@@ -483,6 +497,17 @@ class _Reader:
             raise self.fail(self.where(section, key), "file not found")
         return resolved
 
+    def health_listen(self) -> str | None:
+        value, _ = self.raw("gateway", "health_listen", None)
+        if value is None:
+            return None
+        listen = self.value("gateway", "health_listen", str)
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise self.fail(self.where("gateway", "health_listen"), str(exc)) from exc
+        return listen
+
     def store_url(self) -> str:
         url = self.value("store", "url", str)
         scheme, sep, rest = url.partition("://")
@@ -518,6 +543,14 @@ class _Reader:
             ),
             migrate="auto" if migrate == "auto" else "check" if migrate == "check" else None,
         )
+
+    def metrics_address(self) -> str:
+        address = self.value("observability", "metrics_address", str, "127.0.0.1")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise self.fail(self.where("observability", "metrics_address"), "must be an IP address") from exc
+        return address
 
     def store_indexes(self) -> str:
         from gateway.store._schema import DEFAULT_INDEX_PROFILE, INDEX_PROFILES

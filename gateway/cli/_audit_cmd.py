@@ -1,4 +1,4 @@
-"""``gateway audit list|verify|export``: the auditor's commands."""
+"""``gateway audit list|verify|export``: the auditor's commands (``report``: _audit_report.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.table import Table
 from gateway._pb import audit_pb2, audit_pb2_grpc
 from gateway._settings import ClientProfile
 from gateway._tls import client_channel
+from gateway.cli._audit_report import run_report
 
 TIMEOUT_S = 120.0
 
@@ -37,6 +38,8 @@ def add_list_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    if args.audit_command == "report":
+        return run_report(args, console)
     with client_channel(ClientProfile.from_file(args.client)) as channel:
         stub = audit_pb2_grpc.AuditStub(channel)
         if args.audit_command == "verify":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -23,6 +23,7 @@ from gateway.policy import PolicyEngine, make_engine
 from gateway.policy._bundle import Bundle, load_checked_bundle
 from gateway.policy._reload import PolicyReloader, ReloadOutcome, bundle_digest
 from gateway.server._audit import AuditService
+from gateway.server._health import HealthProber, Readiness, database_check, policy_check
 from gateway.server._ingest import IngestService
 from gateway.server._interceptor import GatewayInterceptor
 from gateway.server._logging import configure_logging
@@ -78,17 +79,57 @@ class Gateway:
     health: health.HealthServicer
     reloader: PolicyReloader[PolicyState]
     port: int = 0
+    health_port: int = 0  # of the plaintext health-only listener, when [gateway] health_listen is set
+    health_server: grpc.Server | None = None
+    metrics_port: int = 0  # where /metrics is served; 0: not served
+    prober: HealthProber = field(init=False)
+
+    def __post_init__(self) -> None:
+        shared = self.shared
+        self.prober = HealthProber(
+            {
+                "database": database_check(shared.store.ping, self.settings.store_url),
+                "policy_engine": policy_check(lambda: shared.policy.engine),
+            },
+            self.settings.observability.health_interval_ms / 1000,
+            shared.metrics,
+            on_change=self.set_readiness,
+        )
 
     def start(self) -> int:
         self.port = self.server.add_secure_port(self.settings.listen, server_credentials(self.settings))
         if self.port == 0:
             raise ConfigError(f"gateway.listen: cannot bind {self.settings.listen}")
+        if self.settings.health_listen is not None:
+            self.health_server, self.health_port = _health_only_server(
+                self.health, self.settings.health_listen
+            )
+        obs = self.settings.observability
+        if obs.metrics_port:
+            try:
+                self.metrics_port = self.shared.metrics.serve(obs.metrics_port, obs.metrics_address)
+            except OSError as exc:
+                raise ConfigError(
+                    f"observability.metrics_port: cannot bind {obs.metrics_address}:{obs.metrics_port}"
+                ) from exc
         self.server.start()
+        if self.health_server is not None:
+            self.health_server.start()
         self.reloader.start()
-        for name in ("", *SERVICES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("gateway_started", port=self.port, revision=self.shared.policy.revision)
+        self.prober.start()  # the first status is measured before the log says we started
+        health = {"health_port": self.health_port} if self.health_server is not None else {}
+        log.info("gateway_started", port=self.port, revision=self.shared.policy.revision, **health)
         return self.port
+
+    def set_readiness(self, readiness: Readiness) -> None:
+        """Every service SERVING when every dependency answers, else NOT_SERVING."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if readiness.ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICES):
+            self.health.set(name, status)
 
     def reload_policy(self, timeout_s: float = 60.0) -> ReloadOutcome:
         """Load the bundle directory again now and return what came of it (the started gateway's
@@ -100,9 +141,13 @@ class Gateway:
         self.reloader.request()
 
     def stop(self, grace: float = 2.0) -> None:
+        self.prober.stop()
         self.health.enter_graceful_shutdown()
         self.reloader.stop()
         self.server.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
+        self.shared.metrics.stop_serving()
         self.shared.store.close()
         log.info("gateway_stopped")
 
@@ -142,6 +187,25 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     return Gateway(settings=settings, shared=shared, server=server, health=health_servicer, reloader=reloader)
+
+
+def _health_only_server(servicer: health.HealthServicer, listen: str) -> tuple[grpc.Server, int]:
+    """A second server, without TLS, holding only the health service (the same servicer, so it
+    answers exactly as the mTLS port does). Kubernetes' `grpc:` probe and plain health checkers
+    cannot present a client certificate; what they read here is SERVING or NOT_SERVING per
+    service name, nothing about data or callers, and no other service is reachable without mTLS."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"),
+        options=[("grpc.so_reuseport", 0)],  # a port already taken is an error, not a shared port
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError:  # grpcio raises where it used to return 0
+        port = 0
+    if port == 0:
+        raise ConfigError(f"gateway.health_listen: cannot bind {listen}")
+    return server, port
 
 
 def _reloader(settings: GatewaySettings, shared: Shared, digest: str) -> PolicyReloader[PolicyState]:

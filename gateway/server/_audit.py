@@ -13,10 +13,10 @@ import grpc
 from gateway._pb import audit_pb2, audit_pb2_grpc
 from gateway.audit import verify_chain
 from gateway.audit._types import AuditEntry, AuditFilter, AuditScope
-from gateway.errors import InvalidRequest, PermissionDenied, PolicyEngineError
+from gateway.errors import InvalidRequest, PolicyEngineError
 from gateway.policy._engine import AUDIT_RULE
 from gateway.server._context import current
-from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._state import Shared, policy_input
 
 _OUTCOMES = ("", "allow", "deny", "error")
@@ -47,7 +47,7 @@ class AuditService(audit_pb2_grpc.AuditServicer):
             ctx, subject, outcome=outcome, reasons=decision.reasons, result=decision.result
         )
         if not decision.allow:
-            raise PermissionDenied(decision.reasons)
+            raise refusal(decision)
         return scope
 
     def ListDecisions(

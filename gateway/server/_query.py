@@ -4,7 +4,10 @@ control (DESIGN §3, §9). The audit entry is written before the answer leaves."
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import grpc
@@ -14,17 +17,21 @@ from gateway.audit import QueryBudget, Quota, budget_period
 from gateway.audit._budget import parse_time
 from gateway.disclosure import Dominance, Released, ReleaseInfo, apply_disclosure, build_grid, to_proto
 from gateway.errors import BudgetSpent, GatewayError, InvalidRequest, PermissionDenied, PolicyEngineError
-from gateway.policy._engine import LISTING_RULE, QUERY_RULE
+from gateway.policy._engine import LISTING_RULE, QUERY_RULE, PolicyDecision
 from gateway.query import RawResult, validate_request
 from gateway.query._validate import policy_request, query_fingerprint
+from gateway.server._cells import withheld_by_reason
 from gateway.server._context import RequestContext, current
 from gateway.server._privacy import Privacy, privacy_terms
-from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._release_ledger import LedgerTooBroad, ledger_release
 from gateway.server._state import PolicyState, Shared, policy_input
-from gateway.store._ledger import LedgerMoved
+from gateway.store._ledger import LedgerMoved, LedgerWrite
 
 K_FLOOR = 10  # the consortium's floor (DESIGN §9): no obligation can go below it
+# A release checked against a ledger that another release under the agreement grew meanwhile is
+# checked again, this many times in all, before the analyst is told to ask again (UNAVAILABLE).
+LEDGER_ATTEMPTS = 8
 
 
 class QueryService(query_pb2_grpc.QueryServicer):
@@ -38,7 +45,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         input_doc = policy_input(ctx, "list_datasets", {})
         subject = AuditSubject("list_datasets", LISTING_RULE, policy.revision, input_doc=input_doc)
         try:
-            entries = policy.engine.query(LISTING_RULE, input_doc)
+            entries = self._s.query(LISTING_RULE, input_doc, policy)
         except PolicyEngineError as exc:
             self._s.recorder.record(ctx, subject, outcome="error", reasons=(exc.message,))
             raise
@@ -92,10 +99,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         quota = self._budget_use(ctx, base, policy, request.agreement_id, input_doc)
         decision = self._s.decide(QUERY_RULE, input_doc, policy)
         if not decision.allow:
-            self._s.recorder.record(
-                ctx, base, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
-            )
-            raise PermissionDenied(decision.reasons)
+            self._denied(ctx, base, decision, quota)
         try:
             k, round_to, max_cells = _obligations(decision.obligations, budgeted=quota is not None)
             dominance, show_zeros = cell_terms(decision.obligations)
@@ -128,55 +132,37 @@ class QueryService(query_pb2_grpc.QueryServicer):
             )
 
         try:
-            raw = self._s.store.aggregate(spec, top_n=dominance.n, digest=privacy is not None)
-            released = disclose(raw)
+            raw = self._s.store.aggregate(
+                spec, top_n=dominance.n, digest=privacy is not None, near_percent=dominance.percent
+            )
+            suppressed = disclose(raw)
+        except Exception as exc:  # allowed, then failed: the log says so, and nothing leaves
+            self._failed(ctx, base, exc, decision.result)
+            raise
+
+        def check() -> tuple[Released, LedgerWrite]:
             # -- release ledger (DESIGN §9 items 3, 6; gateway/server/_release_ledger.py) --
-            released, ledger = ledger_release(
+            return ledger_release(
                 self._s.store,
                 spec,
                 raw,
                 grid,
-                released,
+                suppressed,
                 catalogue=policy.catalogue,
                 disclose=disclose,
                 agreement_id=request.agreement_id,
                 decision_id=ctx.decision_id,
                 k=k,
+                dominance=dominance,
             )
-        except Exception as exc:  # allowed, then failed: the log says so, and nothing leaves
-            # a query the ledger cannot check in time is refused in plain words: a deny, not an
-            # error; a bug's own text could hold anything, so the entry gets a fixed reason
-            self._s.recorder.record(
-                ctx,
-                base,
-                outcome="deny" if isinstance(exc, LedgerTooBroad) else "error",
-                reasons=(exc.message if isinstance(exc, GatewayError) else "internal error while answering",),
-                result=decision.result,
-            )
-            raise
-        try:
-            self._s.recorder.record(
-                ctx,
-                base,
-                outcome="allow",
-                reasons=decision.reasons,
-                result=decision.result,
-                cells_released=released.cells_released,
-                cells_withheld=released.cells_withheld,
-                # both budgets, when both are set, re-checked under the audit lock
-                quota=tuple(q for q in (quota, None if privacy is None else privacy.quota) if q is not None),
-                ledger=ledger,
-            )
-        except BudgetSpent as spent:  # a racing query took the last unit: nothing leaves
-            if privacy is not None and spent.quota is privacy.quota:  # the last of the privacy budget
-                self._deny_privacy(ctx, base, privacy, decision.result)
-            self._deny_spent(ctx, base, policy, spent)
-        except LedgerMoved as moved:  # a racing release changed what this one was checked against
-            self._s.recorder.record(
-                ctx, base, outcome="error", reasons=(moved.message,), result=decision.result
-            )
-            raise
-        self._s.metrics.cells_withheld.inc(released.cells_withheld)
+
+        quotas = tuple(q for q in (quota, None if privacy is None else privacy.quota) if q is not None)
+        released = self._record_release(
+            ctx, base, decision=decision, policy=policy, quotas=quotas, privacy=privacy, check=check
+        )
+        self._count_cells(
+            released, withheld_by_reason(spec, raw, grid, suppressed, released, k=k, show_zeros=show_zeros)
+        )
         info = ReleaseInfo(
             k=k,
             round_to=round_to,
@@ -186,10 +172,86 @@ class QueryService(query_pb2_grpc.QueryServicer):
         )
         return to_proto(spec, released, info)
 
+    def _record_release(
+        self,
+        ctx: RequestContext,
+        base: AuditSubject,
+        *,
+        decision: PolicyDecision,
+        policy: PolicyState,
+        quotas: tuple[Quota, ...],
+        privacy: Privacy | None,
+        check: Callable[[], tuple[Released, LedgerWrite]],
+    ) -> Released:
+        """Check the release against the ledger and write its audit entry (with its ledger rows,
+        both budgets re-checked under the audit lock); what the entry records is what leaves."""
+        for attempt in range(1, LEDGER_ATTEMPTS + 1):
+            try:
+                released, ledger = check()
+            except Exception as exc:
+                self._failed(ctx, base, exc, decision.result)
+                raise
+            try:
+                self._s.recorder.record(
+                    ctx,
+                    base,
+                    outcome="allow",
+                    reasons=decision.reasons,
+                    result=decision.result,
+                    cells_released=released.cells_released,
+                    cells_withheld=released.cells_withheld,
+                    quota=quotas,
+                    ledger=ledger,
+                )
+            except BudgetSpent as spent:  # a racing query took the last unit: nothing leaves
+                if privacy is not None and spent.quota is privacy.quota:  # the last of the privacy budget
+                    self._deny_privacy(ctx, base, privacy, decision.result)
+                self._deny_spent(ctx, base, policy, spent)
+            except LedgerMoved as moved:  # a racing release changed what this one was checked against
+                if attempt < LEDGER_ATTEMPTS:
+                    # checked again against the ledger as it is now: the analyst need not ask again
+                    time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311 - spreads retries, no secret
+                    continue
+                self._s.recorder.record(
+                    ctx, base, outcome="error", reasons=(moved.message,), result=decision.result
+                )
+                raise
+            return released
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _failed(self, ctx: RequestContext, base: AuditSubject, exc: Exception, result: Any) -> None:
+        """Record an allowed query that failed before anything left. A query the ledger cannot
+        check in time is refused in plain words (a deny, not an error); a bug's own text could
+        hold anything, so such an entry gets a fixed reason."""
+        self._s.recorder.record(
+            ctx,
+            base,
+            outcome="deny" if isinstance(exc, LedgerTooBroad) else "error",
+            reasons=(exc.message if isinstance(exc, GatewayError) else "internal error while answering",),
+            result=result,
+        )
+
+    def _denied(
+        self, ctx: RequestContext, base: AuditSubject, decision: PolicyDecision, quota: Quota | None
+    ) -> NoReturn:
+        """Record the policy's deny and refuse; counted as a budget refusal when the use reported
+        to the policy had reached the agreement's query budget."""
+        self._s.recorder.record(
+            ctx, base, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
+        )
+        if quota is not None and base.input_doc["usage"]["queries_this_period"] >= quota.budget.queries:
+            self._s.metrics.budget_refusals.labels(agreement=quota.agreement_id, budget="query").inc()
+        raise refusal(decision)
+
+    def _count_cells(self, released: Released, withheld: Counter[str]) -> None:
+        self._s.metrics.cells_released.inc(released.cells_released)
+        self._s.metrics.cells_withheld.inc(sum(withheld.values()))
+
     def _deny_privacy(
         self, ctx: RequestContext, base: AuditSubject, privacy: Privacy, result: Any
     ) -> NoReturn:
         self._s.recorder.record(ctx, base, outcome="deny", reasons=(privacy.refusal,), result=result)
+        self._s.metrics.budget_refusals.labels(agreement=privacy.quota.agreement_id, budget="privacy").inc()
         raise PermissionDenied((privacy.refusal,))
 
     def _privacy_left(
@@ -246,7 +308,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
         self._s.recorder.record(
             ctx, subject, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
         )
-        raise PermissionDenied(decision.reasons)
+        self._s.metrics.budget_refusals.labels(agreement=base.agreement_id, budget="query").inc()
+        raise refusal(decision)
 
 
 def _combinations(value: Any) -> list[query_pb2.DimensionCombination]:
