@@ -121,7 +121,8 @@ NOTES = [
         "bare: HMAC-SHA256 (pre-keyed .copy()) + protobuf RecordBatch + AES-256-GCM + gRPC unary on an "
         f"INSECURE loopback port (no TLS), up to {IN_FLIGHT} calls in flight + bulk insert into a table "
         "without indexes, constraints or foreign key (SQLite executemany, WAL, synchronous=NORMAL, one "
-        "transaction per batch; PostgreSQL COPY); no policy, signature, HPKE, audit or checks"
+        "transaction per batch; PostgreSQL binary COPY, as the store); no policy, signature, HPKE, audit "
+        "or checks"
     ),
     (
         "bare runs in two processes like the real path: the client (HMAC, protobuf, AES-GCM, gRPC) is a "

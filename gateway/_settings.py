@@ -19,7 +19,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeVar, cast
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gateway.errors import ConfigError
+from gateway.store._engine import StoreSettings as ConnectionSettings
 
 ENV_PREFIX: Final = "DATASHARE_GATEWAY_"
 REST_KEY_BYTES: Final = 32
@@ -49,7 +50,21 @@ _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "gateway": frozenset({"listen", "trust_domain", "max_message_mb", "health_listen"}),
         "tls": frozenset({"ca", "cert", "key"}),
         "keys": frozenset({"hpke_private", "rest_key", "audit_signing"}),
-        "store": frozenset({"url", "indexes"}),
+        "store": frozenset(
+            {
+                "url",
+                "indexes",
+                "migrate",
+                "pool_size",
+                "max_overflow",
+                "pool_timeout_s",
+                "pool_recycle_s",
+                "connect_timeout_s",
+                "statement_timeout_ms",
+                "lock_timeout_ms",
+                "idle_in_transaction_timeout_ms",
+            }
+        ),
         "policy": frozenset({"engine", "bundle", "opa_url", "timeout_ms", "reload_interval_s"}),
         "observability": frozenset(
             {"metrics_port", "metrics_address", "log_level", "log_format", "health_interval_ms"}
@@ -78,6 +93,9 @@ class StoreSettings:
     # which indexes the dataset tables carry: "ingest" (lean, the default) or "query" (covering);
     # the trade-off is measured in gateway/store/_schema.py
     indexes: str = "ingest"
+    # pool, timeouts and migrate mode, each defaulted and explained in gateway/store/_engine.py
+    # and _migrate.py (the defaults are those of ConnectionSettings())
+    connection: ConnectionSettings = field(default_factory=ConnectionSettings)
 
 
 @dataclass(frozen=True)
@@ -373,7 +391,9 @@ class _Reader:
             rest_key=self.file("keys", "rest_key"),
             audit_signing=self.file("keys", "audit_signing"),
         )
-        store = StoreSettings(url=self.store_url(), indexes=self.store_indexes())
+        store = StoreSettings(
+            url=self.store_url(), indexes=self.store_indexes(), connection=self.store_connection()
+        )
         policy = self.policy()
         observability = ObservabilitySettings(
             metrics_port=self.integer("observability", "metrics_port", 0, 0, 65535),
@@ -501,6 +521,28 @@ class _Reader:
                 absolute = _resolve(Path.cwd() if from_env else self.base, database)
                 url = f"{scheme}:///{absolute}{query_sep}{query}"
         return url
+
+    def store_connection(self) -> ConnectionSettings:
+        """[store] pool, timeouts and migrate mode; bounds keep a typo (ms for s) from passing."""
+        d = ConnectionSettings()
+        migrate, _ = self.raw("store", "migrate", None)  # unset: the backend's default
+        if migrate is not None and migrate not in ("auto", "check"):
+            raise self.fail(self.where("store", "migrate"), "must be one of auto, check")
+        return ConnectionSettings(
+            pool_size=self.integer("store", "pool_size", d.pool_size, 1, 1000),
+            max_overflow=self.integer("store", "max_overflow", d.max_overflow, 0, 1000),
+            pool_timeout_s=self.integer("store", "pool_timeout_s", int(d.pool_timeout_s), 1, 3600),
+            pool_recycle_s=self.integer("store", "pool_recycle_s", d.pool_recycle_s, 60, 86_400),
+            connect_timeout_s=self.integer("store", "connect_timeout_s", d.connect_timeout_s, 1, 600),
+            statement_timeout_ms=self.integer(
+                "store", "statement_timeout_ms", d.statement_timeout_ms, 100, 86_400_000
+            ),
+            lock_timeout_ms=self.integer("store", "lock_timeout_ms", d.lock_timeout_ms, 100, 3_600_000),
+            idle_in_transaction_timeout_ms=self.integer(
+                "store", "idle_in_transaction_timeout_ms", d.idle_in_transaction_timeout_ms, 1000, 86_400_000
+            ),
+            migrate="auto" if migrate == "auto" else "check" if migrate == "check" else None,
+        )
 
     def metrics_address(self) -> str:
         address = self.value("observability", "metrics_address", str, "127.0.0.1")

@@ -16,7 +16,7 @@ from types import FrameType
 import grpc
 from rich.console import Console
 
-from gateway.cli import _audit_cmd, _audit_report, _query_cmd
+from gateway.cli import _audit_cmd, _audit_report, _db_cmd, _query_cmd
 from gateway.cli._client import UsageError, describe_rpc_error
 from gateway.errors import ConfigError, GatewayError
 
@@ -95,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", required=True, type=Path, help="gateway settings TOML, e.g. ./pki/gateway.toml"
     )
+
+    p = _add(
+        sub,
+        "db",
+        "Show or upgrade the store's schema revision (Alembic migrations).",
+        "examples:\n  gateway db current --config ./pki/gateway.toml\n"
+        "  gateway db upgrade --config ./pki/gateway.toml   # before starting a newer gateway\n\n"
+        'With [store] migrate = "check" (the default on PostgreSQL) a gateway refuses to start on\n'
+        'a store behind its head; with "auto" (the default on SQLite) it upgrades at start-up.',
+    )
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for name, help_ in (
+        ("current", "Print the store's revision and this gateway's head."),
+        ("upgrade", "Bring the store to this gateway's head, in one transaction."),
+    ):
+        _db_cmd.add_arguments(db_sub.add_parser(name, help=help_, description=help_, formatter_class=_F))
 
     p = _add(
         sub,
@@ -206,6 +222,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         "demo": _demo,
         "init": _init,
         "serve": _serve,
+        "db": _db_cmd.run,
         "datasets": _query_cmd.datasets,
         "query": _query_cmd.query,
         "audit": _audit_cmd.run,

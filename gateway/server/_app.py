@@ -164,8 +164,9 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     keys = load_gateway_keys(settings)
     digest = bundle_digest(settings.policy_bundle)  # before loading: an edit meanwhile is seen later
     policy = load_policy_state(settings)
-    store = open_store(settings.store_url, policy.catalogue, indexes=settings.store.indexes)
-    store.create_schema()
+    store = open_store(
+        settings.store_url, policy.catalogue, settings.store.connection, indexes=settings.store.indexes
+    )
     metrics = metrics or Metrics()
     opener = BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys)
     shared = Shared(policy, store, opener, metrics, noise_key=noise_key(keys.rest_key))

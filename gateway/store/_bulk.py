@@ -1,11 +1,24 @@
 """Bulk insert of a batch's rows, by the fastest path each driver offers, inside the caller's
-transaction (DESIGN §12): COPY on PostgreSQL (psycopg), the driver's executemany with tuples on
-SQLite. Both skip SQLAlchemy's per-row parameter processing, which costs more than the insert.
+transaction (DESIGN §12): binary COPY on PostgreSQL (psycopg), the driver's executemany with
+tuples on SQLite. Both skip SQLAlchemy's per-row parameter processing, which costs more than the
+insert.
+
+Binary, not text, COPY: psycopg then packs each value in C from the column types given up front
+instead of formatting and escaping text per value (half the gateway's CPU per row, measured with
+py-spy on 1,000-row batches), and the server does not parse text back into numbers and bytea.
+One caution: binary packing does not range-check, so an int too large for an ``int4`` column
+would arrive truncated (2**40 arrives as 0) where text COPY refuses it. The one ``int4`` column,
+``event_day``, is held to the calendar's range before (``_records``: an out-of-range day is
+InvalidRequest); ``subject_h`` (four bytes) goes to ``int8``.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Table
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, Double, Integer, LargeBinary, String, Table
+from sqlalchemy.types import TypeEngine
 
 from gateway.store._records import Rows
 
@@ -25,7 +38,8 @@ def insert_rows(conn: Connection, table: Table, rows: Rows) -> None:
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(n) for n in rows.names)
     if conn.dialect.name == "postgresql":
-        _copy(conn, f"COPY {quote(table.name)} ({columns}) FROM STDIN", rows)
+        statement = f"COPY {quote(table.name)} ({columns}) FROM STDIN (FORMAT BINARY)"
+        _copy(conn, statement, copy_types(table, rows.names), rows)
     else:
         marks = ", ".join("?" for _ in rows.names)
         # identifiers come from the catalogue and are quoted; every value is a bound parameter
@@ -33,7 +47,26 @@ def insert_rows(conn: Connection, table: Table, rows: Rows) -> None:
         conn.exec_driver_sql(statement, rows.values)
 
 
-def _copy(conn: Connection, statement: str, rows: Rows) -> None:
+def copy_types(table: Table, names: Sequence[str]) -> tuple[str, ...]:
+    """PostgreSQL's type name for each column, as binary COPY needs them declared."""
+    return tuple(_pg_type(type(table.c[name].type)) for name in names)
+
+
+def _pg_type(kind: type[TypeEngine[Any]]) -> str:
+    # most specific first: BigInteger is an Integer
+    for sa_type, pg_name in (
+        (BigInteger, "int8"),
+        (Integer, "int4"),
+        (Double, "float8"),
+        (LargeBinary, "bytea"),
+        (String, "varchar"),
+    ):
+        if issubclass(kind, sa_type):
+            return pg_name
+    raise TypeError(f"no binary COPY type for {kind.__name__}")
+
+
+def _copy(conn: Connection, statement: str, types: Sequence[str], rows: Rows) -> None:
     import psycopg  # only the PostgreSQL path needs the driver itself
 
     driver = conn.connection.driver_connection
@@ -41,7 +74,12 @@ def _copy(conn: Connection, statement: str, rows: Rows) -> None:
         raise BulkCopyError(RuntimeError("no driver connection"))
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(list(types))
+            write = copy.write_row
             for row in rows.values:
-                copy.write_row(row)
+                write(row)
     except psycopg.Error as exc:  # COPY bypasses SQLAlchemy's error wrapping
+        raise BulkCopyError(exc) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        # binary packing refuses a value of the wrong kind in Python, before the server sees it
         raise BulkCopyError(exc) from None

@@ -6,8 +6,23 @@ is switched off (it does not BEGIN before a SELECT, so a read-then-write is not 
 store emits ``BEGIN`` itself, ``BEGIN IMMEDIATE`` for writes: a deferred transaction that reads
 and then writes can fail with SQLITE_BUSY at the upgrade no matter the busy timeout.
 
-PostgreSQL (psycopg 3): pre-ping, bounded pool and connect waits, a statement timeout so a stuck
-query cannot hold a worker forever.
+PostgreSQL (psycopg 3): every limit set on purpose (``StoreSettings``, from ``[store]`` in
+gateway.toml), so that no request waits without bound and no connection hangs on to a lock:
+
+- a bounded pool: ``pool_size`` connections kept, ``max_overflow`` more under bursts, a request
+  waits at most ``pool_timeout_s`` for one (then UNAVAILABLE). Per replica: the gateway runs 16
+  request threads and an aggregate reads on two connections, so 5 + 10 covers the busiest case;
+  size ``max_connections`` on the server as replicas x (pool_size + max_overflow) + headroom.
+- pre-ping on every checkout (one round trip): after a database restart or failover a pooled
+  connection is dead, and pre-ping replaces it instead of failing the request that drew it.
+- ``pool_recycle_s``: connections are replaced after 30 minutes, before a proxy or firewall
+  drops them silently.
+- ``connect_timeout_s``: an unreachable server fails a connect in 5 s, not the OS's minutes.
+- ``statement_timeout_ms`` (60 s): no query holds a worker forever.
+- ``lock_timeout_ms`` (10 s): a statement waiting for a lock (the audit chain's advisory lock,
+  a table lock held by a migration) gives up and the request fails as UNAVAILABLE.
+- ``idle_in_transaction_timeout_ms`` (60 s): the server ends a session that sits in an open
+  transaction doing nothing (a wedged thread), which would otherwise hold its locks.
 """
 
 from __future__ import annotations
@@ -38,11 +53,16 @@ class StoreSettings:
     pool_recycle_s: int = 1800
     connect_timeout_s: int = 5  # PostgreSQL: TCP connect and authentication
     statement_timeout_ms: int = 60_000  # PostgreSQL: any one statement
+    lock_timeout_ms: int = 10_000  # PostgreSQL: waiting for any one lock
+    idle_in_transaction_timeout_ms: int = 60_000  # PostgreSQL: a transaction left open and idle
     busy_timeout_ms: int = 10_000  # SQLite: wait for the write lock
     # SQLite page cache, per connection (so up to pool_size + max_overflow times this): index
     # upkeep on random subject tokens is the ingest bottleneck, and with the 2 MB default most
     # index inserts are a page read
     sqlite_cache_mb: int = 64
+    # "auto": upgrade an older database at start-up; "check": refuse to start on one; None: the
+    # backend's default, auto for SQLite and check for PostgreSQL (see gateway/store/_migrate.py)
+    migrate: Literal["auto", "check"] | None = None
 
 
 @dataclass
@@ -153,5 +173,9 @@ def _tune_postgres(engine: Engine, settings: StoreSettings) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         with dbapi_connection.cursor() as cursor:
+            # integers from typed settings, formatted with int(): nothing else reaches the text
             cursor.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
+            cursor.execute(f"SET lock_timeout = {int(settings.lock_timeout_ms)}")
+            timeout = int(settings.idle_in_transaction_timeout_ms)
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout}")
         dbapi_connection.commit()

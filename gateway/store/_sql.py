@@ -24,7 +24,15 @@ from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilt
 from gateway.catalogue import Catalogue
 from gateway.disclosure._dominance import dominated
 from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, grouped_pairs
-from gateway.errors import AuditWriteError, BudgetSpent, Conflict, InvalidRequest, StoreError
+from gateway.errors import (
+    AuditWriteError,
+    BudgetSpent,
+    ConfigError,
+    Conflict,
+    GatewayError,
+    InvalidRequest,
+    StoreError,
+)
 from gateway.query._spec import QuerySpec, RawCell, RawResult
 from gateway.store._aggregate import SUM_SCALE, AggregateStatements, compile_aggregate
 from gateway.store._audit_rows import from_row, normalise, to_row
@@ -47,6 +55,7 @@ from gateway.store._ledger import (
     sum_differences,
     write_ledger,
 )
+from gateway.store._migrate import MigrateMode, default_migrate_mode, ensure_at_head
 from gateway.store._paired import PairedReader
 from gateway.store._records import check_meta, rows_for
 from gateway.store._schema import DEFAULT_INDEX_PROFILE, Schema, build_schema, reconcile_indexes
@@ -64,6 +73,22 @@ AUDIT_LOCK_KEY = _advisory_key("datashare.audit_log.append")
 SCHEMA_LOCK_KEY = _advisory_key("datashare.schema.create")
 
 
+def advisory_lock(conn: Connection, key: int) -> None:
+    """Hold PostgreSQL's transaction-scoped advisory lock ``key`` (SQLite: the write
+    transaction already excludes every other writer)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def schema_lock(conn: Connection) -> None:
+    """Take the schema lock for the rest of the transaction. Schema work may wait for another
+    replica's start-up or migration, and takes table locks of its own (CREATE INDEX), for longer
+    than a request's lock timeout: only the statement timeout bounds its waits."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+    advisory_lock(conn, SCHEMA_LOCK_KEY)
+
+
 def open_store(
     url: str,
     catalogue: Catalogue,
@@ -77,23 +102,31 @@ def open_store(
     ``_schema``); creates missing tables and brings indexes to the profile unless ``create`` is
     False.
 
-    ConfigError for an unusable URL, catalogue or profile, StoreError if the schema cannot be
-    created."""
-    schema = build_schema(catalogue, indexes)
-    store = SqlStore(open_database(url, settings or StoreSettings()), schema)
+    ConfigError for an unusable URL, catalogue or profile, or a database behind the migrations'
+    head that ``settings.migrate`` does not let it upgrade (see ``_migrate``); StoreError if the
+    schema cannot be created."""
+    settings = settings or StoreSettings()
+    database = open_database(url, settings)
+    try:
+        schema = build_schema(catalogue, indexes, database.backend)
+    except ConfigError:
+        database.engine.dispose()
+        raise
+    store = SqlStore(database, schema, migrate=settings.migrate or default_migrate_mode(database.backend))
     if create:
         try:
             store.create_schema()
-        except StoreError:
+        except GatewayError:
             store.close()
             raise
     return store
 
 
 class SqlStore:
-    def __init__(self, database: Database, schema: Schema) -> None:
+    def __init__(self, database: Database, schema: Schema, *, migrate: MigrateMode = "check") -> None:
         self._db = database
         self._schema = schema
+        self._migrate = migrate
         self._closed = False
         self._paired = PairedReader(database)  # an aggregate's cells and total, side by side
         # per dataset: (batches stored, domains) -> whether rows outside the domains exist
@@ -127,13 +160,16 @@ class SqlStore:
         return self._schema.index_profile
 
     def create_schema(self) -> None:
-        """Missing tables, then each dataset table's indexes brought to the profile: missing ones
-        created, the other profile's dropped (see ``_schema``); other indexes are left alone."""
+        """The database brought to the migrations' head (a fresh one always, an older one only
+        with migrate = "auto", else ConfigError: see ``_migrate``), then missing dataset tables,
+        then each dataset table's indexes brought to the profile: missing ones created, the
+        other profile's dropped (see ``_schema``); other indexes are left alone."""
         self._check_open()
 
         def work() -> None:
             with self._db.write() as conn:
-                self._advisory_lock(conn, SCHEMA_LOCK_KEY)
+                schema_lock(conn)
+                ensure_at_head(conn, self._migrate)
                 self._schema.metadata.create_all(conn)
                 reconcile_indexes(conn, self._schema)
                 self._add_audit_indexes(conn)
@@ -550,8 +586,7 @@ class SqlStore:
             return conn.execute(query).mappings().all()
 
     def _advisory_lock(self, conn: Connection, key: int) -> None:
-        if self._db.backend == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(key)))
+        advisory_lock(conn, key)
 
     def _check_open(self) -> None:
         if self._closed:
