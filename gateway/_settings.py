@@ -52,6 +52,7 @@ _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "store": frozenset({"url", "indexes"}),
         "policy": frozenset({"engine", "bundle", "opa_url", "timeout_ms", "reload_interval_s"}),
         "observability": frozenset({"metrics_port", "log_level", "log_format"}),
+        "audit": frozenset({"checkpoint_every", "checkpoint_seconds"}),
     }
 )
 
@@ -104,6 +105,15 @@ class ObservabilitySettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """When the audit log gets a checkpoint signed with keys.audit_signing: every this many
+    entries, and with the first entry this many seconds after the last one (0: off)."""
+
+    checkpoint_every: int = 1000
+    checkpoint_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     source: Path
     listen: str
@@ -115,6 +125,7 @@ class GatewaySettings:
     policy: PolicySettings
     agencies: Mapping[str, AgencySettings]
     observability: ObservabilitySettings
+    audit: AuditSettings = AuditSettings()
 
     @property
     def max_message_bytes(self) -> int:
@@ -382,6 +393,10 @@ class _Reader:
             policy=policy,
             agencies=self.agencies(),
             observability=observability,
+            audit=AuditSettings(
+                checkpoint_every=self.integer("audit", "checkpoint_every", 1000, 0, 10_000_000),
+                checkpoint_seconds=self.integer("audit", "checkpoint_seconds", 300, 0, 31_536_000),
+            ),
         )
 
     def check_environment(self) -> None:

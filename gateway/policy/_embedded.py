@@ -33,6 +33,7 @@ from gateway.policy._engine import (
     AUDIT_RULE,
     INGEST_RULE,
     LISTING_RULE,
+    LOG_MASK_RULE,
     QUERY_RULE,
     Failure,
     PolicyDecision,
@@ -40,7 +41,7 @@ from gateway.policy._engine import (
     decision_of,
 )
 
-GATEWAY_RULES = (INGEST_RULE, QUERY_RULE, AUDIT_RULE, LISTING_RULE)
+GATEWAY_RULES = (INGEST_RULE, QUERY_RULE, AUDIT_RULE, LISTING_RULE, LOG_MASK_RULE)
 """The rules the gateway consults; a bundle for the gateway must define every one."""
 
 ENGINE_ERROR_REASON = "policy engine error"

@@ -46,6 +46,11 @@ class Metrics:
         self.audit_failures = Counter(
             "datashare_audit_write_failures", "Audit entries that could not be written", registry=r
         )
+        self.audit_mask_failures = Counter(
+            "datashare_audit_mask_failures",
+            "Decisions denied because the log mask policy failed (the entry was stored without input)",
+            registry=r,
+        )
         self.policy_failures = Counter(
             "datashare_policy_engine_failures",
             "Decisions denied because the policy engine failed, by failure (timeout, unreachable, ...)",

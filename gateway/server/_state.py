@@ -43,7 +43,7 @@ class Shared:
         self.noise_key = noise_key  # HKDF of the rest key (gateway.disclosure.noise_key); b"": no noise
         self.opener = opener
         self.metrics = metrics
-        self.recorder = Recorder(store, metrics)
+        self.recorder = Recorder(store, metrics, mask_engine=lambda: self.policy.engine)
         self.policy = policy
         self.swap_policy(policy)
 

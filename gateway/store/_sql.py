@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.audit._budget import Quota, budget_period, parse_time
 from gateway.audit._chain import chain_hash
+from gateway.audit._checkpoint import Checkpoint, CheckpointPolicy
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
 from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell
@@ -29,6 +30,7 @@ from gateway.store._aggregate import SUM_SCALE, compile_aggregate
 from gateway.store._audit_rows import from_row, normalise, to_row
 from gateway.store._base import BatchMeta, RecordColumns, StoreOutcome
 from gateway.store._bulk import BulkCopyError, insert_rows
+from gateway.store._checkpoints import checkpoint_if_due, prune, read_checkpoints
 from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
 from gateway.store._ledger import (
@@ -65,6 +67,7 @@ def open_store(
     *,
     create: bool = True,
     indexes: str = DEFAULT_INDEX_PROFILE,
+    checkpoints: CheckpointPolicy | None = None,
 ) -> SqlStore:
     """A store on ``url`` (``sqlite:///file.db`` or ``postgresql+psycopg://...``) for the
     catalogue's datasets, with the ``indexes`` profile (``ingest`` or ``query``, see
@@ -72,9 +75,11 @@ def open_store(
     False.
 
     ConfigError for an unusable URL, catalogue or profile, StoreError if the schema cannot be
-    created."""
+    created. With ``checkpoints``, the audit log is signed as that policy says.
+
+    """
     schema = build_schema(catalogue, indexes)
-    store = SqlStore(open_database(url, settings or StoreSettings()), schema)
+    store = SqlStore(open_database(url, settings or StoreSettings()), schema, checkpoints)
     if create:
         try:
             store.create_schema()
@@ -85,9 +90,10 @@ def open_store(
 
 
 class SqlStore:
-    def __init__(self, database: Database, schema: Schema) -> None:
+    def __init__(self, database: Database, schema: Schema, checkpoints: CheckpointPolicy | None = None) -> None:
         self._db = database
         self._schema = schema
+        self._checkpoint_policy = checkpoints
         self._closed = False
         self._paired = PairedReader(database)  # an aggregate's cells and total, side by side
         # Built once and executed with parameters: building a statement per call (and
@@ -248,6 +254,8 @@ class SqlStore:
                 )
                 entry_hash = chain_hash(prev_hash, normal, seq)
                 conn.execute(self._insert_audit, to_row(normal, seq, prev_hash, entry_hash))
+                if self._checkpoint_policy is not None:  # signed in the entry's own transaction
+                    checkpoint_if_due(conn, self._schema.checkpoints, self._checkpoint_policy, seq, entry_hash)
             drafted = {f.name: getattr(normal, f.name) for f in dataclasses.fields(AuditDraft)}
             return AuditEntry(**drafted, seq=seq, prev_hash=prev_hash, hash=entry_hash)
 
@@ -321,6 +329,45 @@ class SqlStore:
         if filt.limit < 0:
             raise InvalidRequest("limit", "must not be negative")
         return self._audit_pages(filt)
+
+    def audit_head(self) -> tuple[int, str]:
+        """The newest entry's (seq, hash); (0, genesis) for an empty log."""
+        self._check_open()
+
+        def work() -> tuple[int, str]:
+            with self._db.read() as conn:
+                last = conn.execute(self._last_audit).first()
+            return (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS_HASH)
+
+        return guarded(work, lambda: StoreError("store: audit log could not be read"), (SQLAlchemyError,))
+
+    def audit_checkpoints(self) -> list[Checkpoint]:
+        """Every signed checkpoint and prune anchor, in seq order."""
+        self._check_open()
+
+        def work() -> list[Checkpoint]:
+            with self._db.read() as conn:
+                return read_checkpoints(conn, self._schema.checkpoints)
+
+        return guarded(work, lambda: StoreError("store: audit checkpoints could not be read"), (SQLAlchemyError,))
+
+    def prune_audit(self, through: int, expected_hash: str, keep_since: str) -> Checkpoint:
+        """Delete entries 1..``through`` (already exported, entry ``through`` having
+        ``expected_hash``) and leave a signed anchor there, in one transaction under the chain
+        lock. InvalidRequest or Conflict (nothing deleted) as gateway.store._checkpoints.prune."""
+        self._check_open()
+        policy = self._checkpoint_policy
+        if policy is None:
+            raise StoreError("store: pruning needs the audit signing key for its anchor")
+
+        def work() -> Checkpoint:
+            with self._db.write() as conn:
+                self._advisory_lock(conn, AUDIT_LOCK_KEY)
+                return prune(
+                    conn, self._schema.audit_log, self._schema.checkpoints, policy, through, expected_hash, keep_since
+                )
+
+        return guarded(work, lambda: StoreError("store: audit log could not be pruned"), (SQLAlchemyError,))
 
     def close(self) -> None:
         self._closed = True
