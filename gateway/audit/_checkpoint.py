@@ -26,9 +26,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-CheckpointKind = Literal["periodic", "anchor"]
-KINDS: tuple[CheckpointKind, ...] = ("periodic", "anchor")
+# periodic: every N entries or T seconds; anchor: left by a prune; head: signed on request
+CheckpointKind = Literal["periodic", "anchor", "head"]
+KINDS: tuple[CheckpointKind, ...] = ("periodic", "anchor", "head")
 STATEMENT_PURPOSE = "datashare audit log checkpoint v1"
+
+
+class CheckpointFormatError(ValueError):
+    """A checkpoint or key read from outside is malformed; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def load_public_pem(data: bytes) -> Ed25519PublicKey:
     except (ValueError, TypeError) as exc:
         raise ValueError("not a public key in PEM form") from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("not an Ed25519 public key")
+        raise CheckpointFormatError("not an Ed25519 public key")
     return key
 
 
@@ -133,7 +138,7 @@ def signature_problem(checkpoint: Checkpoint, keys: Mapping[str, Ed25519PublicKe
 def checkpoint_from_json(doc: Any, where: str) -> Checkpoint:
     """A checkpoint read back from JSON (an exported file, a request); ValueError names the field."""
     if not isinstance(doc, Mapping):
-        raise ValueError(f"{where}: must be an object")
+        raise CheckpointFormatError(f"{where}: must be an object")
     seq = doc.get("seq")
     if type(seq) is not int or seq < 1:
         raise ValueError(f"{where}.seq: must be a whole number from 1")
@@ -150,6 +155,6 @@ def checkpoint_from_json(doc: Any, where: str) -> Checkpoint:
         texts["head_hash"],
         texts["timestamp"],
         texts["key_id"],
-        texts["kind"],  # type: ignore[arg-type]  # checked against KINDS just above
+        texts["kind"],
         texts["signature"],
     )

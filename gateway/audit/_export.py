@@ -37,9 +37,15 @@ CSV_COLUMNS = (
     "prev_hash",
     "hash",
 )
-_TEXT = ("decision_id", "timestamp", "path", "principal", "agency", "action", "agreement_id", "purpose")
-_TEXT += ("outcome", "query_fingerprint", "prev_hash", "hash")
+_TEXT = (
+    *("decision_id", "timestamp", "path", "principal", "agency", "action", "agreement_id", "purpose"),
+    *("outcome", "query_fingerprint", "prev_hash", "hash"),
+)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ExportFormatError(ValueError):
+    """An exported line is not an entry; the message names the line and field, never a value."""
 
 
 def entry_doc(entry: AuditEntry) -> dict[str, Any]:
@@ -81,27 +87,27 @@ def entry_from_json(line: str, where: str) -> AuditEntry:
     try:
         doc = json.loads(line)
     except ValueError as exc:
-        raise ValueError(f"{where}: not JSON") from exc
+        raise ExportFormatError(f"{where}: not JSON") from exc
     if not isinstance(doc, Mapping):
-        raise ValueError(f"{where}: not a JSON object")
+        raise ExportFormatError(f"{where}: not a JSON object")
     values: dict[str, Any] = {name: _field(doc, name, str, where) for name in _TEXT}
     for name in ("seq", "cells_released", "cells_withheld", "schema_version"):
         values[name] = _field(doc, name, int, where)
     latency = doc.get("latency_ms")
     if isinstance(latency, bool) or not isinstance(latency, int | float):
-        raise ValueError(f"{where}.latency_ms: must be a number")
+        raise ExportFormatError(f"{where}.latency_ms: must be a number")
     values["latency_ms"] = float(latency)
     for name in ("reasons", "erased", "masked"):
         items = _field(doc, name, list, where)
         if not all(isinstance(i, str) for i in items):
-            raise ValueError(f"{where}.{name}: must be a list of text")
+            raise ExportFormatError(f"{where}.{name}: must be a list of text")
         values[name] = tuple(items)
     for name in ("input", "result", "digests"):
         values[name] = _field(doc, name, dict, where)
     bundles = _field(doc, "bundles", dict, where).get(BUNDLE_NAME)
     revision = bundles.get("revision") if isinstance(bundles, Mapping) else None
     if not isinstance(revision, str):
-        raise ValueError(f"{where}.bundles.{BUNDLE_NAME}.revision: must be text")
+        raise ExportFormatError(f"{where}.bundles.{BUNDLE_NAME}.revision: must be text")
     return AuditEntry(**values, policy_revision=revision)
 
 
@@ -118,7 +124,11 @@ def csv_text(entries: Iterable[AuditEntry]) -> Iterable[str]:
         row = []
         for name in CSV_COLUMNS:
             value = doc[name]
-            cell = json.dumps(value, sort_keys=True, ensure_ascii=False) if isinstance(value, dict | list) else value
+            cell = (
+                json.dumps(value, sort_keys=True, ensure_ascii=False)
+                if isinstance(value, dict | list)
+                else value
+            )
             row.append("'" + cell if isinstance(cell, str) and cell.startswith(_FORMULA_START) else cell)
         writer.writerow(row)
         yield _drain(buffer)
@@ -134,7 +144,7 @@ def _drain(buffer: io.StringIO) -> str:
 def _field(doc: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
     value = doc.get(name)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{where}.{name}: must be {_KIND.get(kind, kind.__name__)}")
+        raise ExportFormatError(f"{where}.{name}: must be {_KIND.get(kind, kind.__name__)}")
     return value
 
 

@@ -31,9 +31,7 @@ class Masked:
     masked: tuple[str, ...]
 
 
-def mask_event(
-    input_doc: Mapping[str, Any], result: Mapping[str, Any], instructions: Any
-) -> Masked:
+def mask_event(input_doc: Mapping[str, Any], result: Mapping[str, Any], instructions: Any) -> Masked:
     """``input_doc`` and ``result`` with the mask rule's ``instructions`` applied (copies)."""
     if not isinstance(instructions, list | tuple | set | frozenset):
         raise MaskError("log mask: the rule must give a set of pointers and upserts")

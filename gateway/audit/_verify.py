@@ -58,12 +58,12 @@ def verify_log(
     def against_checkpoints(entry: AuditEntry) -> str | None:
         for cp in by_seq.get(entry.seq, ()):
             if cp.head_hash != entry.hash:
-                return "hash differs from the head hash signed in the checkpoint at this entry (the log was rewritten)"
+                return (
+                    "hash differs from the one signed in the checkpoint at this entry (the log was rewritten)"
+                )
         return None
 
-    result = verify_chain(
-        _after(entries, anchor[0]), anchor=anchor, checkpoint=against_checkpoints
-    )
+    result = verify_chain(_after(entries, anchor[0]), anchor=anchor, checkpoint=against_checkpoints)
     result = dataclasses.replace(result, checkpoints_checked=counted)
     if not result.ok:
         pruned = [cp.seq for cp in ordered if cp.kind == "anchor"]

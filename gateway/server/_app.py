@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway._pb import audit_pb2, audit_pb2_grpc, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from gateway._settings import GatewaySettings, load_gateway_keys
 from gateway._tls import check_certificate, server_credentials
-from gateway.audit import query_budgets
+from gateway.audit import CheckpointPolicy, query_budgets
 from gateway.catalogue import Catalogue
 from gateway.disclosure import noise_key
 from gateway.errors import ConfigError
@@ -119,11 +119,18 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     keys = load_gateway_keys(settings)
     digest = bundle_digest(settings.policy_bundle)  # before loading: an edit meanwhile is seen later
     policy = load_policy_state(settings)
-    store = open_store(settings.store_url, policy.catalogue, indexes=settings.store.indexes)
+    checkpoints = CheckpointPolicy(
+        keys.audit_signing, every=settings.audit.checkpoint_every, seconds=settings.audit.checkpoint_seconds
+    )
+    store = open_store(
+        settings.store_url, policy.catalogue, indexes=settings.store.indexes, checkpoints=checkpoints
+    )
     store.create_schema()
     metrics = metrics or Metrics()
     opener = BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys)
-    shared = Shared(policy, store, opener, metrics, noise_key=noise_key(keys.rest_key))
+    shared = Shared(
+        policy, store, opener, metrics, noise_key=noise_key(keys.rest_key), audit_key=keys.audit_signing
+    )
     reloader = _reloader(settings, shared, digest)
     interceptor = GatewayInterceptor(
         settings.trust_domain, lambda: shared.policy.catalogue.agencies, shared.recorder, metrics

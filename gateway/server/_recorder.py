@@ -1,9 +1,10 @@
 """Writing every decision to the audit log before anything is released (DESIGN §3, §10).
 
 Before an entry is built, the policy's log mask (``datashare/log/mask``, gateway.audit._mask)
-is applied to its input and result. If the mask cannot be evaluated or applied, the request is
-denied (AuditWriteError: nothing released), the failure counted and logged, and the entry is
-written without any input or result, both recorded as erased: never unmasked.
+is applied to its input and result. If the mask cannot be evaluated or applied, the failure is
+counted and logged and the entry is written without any input or result, both recorded as
+erased: never unmasked. An allow then becomes an error entry and AuditWriteError (nothing is
+released); a deny stays the deny it was (the caller gets the policy's refusal, not an outage).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gateway.store._base import Store
 from gateway.store._ledger import LedgerMoved, LedgerWrite
 
 log = structlog.get_logger("gateway.audit")
-MASK_FAILED_REASON = "the log mask policy failed, so the input is not recorded and the request is denied"
+MASK_FAILED_REASON = "the log mask policy failed, so the input is not recorded"
 _ERASED_WHOLE = ("/input", "/result")
 
 
@@ -89,7 +90,12 @@ class Recorder:
         try:
             masked = self._masked(subject, result or {})
         except (PolicyEngineError, MaskError) as exc:
-            self._mask_failed(ctx, subject, exc)
+            self._metrics.audit_mask_failures.inc()
+            log.error("audit_mask_failed", action=subject.action, error=type(exc).__name__)  # noqa: TRY400 - the message may quote the input
+            if outcome == "allow":
+                self._mask_failed(ctx, subject)
+            masked = Masked({}, {}, _ERASED_WHOLE, ())
+            reasons = (*reasons, MASK_FAILED_REASON)
         draft = AuditDraft(
             decision_id=ctx.decision_id,
             timestamp=utc_now(),
@@ -134,7 +140,7 @@ class Recorder:
     def _mask_failed(self, ctx: RequestContext, subject: AuditSubject, exc: Exception) -> NoReturn:
         """Record the decision as an error without its input or result, then deny."""
         self._metrics.audit_mask_failures.inc()
-        log.error("audit_mask_failed", action=subject.action, error=type(exc).__name__)  # noqa: TRY400 - the message may quote the input
+        log.error("audit_mask_failed", action=subject.action, error=type(exc).__name__)
         draft = AuditDraft(
             decision_id=ctx.decision_id,
             timestamp=utc_now(),

@@ -103,7 +103,7 @@ def from_row(row: Mapping[Any, Any]) -> AuditEntry:
     lists = {name: _stored_json(row[name], name, list) for name in ("reasons", *_POINTER_FIELDS)}
     return AuditEntry(
         **{name: row[name] for name in (*_TEXT_FIELDS, *_COUNT_FIELDS)},
-        **{name: tuple(v) if isinstance(v, list) else cast(Any, v) for name, v in lists.items()},
+        **cast(dict[str, Any], {name: tuple(v) if isinstance(v, list) else v for name, v in lists.items()}),
         schema_version=row["schema_version"],
         digests=_stored_json(row["digests"], "digests", dict),
         latency_ms=_stored_float(row["latency_ms"]),

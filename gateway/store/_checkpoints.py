@@ -7,6 +7,7 @@ written in the same transaction as the entry it signs, and a prune deletes and a
 from __future__ import annotations
 
 import datetime as dt
+
 from sqlalchemy import Connection, Table, delete, func, select
 
 from gateway.audit._budget import parse_time, stamp
@@ -37,9 +38,7 @@ def checkpoint_if_due(
     conn: Connection, table: Table, policy: CheckpointPolicy, seq: int, head_hash: str
 ) -> None:
     """Sign entry ``seq`` when the policy says one is due since the newest checkpoint."""
-    last = conn.execute(
-        select(table.c.seq, table.c.timestamp).order_by(table.c.seq.desc()).limit(1)
-    ).first()
+    last = conn.execute(select(table.c.seq, table.c.timestamp).order_by(table.c.seq.desc()).limit(1)).first()
     now = dt.datetime.now(dt.UTC)
     last_seq, since = 0, None
     if last is not None:
@@ -54,6 +53,7 @@ def prune(
     log: Table,
     checkpoints: Table,
     policy: CheckpointPolicy,
+    *,
     through: int,
     expected_hash: str,
     keep_since: str,
@@ -85,4 +85,3 @@ def _signed(
     policy: CheckpointPolicy, seq: int, head_hash: str, at: dt.datetime, kind: CheckpointKind
 ) -> Checkpoint:
     return sign_checkpoint(policy.key, seq, head_hash, stamp(at), kind)
-

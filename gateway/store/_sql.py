@@ -90,7 +90,9 @@ def open_store(
 
 
 class SqlStore:
-    def __init__(self, database: Database, schema: Schema, checkpoints: CheckpointPolicy | None = None) -> None:
+    def __init__(
+        self, database: Database, schema: Schema, checkpoints: CheckpointPolicy | None = None
+    ) -> None:
         self._db = database
         self._schema = schema
         self._checkpoint_policy = checkpoints
@@ -255,7 +257,9 @@ class SqlStore:
                 entry_hash = chain_hash(prev_hash, normal, seq)
                 conn.execute(self._insert_audit, to_row(normal, seq, prev_hash, entry_hash))
                 if self._checkpoint_policy is not None:  # signed in the entry's own transaction
-                    checkpoint_if_due(conn, self._schema.checkpoints, self._checkpoint_policy, seq, entry_hash)
+                    checkpoint_if_due(
+                        conn, self._schema.checkpoints, self._checkpoint_policy, seq, entry_hash
+                    )
             drafted = {f.name: getattr(normal, f.name) for f in dataclasses.fields(AuditDraft)}
             return AuditEntry(**drafted, seq=seq, prev_hash=prev_hash, hash=entry_hash)
 
@@ -349,7 +353,9 @@ class SqlStore:
             with self._db.read() as conn:
                 return read_checkpoints(conn, self._schema.checkpoints)
 
-        return guarded(work, lambda: StoreError("store: audit checkpoints could not be read"), (SQLAlchemyError,))
+        return guarded(
+            work, lambda: StoreError("store: audit checkpoints could not be read"), (SQLAlchemyError,)
+        )
 
     def prune_audit(self, through: int, expected_hash: str, keep_since: str) -> Checkpoint:
         """Delete entries 1..``through`` (already exported, entry ``through`` having
@@ -364,7 +370,13 @@ class SqlStore:
             with self._db.write() as conn:
                 self._advisory_lock(conn, AUDIT_LOCK_KEY)
                 return prune(
-                    conn, self._schema.audit_log, self._schema.checkpoints, policy, through, expected_hash, keep_since
+                    conn,
+                    self._schema.audit_log,
+                    self._schema.checkpoints,
+                    policy,
+                    through=through,
+                    expected_hash=expected_hash,
+                    keep_since=keep_since,
                 )
 
         return guarded(work, lambda: StoreError("store: audit log could not be pruned"), (SQLAlchemyError,))
