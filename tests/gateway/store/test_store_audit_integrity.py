@@ -228,7 +228,7 @@ def test_prune_leaves_a_signed_anchor_that_verify_starts_from(signed: SqlStore) 
     entry_25 = next(e for e in signed.audit_entries() if e.seq == 25)
     anchor = signed.prune_audit(25, entry_25.hash, KEEP_ALL)
     assert (anchor.seq, anchor.head_hash, anchor.kind) == (25, entry_25.hash, "anchor")
-    assert [e.seq for e in signed.audit_entries()][0] == 26
+    assert next(e.seq for e in signed.audit_entries()) == 26
     result = _verify(signed, from_anchor=True)
     assert result.ok and (result.anchor_seq, result.entries_checked) == (25, 15)
     signed.append_audit(_draft(41))
