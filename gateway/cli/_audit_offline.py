@@ -29,7 +29,7 @@ from gateway.audit import (
     load_public_pem,
     verify_log,
 )
-from gateway.audit._budget import parse_time, stamp
+from gateway.audit._budget import counted_since, parse_time, stamp
 from gateway.cli._client import UsageError
 from gateway.errors import Conflict, InvalidRequest
 
@@ -129,7 +129,7 @@ def prune(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"--export {target}: the file exists; an export is never overwritten")
     settings = GatewaySettings.from_file(args.config)
     keys = load_gateway_keys(settings)
-    _, catalogue = checked_bundle(settings.policy_bundle)
+    bundle, catalogue = checked_bundle(settings.policy_bundle)
     policy = CheckpointPolicy(keys.audit_signing, every=0, seconds=0)
     store = open_store(
         settings.store_url, catalogue, indexes=settings.store.indexes, create=False, checkpoints=policy
@@ -153,7 +153,8 @@ def prune(args: argparse.Namespace, console: Console) -> int:
             target.unlink()
             console.print(f"[bold red]not pruned[/]: the export does not verify: {check.problem}")
             return EXIT_BROKEN
-        keep_since = stamp(dt.datetime(dt.datetime.now(dt.UTC).year, 1, 1, tzinfo=dt.UTC))
+        # entries still counted toward an open budget period stay (budgets are counted from the log)
+        keep_since = counted_since(bundle.data.get("agreements"), dt.datetime.now(dt.UTC))
         try:
             anchor = store.prune_audit(entries[-1].seq, entries[-1].hash, keep_since)
         except (InvalidRequest, Conflict) as exc:

@@ -137,10 +137,8 @@ class Recorder:
         log.info("decision", action=action, outcome=outcome, agreement=subject.agreement_id, seq=entry.seq)
         return entry
 
-    def _mask_failed(self, ctx: RequestContext, subject: AuditSubject, exc: Exception) -> NoReturn:
-        """Record the decision as an error without its input or result, then deny."""
-        self._metrics.audit_mask_failures.inc()
-        log.error("audit_mask_failed", action=subject.action, error=type(exc).__name__)
+    def _mask_failed(self, ctx: RequestContext, subject: AuditSubject) -> NoReturn:
+        """Record an allow whose mask failed as an error without its input or result; deny."""
         draft = AuditDraft(
             decision_id=ctx.decision_id,
             timestamp=utc_now(),
