@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import structlog
 
@@ -87,14 +87,17 @@ class Recorder:
         quota, BudgetSpent if the query budget was used up meanwhile (nothing written). With
         ``ledger``, the release's ledger rows go in the same transaction; LedgerMoved (nothing
         written) if a racing release grew the ledger after this one was checked."""
+        mask_failed = False
         try:
             masked = self._masked(subject, result or {})
         except (PolicyEngineError, MaskError) as exc:
             self._metrics.audit_mask_failures.inc()
             log.error("audit_mask_failed", action=subject.action, error=type(exc).__name__)  # noqa: TRY400 - the message may quote the input
-            if outcome == "allow":
-                self._mask_failed(ctx, subject)
             masked = Masked({}, {}, _ERASED_WHOLE, ())
+            if outcome == "allow":  # recorded as the error it becomes; nothing is released
+                mask_failed = True
+                outcome, reasons, cells_released, cells_withheld = "error", (), 0, 0
+                quota, ledger = None, None
             reasons = (*reasons, MASK_FAILED_REASON)
         draft = AuditDraft(
             decision_id=ctx.decision_id,
@@ -135,33 +138,9 @@ class Recorder:
             ) from exc
         self._metrics.decisions.labels(action=action, outcome=outcome).inc()
         log.info("decision", action=action, outcome=outcome, agreement=subject.agreement_id, seq=entry.seq)
+        if mask_failed:
+            raise AuditWriteError("audit log: the log mask policy failed, so nothing is released")
         return entry
-
-    def _mask_failed(self, ctx: RequestContext, subject: AuditSubject) -> NoReturn:
-        """Record an allow whose mask failed as an error without its input or result; deny."""
-        draft = AuditDraft(
-            decision_id=ctx.decision_id,
-            timestamp=utc_now(),
-            path=subject.path,
-            principal=ctx.principal.spiffe_id,
-            agency=ctx.principal.agency,
-            action=subject.action,
-            outcome="error",
-            reasons=(MASK_FAILED_REASON,),
-            agreement_id=subject.agreement_id,
-            purpose=subject.purpose,
-            policy_revision=subject.revision,
-            query_fingerprint=subject.fingerprint,
-            latency_ms=round(ctx.elapsed_ms(), 3),
-            erased=_ERASED_WHOLE,
-        )
-        self._metrics.decisions.labels(action=subject.action, outcome="error").inc()
-        try:
-            self._store.append_audit(draft)
-        except GatewayError:
-            self._metrics.audit_failures.inc()
-            log.error("audit_write_failed", action=subject.action)  # noqa: TRY400 - the store already logged the cause
-        raise AuditWriteError("audit log: the log mask policy failed, so nothing is released")
 
     def record_unauthenticated(self, method: str, reason: str, decision_id: str) -> None:
         """Audit a refused caller who has no principal; failures here are logged, not raised,
