@@ -283,3 +283,31 @@ def test_an_entry_of_schema_version_1_still_verifies(store_url: str, catalogue: 
     assert (old.schema_version, new.schema_version) == (1, 2)
     assert old.digests == {} and set(new.digests) >= {"outcome", "input"}
     assert verify_log(listed, [], KEYS).ok
+
+
+_REFUSE_CHECKPOINTS = {
+    "sqlite": [
+        "CREATE TRIGGER no_cp BEFORE INSERT ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION no_cp() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER no_cp BEFORE INSERT ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION no_cp()",
+    ],
+}
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_its_entry_closed(
+    signed: SqlStore, sql: Callable[..., list[Any]]
+) -> None:
+    """The checkpoint is written in its entry's transaction: when it cannot be, the entry is not
+    written either (AuditWriteError, so nothing is released) and the chain stays whole."""
+    from gateway.errors import AuditWriteError
+
+    for statement in _REFUSE_CHECKPOINTS[signed.backend]:
+        sql(statement)
+    for i in range(N + 1, N + EVERY):  # 41..49: no checkpoint due
+        signed.append_audit(_draft(i))
+    with pytest.raises(AuditWriteError):
+        signed.append_audit(_draft(N + EVERY))  # 50 would carry one
+    assert signed.audit_head()[0] == N + EVERY - 1
+    assert _verify(signed).ok
