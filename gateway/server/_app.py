@@ -23,6 +23,7 @@ from gateway.policy import PolicyEngine, make_engine
 from gateway.policy._bundle import Bundle, load_checked_bundle
 from gateway.policy._reload import PolicyReloader, ReloadOutcome, bundle_digest
 from gateway.server._audit import AuditService
+from gateway.server._checkpointer import Checkpointer
 from gateway.server._ingest import IngestService
 from gateway.server._interceptor import GatewayInterceptor
 from gateway.server._logging import configure_logging
@@ -77,6 +78,7 @@ class Gateway:
     server: grpc.Server
     health: health.HealthServicer
     reloader: PolicyReloader[PolicyState]
+    checkpointer: Checkpointer | None = None
     port: int = 0
 
     def start(self) -> int:
@@ -85,6 +87,8 @@ class Gateway:
             raise ConfigError(f"gateway.listen: cannot bind {self.settings.listen}")
         self.server.start()
         self.reloader.start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway_started", port=self.port, revision=self.shared.policy.revision)
@@ -102,6 +106,8 @@ class Gateway:
     def stop(self, grace: float = 2.0) -> None:
         self.health.enter_graceful_shutdown()
         self.reloader.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.server.stop(grace).wait()
         self.shared.store.close()
         log.info("gateway_stopped")
@@ -147,7 +153,14 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    return Gateway(settings=settings, shared=shared, server=server, health=health_servicer, reloader=reloader)
+    return Gateway(
+        settings=settings,
+        shared=shared,
+        server=server,
+        health=health_servicer,
+        reloader=reloader,
+        checkpointer=Checkpointer(store, settings.audit.checkpoint_seconds),
+    )
 
 
 def _reloader(settings: GatewaySettings, shared: Shared, digest: str) -> PolicyReloader[PolicyState]:

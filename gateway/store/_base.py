@@ -109,6 +109,10 @@ class Store(Protocol):
         """Every signed checkpoint and prune anchor, in seq order."""
         ...
 
+    def checkpoint_audit_head(self) -> Checkpoint | None:
+        """Sign the newest entry unless a checkpoint covers it already (the timer's checkpoint)."""
+        ...
+
     def prune_audit(self, through: int, expected_hash: str, keep_since: str) -> Checkpoint:
         """Delete the exported entries 1..through and leave a signed anchor, in one transaction."""
         ...

@@ -48,6 +48,22 @@ def checkpoint_if_due(
         write_checkpoint(conn, table, _signed(policy, seq, head_hash, now, "periodic"))
 
 
+def checkpoint_head(
+    conn: Connection, log: Table, table: Table, policy: CheckpointPolicy
+) -> Checkpoint | None:
+    """Sign the newest entry unless a checkpoint already covers it (the timer's checkpoint: an
+    idle log still gets its last entries signed within ``checkpoint_seconds``)."""
+    head = conn.execute(select(log.c.seq, log.c.hash).order_by(log.c.seq.desc()).limit(1)).first()
+    if head is None:
+        return None
+    last = conn.execute(select(func.max(table.c.seq))).scalar()
+    if last is not None and int(last) >= int(head.seq):
+        return None
+    checkpoint = _signed(policy, int(head.seq), str(head.hash), dt.datetime.now(dt.UTC), "periodic")
+    write_checkpoint(conn, table, checkpoint)
+    return checkpoint
+
+
 def prune(
     conn: Connection,
     log: Table,

@@ -30,7 +30,7 @@ from gateway.store._aggregate import SUM_SCALE, compile_aggregate
 from gateway.store._audit_rows import from_row, normalise, to_row
 from gateway.store._base import BatchMeta, RecordColumns, StoreOutcome
 from gateway.store._bulk import BulkCopyError, insert_rows
-from gateway.store._checkpoints import checkpoint_if_due, prune, read_checkpoints
+from gateway.store._checkpoints import checkpoint_head, checkpoint_if_due, prune, read_checkpoints
 from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
 from gateway.store._ledger import (
@@ -355,6 +355,23 @@ class SqlStore:
 
         return guarded(
             work, lambda: StoreError("store: audit checkpoints could not be read"), (SQLAlchemyError,)
+        )
+
+    def checkpoint_audit_head(self) -> Checkpoint | None:
+        """Sign the newest entry now unless a checkpoint covers it already; None if none was due
+        (or the store signs nothing). StoreError if it could not be written."""
+        self._check_open()
+        policy = self._checkpoint_policy
+        if policy is None:
+            return None
+
+        def work() -> Checkpoint | None:
+            with self._db.write() as conn:
+                self._advisory_lock(conn, AUDIT_LOCK_KEY)
+                return checkpoint_head(conn, self._schema.audit_log, self._schema.checkpoints, policy)
+
+        return guarded(
+            work, lambda: StoreError("store: audit checkpoint could not be written"), (SQLAlchemyError,)
         )
 
     def prune_audit(self, through: int, expected_hash: str, keep_since: str) -> Checkpoint:

@@ -311,3 +311,16 @@ def test_a_checkpoint_that_cannot_be_written_fails_its_entry_closed(
         signed.append_audit(_draft(N + EVERY))  # 50 would carry one
     assert signed.audit_head()[0] == N + EVERY - 1
     assert _verify(signed).ok
+
+
+def test_the_timed_checkpoint_signs_an_uncovered_head_once(signed: SqlStore) -> None:
+    """A head already covered (entry 40) gets nothing; after three more entries, the head (43)
+    is signed once, and asking again adds nothing; verify holds with it."""
+    assert signed.checkpoint_audit_head() is None
+    for i in range(N + 1, N + 4):
+        signed.append_audit(_draft(i))
+    made = signed.checkpoint_audit_head()
+    assert made is not None and made.seq == N + 3
+    assert signed.checkpoint_audit_head() is None
+    assert [c.seq for c in signed.audit_checkpoints()][-2:] == [40, N + 3]
+    assert _verify(signed).ok
