@@ -107,7 +107,7 @@ class ObservabilitySettings:
 @dataclass(frozen=True)
 class AuditSettings:
     """When the audit log gets a checkpoint signed with keys.audit_signing: every this many
-    entries, and with the first entry this many seconds after the last one (0: off)."""
+    entries, and every this many seconds for a newest entry no checkpoint covers (0: off)."""
 
     checkpoint_every: int = 1000
     checkpoint_seconds: int = 300
