@@ -3,6 +3,7 @@
 Over gRPC with a client profile, except ``verify --file`` (an exported file, checked offline
 against kept checkpoints and the public key: no gateway needed) and ``prune`` (the operator's,
 on the gateway host, with its settings and audit key); those two are in ``_audit_offline``.
+``report`` is in ``_audit_report``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway._settings import ClientProfile
 from gateway._tls import client_channel
 from gateway.audit import VerifyResult, csv_text, entry_from_json
 from gateway.cli._audit_offline import prune, read_checkpoint_files, say, verify_file, verify_report_lines
+from gateway.cli._audit_report import add_report_arguments, run_report
 from gateway.cli._client import UsageError
 
 TIMEOUT_S = 120.0
@@ -34,10 +36,19 @@ ACTIONS = (
     ("head", "The newest entry's seq and hash, signed now by the gateway: keep it off-site."),
     ("checkpoints", "Every signed checkpoint and prune anchor, with the public key: keep them off-site."),
     ("pubkey", "The gateway's audit public key (PEM), to verify checkpoints offline."),
+    ("report", "Sum up the log: decisions, denials and reasons, suppression, budgets, latency."),
     (
         "prune",
         "Export entries before a point to a file, then delete them leaving a signed anchor (operator).",
     ),
+)
+REPORT_EXAMPLES = (
+    "examples:\n  gateway audit report --client ./pki/clients/auditor.toml\n"
+    "  gateway audit report --client ./pki/clients/auditor.toml --agreement ag-2026-001 \\\n"
+    "      --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z --html november.html\n"
+    "  gateway audit report --client ./pki/clients/auditor.toml --json | jq .denials\n\n"
+    "Computed from the decisions your audit scope lets you list. The HTML page is one\n"
+    "self-contained file (inline SVG charts, no script, nothing fetched)."
 )
 OFFLINE = ("verify", "prune")  # --client is optional for verify (--file) and unused by prune
 
@@ -46,6 +57,9 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     """The options of ``gateway audit NAME`` (besides --client)."""
     if name in ("list", "export"):
         add_list_arguments(p)
+    if name == "report":
+        p.epilog = REPORT_EXAMPLES
+        add_report_arguments(p)
     if name == "export":
         p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="jsonl (default) or csv")
     if name in ("verify", "head", "checkpoints"):
@@ -99,6 +113,8 @@ def add_list_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     command = args.audit_command
+    if command == "report":
+        return run_report(args, console)
     if command == "prune":
         return prune(args, console)
     if command == "verify" and args.file is not None:

@@ -132,10 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(
         sub,
         "audit",
-        "Review the decision log: list, verify, export; keep its signed head and checkpoints; prune.",
+        "Review the decision log: list, verify, export, report; keep its signed head and checkpoints; prune.",
         "examples:\n  gateway audit verify --client ./pki/clients/auditor.toml\n"
         "  gateway audit list --client ./pki/clients/auditor.toml --agreement ag-2026-001 --outcome deny\n"
         "  gateway audit export --client ./pki/clients/auditor.toml > log.jsonl\n"
+        "  gateway audit report --client ./pki/clients/auditor.toml --since 2026-11-01T00:00:00Z \\\n"
+        "      --html report.html\n"
         "  gateway audit checkpoints --client ./pki/clients/auditor.toml --json > checkpoints.json\n"
         "  gateway audit verify --file log.jsonl --checkpoints checkpoints.json --pubkey audit.pub\n"
         "  gateway audit prune --config ./pki/gateway.toml --before 2025-01-01T00:00:00Z \\\n"

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.catalogue import TIME_DIMENSIONS, Catalogue
+from gateway.disclosure._dominance import dominated
 from gateway.disclosure._grid import Grid, month_keys
 from gateway.errors import GatewayError
 from gateway.query import QuerySpec
@@ -82,6 +83,7 @@ class LedgerCell:
     decision_id: str
     predicate: CellPredicate
     released_at: str = ""  # when this description was last released (audit timestamp form)
+    labels: frozenset[str] = frozenset()  # the measures it released (``subjects``, ``sum:<field>``...)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,13 @@ class Check:
     parts: tuple[CellPredicate, ...]
     withhold: frozenset[int]  # new cells (their numbers) to withhold when the check fails
     against: str  # a ledger decision id this check compares with
+    sources: tuple[CellPredicate, ...] = ()  # the released cells whose figures give the difference
+
+    @property
+    def derived_from(self) -> tuple[CellPredicate, ...]:
+        """The released cells the difference is worked out from (the container and its parts
+        unless ``sources`` says otherwise, as for an overlap found by inclusion-exclusion)."""
+        return self.sources or (self.container, *self.parts)
 
 
 def describe_cells(spec: QuerySpec, grid: Grid, catalogue: Catalogue) -> tuple[CellPredicate, ...]:
@@ -168,6 +177,7 @@ def plan_checks(
             continue  # all of this release: secondary suppression's job
         withhold = frozenset(fresh[container]) if container_new else _numbers(fresh, new_parts)
         against = old.get(container) or next(old[p] for p in parts if p in old)
+        checks.extend(_overlap_checks(container, parts, fresh, old, domains))
         if not covered(container, parts, domains):
             checks.append(Check(container, parts, withhold, against))
             continue
@@ -177,6 +187,150 @@ def plan_checks(
                 numbers = frozenset(fresh[container]) if container_new else frozenset(fresh[part])
                 checks.append(Check(container, (part,), numbers, old.get(container) or old[part]))
     return tuple(checks)
+
+
+def _overlap_checks(
+    container: CellPredicate,
+    parts: Sequence[CellPredicate],
+    fresh: Mapping[CellPredicate, set[int]],
+    old: Mapping[CellPredicate, str],
+    domains: Mapping[str, tuple[str, ...]],
+) -> list[Check]:
+    """Inclusion-exclusion: two overlapping parts A and B, neither inside the other, whose union
+    is exactly ``container`` give their overlap by |A| + |B| - |A u B| (exactly, for records and
+    sums). Each such overlap, where this release supplies one of the three, must hold k people;
+    overlaps whose union was never released give nothing away and are not checked (a grid by
+    month after one by district overlaps everywhere and derives no cell)."""
+    out: list[Check] = []
+    for a, b in itertools.combinations(parts, 2):
+        trio = (container, a, b)
+        new = [p for p in trio if p in fresh]
+        if not new or len(new) == 3 or contains(a, b) or contains(b, a):
+            continue
+        overlap = _overlap_of_union(container, a, b, domains)
+        if overlap is None:
+            continue
+        against = next(old[p] for p in trio if p in old)
+        out.append(Check(overlap, (), _numbers(fresh, new), against, sources=trio))
+    return out
+
+
+def _overlap_of_union(
+    union: CellPredicate, a: CellPredicate, b: CellPredicate, domains: Mapping[str, tuple[str, ...]]
+) -> CellPredicate | None:
+    """A and B's overlap when they differ along one axis only (a dimension, or the months),
+    overlap on it, and together make exactly ``union``; None otherwise (including when the
+    union is not theirs, when they do not overlap, or when their links differ)."""
+    if not (union.link == a.link == b.link):
+        return None
+    axes = sorted({d for p in (union, a, b) for d, _ in p.dims})
+    sets = [_axis_sets(p, axes, domains) for p in (union, a, b)]
+    differing = [axis for axis in axes if sets[1][axis] != sets[2][axis]]
+    if a.months != b.months:
+        differing.append("")  # the months
+    if len(differing) != 1 or any(sets[0][x] != sets[1][x] for x in axes if x != differing[0]):
+        return None
+    if differing[0]:
+        axis = differing[0]
+        va, vb = sets[1][axis], sets[2][axis]
+        if union.months != a.months or va | vb != sets[0][axis] or not va & vb:
+            return None
+        dims = {d: frozenset(v) for d, v in a.dims} | {axis: va & vb}
+        return CellPredicate(a.dataset, _normal(dims, domains), a.months, a.link)
+    ma, mb, mu = (frozenset(p.months) if p.months is not None else None for p in (a, b, union))
+    if ma is None or mb is None or ma | mb != mu or not ma & mb:  # any month: no finite union
+        return None
+    return CellPredicate(a.dataset, a.dims, tuple(sorted(ma & mb)), a.link)
+
+
+def _axis_sets(
+    predicate: CellPredicate, axes: Sequence[str], domains: Mapping[str, tuple[str, ...]]
+) -> dict[str, frozenset[str]]:
+    """The values a predicate allows on each axis, a free axis allowing its whole domain."""
+    dims = dict(predicate.dims)
+    return {axis: frozenset(dims.get(axis, domains.get(axis, ()))) for axis in axes}
+
+
+PairGroup = tuple[CellPredicate, tuple[tuple[int, CellPredicate], ...]]
+"""A container and its one-part checks (check number, part), the parts pairwise disjoint."""
+
+GROUPED_TERMS_MAX = 4096
+"""Containers and parts counted in one grouped statement, at most (one CASE term each per row)."""
+
+
+def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple[int, ...]]:
+    """Split the checks into those one grouped count answers together, and the rest (numbers).
+
+    A check with one part asks for the people of container C with a record outside part P. When
+    C's parts are pairwise disjoint, that is |C| minus the people all of whose records in C lie
+    in P, and a person can be so for one part at most: one GROUP BY per person over the rows,
+    each labelled with its container and part, answers every such check at once (a grid asked
+    again by fewer dimensions gives one check per old cell, hundreds of them). Containers must
+    be pairwise disjoint too, so that each row has one label."""
+    by_container: dict[CellPredicate, list[tuple[int, CellPredicate]]] = {}
+    for number, check in enumerate(checks):
+        if len(check.parts) == 1:
+            by_container.setdefault(check.container, []).append((number, check.parts[0]))
+    groups: list[PairGroup] = []
+    terms = 0
+    for container, pairs in by_container.items():
+        parts = [part for _, part in pairs]
+        if len(pairs) < 2 or terms + 1 + len(pairs) > GROUPED_TERMS_MAX:
+            continue
+        if not all(disjoint(a, b) for a, b in itertools.combinations(parts, 2)):
+            continue
+        if any(not disjoint(container, other) for other, _ in groups):
+            continue
+        groups.append((container, tuple(pairs)))
+        terms += 1 + len(pairs)
+    grouped = {number for _, pairs in groups for number, _ in pairs}
+    return tuple(groups), tuple(n for n in range(len(checks)) if n not in grouped)
+
+
+def disjoint(a: CellPredicate, b: CellPredicate) -> bool:
+    """Whether no record can lie in both, by description: some dimension, or the months, allow
+    no value in common (links aside: rows outside both boxes are in neither)."""
+    if a.dataset != b.dataset:
+        return True
+    bd = dict(b.dims)
+    if any(name in bd and not set(values) & set(bd[name]) for name, values in a.dims):
+        return True
+    return a.months is not None and b.months is not None and not set(a.months) & set(b.months)
+
+
+def sums_to_check(
+    checks: Sequence[Check], released: Mapping[CellPredicate, frozenset[str]], fields: Sequence[str]
+) -> tuple[tuple[int, str], ...]:
+    """(check number, measure field) for every check whose difference's sum of the field can be
+    worked out: each cell it derives from released that field's sum or mean (a mean with its
+    records gives the sum back, so a mean counts as a sum). The dominance rule then applies to
+    the difference as to any cell."""
+    out: list[tuple[int, str]] = []
+    for number, check in enumerate(checks):
+        for field in fields:
+            shown = {f"sum:{field}", f"mean:{field}"}
+            if all(released.get(p, frozenset()) & shown for p in check.derived_from):
+                out.append((number, field))
+    return tuple(out)
+
+
+def sums_to_withhold(
+    checks: Sequence[Check],
+    items: Sequence[tuple[int, str]],
+    figures: Sequence[tuple[float, float]],
+    *,
+    percent: int,
+) -> frozenset[int]:
+    """New cells to withhold because a difference's sum (``items`` as ``sums_to_check`` gave
+    them; ``figures`` the difference's sum and top-n per-subject sums, from the store) would be
+    dominated: the subtraction would give those few people's values as nearly as the cell."""
+    if len(items) != len(figures):
+        raise GatewayError("the ledger's sums do not match the planned checks")
+    out: set[int] = set()
+    for (number, _field), (total, top) in zip(items, figures, strict=True):
+        if dominated(total, top, percent):
+            out.update(checks[number].withhold)
+    return frozenset(out)
 
 
 def cells_to_withhold(checks: Sequence[Check], differences: Sequence[int], *, k: int) -> frozenset[int]:

@@ -128,7 +128,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
             )
 
         try:
-            raw = self._s.store.aggregate(spec, top_n=dominance.n, digest=privacy is not None)
+            raw = self._s.store.aggregate(
+                spec, top_n=dominance.n, digest=privacy is not None, near_percent=dominance.percent
+            )
             released = disclose(raw)
             # -- release ledger (DESIGN §9 items 3, 6; gateway/server/_release_ledger.py) --
             released, ledger = ledger_release(
@@ -142,6 +144,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 agreement_id=request.agreement_id,
                 decision_id=ctx.decision_id,
                 k=k,
+                dominance=dominance,
             )
         except Exception as exc:  # allowed, then failed: the log says so, and nothing leaves
             # a query the ledger cannot check in time is refused in plain words: a deny, not an

@@ -11,14 +11,18 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from gateway.catalogue import Catalogue
-from gateway.disclosure import Grid, Released, ReleasedCell
+from gateway.disclosure import Dominance, Grid, Released, ReleasedCell
 from gateway.disclosure._ledger import (
     CellPredicate,
+    Check,
     LedgerCell,
     cells_to_withhold,
     describe_cells,
     domains_of,
+    grouped_pairs,
     plan_checks,
+    sums_to_check,
+    sums_to_withhold,
 )
 from gateway.errors import PermissionDenied
 from gateway.query import QuerySpec, RawResult
@@ -26,8 +30,9 @@ from gateway.store._base import Store
 from gateway.store._ledger import LedgerWrite
 
 # Each check is one exact distinct-subject count over the dataset, and a statement holds 64 of them
-# (gateway/store/_ledger.py): beyond one statement's worth, a query nested in a large earlier
-# release (a 720-cell grid asked again with a link) would scan the table over and over for minutes.
+# (gateway/store/_ledger.py); the one-part checks of disjoint parts are answered together by one
+# grouped statement (grouped_pairs) and do not count. Beyond one statement's worth of the others,
+# a query nested in a large earlier release would scan the table over and over for minutes.
 # Such a query is refused, on what the request and the ledger say alone (never on a count).
 MAX_LEDGER_CHECKS = 64
 
@@ -48,6 +53,7 @@ def ledger_release(
     agreement_id: str,
     decision_id: str,
     k: int,
+    dominance: Dominance,
 ) -> tuple[Released, LedgerWrite]:
     """The release after the differencing checks, and the ledger rows it adds."""
     predicates = describe_cells(spec, grid, catalogue)
@@ -58,11 +64,20 @@ def ledger_release(
         # Planned over the cells suppression released, so whether it refuses depends on how many
         # it withheld: what the answer itself would show. Planned over every cell, a repeated
         # query that had withheld cells would be refused, since those are never in the ledger.
-        if len(checks) > MAX_LEDGER_CHECKS:
+        if len(grouped_pairs(checks)[1]) > MAX_LEDGER_CHECKS:
             raise LedgerTooBroad(agreement_id)
         withhold: set[int] = set()
         if checks:
             withhold |= cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
+            withhold |= _dominated_differences(
+                store,
+                spec,
+                checks,
+                predicates=predicates,
+                released=released,
+                ledger=ledger,
+                dominance=dominance,
+            )
         withhold |= _changed_since_released(store, spec.dataset, _released(predicates, released), ledger, k)
         if withhold:
             out = disclose(_as_small(spec, raw, grid, frozenset(withhold)))
@@ -72,6 +87,31 @@ def ledger_release(
         if any(not v.withheld for v in cell.values)
     )
     return out, LedgerWrite(agreement_id, spec.dataset, decision_id, seen, cells)
+
+
+def _dominated_differences(
+    store: Store,
+    spec: QuerySpec,
+    checks: tuple[Check, ...],
+    *,
+    predicates: tuple[CellPredicate, ...],
+    released: Released,
+    ledger: tuple[LedgerCell, ...],
+    dominance: Dominance,
+) -> frozenset[int]:
+    """New cells whose release would make a difference of released sums that the dominance rule
+    withholds when asked for directly (a sum of a few people's values), as a people count's
+    difference below k is withheld."""
+    if not spec.sum_fields:
+        return frozenset()
+    shown: dict[CellPredicate, frozenset[str]] = {cell.predicate: cell.labels for cell in ledger}
+    for predicate, cell in zip(predicates, (*released.cells, released.total), strict=True):
+        shown[predicate] = shown.get(predicate, frozenset()) | frozenset(_values(spec, cell))
+    items = sums_to_check(checks, shown, spec.sum_fields)
+    if not items:
+        return frozenset()
+    figures = store.ledger_sum_differences(spec.dataset, [(checks[n], f) for n, f in items], dominance.n)
+    return sums_to_withhold(checks, items, figures, percent=dominance.percent)
 
 
 def _changed_since_released(

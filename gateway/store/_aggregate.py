@@ -61,6 +61,11 @@ class AggregateStatements:
     sum_fields: tuple[str, ...]
     top_n: int = 0  # > 0: each row ends with the top-n contribution sums, one per sum field
     digest: bool = False  # then the people digest SUM(DISTINCT subject_h), and the total the data version
+    # top_n >= 2 (see SqlStore.aggregate): the cells' figures without tops, as the analyst's own
+    # GROUP BY would count them, and the total with the largest per-subject sum of the whole
+    # selection in place of its tops, then (last) the smallest value of each sum field
+    cells_fast: Select[*tuple[Any, ...]] | None = None
+    total_fast: Select[*tuple[Any, ...]] | None = None
 
 
 def compile_aggregate(
@@ -69,6 +74,7 @@ def compile_aggregate(
     *,
     top_n: int = 0,
     versions: Table | None = None,
+    older_rows: bool = True,
 ) -> AggregateStatements:
     """The statements for ``spec``. With ``top_n`` > 0 and sums asked for, each row also ends with
     one figure per sum field: the sum of the ``top_n`` largest per-subject sums in that group.
@@ -87,14 +93,18 @@ def compile_aggregate(
     figures = [
         func.count(distinct(t.c.subject)).label("subjects"),
         func.count().label("records"),
-        *(func.sum(_fixed(t.c[f])).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
+        *(func.sum(micro_units(t.c[f])).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
     ]
     conditions = _filters(t, target, spec.filters, "filters")
     # Only rows whose every dimension holds a value of the current contract domain are counted,
     # grouped or not: rows kept from an older contract must neither add cells outside the grid nor
     # make "no filter" count other people than "every value" (which the release ledger takes as
     # the same people, and counts the same way: gateway/store/_ledger.py).
-    conditions += current_domain(t, target, exclude={name for name, _ in spec.filters})
+    # (``older_rows`` False: the store holds no batch of another contract version for the dataset,
+    # so every row passed the current contract's domains at ingest and the conditions would hold
+    # everywhere; leaving them out saves a test per dimension per row, a sixth of a large query)
+    if older_rows:
+        conditions += current_domain(t, target, exclude={name for name, _ in spec.filters})
     if spec.months is not None:
         first, last = spec.months
         conditions.append(t.c.event_month.between(first, last))
@@ -143,9 +153,18 @@ def _statements(
     versions: Table | None,
 ) -> AggregateStatements:
     digest = versions is not None
+    cells_fast: Select[*tuple[Any, ...]] | None = None
+    total_fast: Select[*tuple[Any, ...]] | None = None
+    lowest: list[ColumnElement[Any]] = []
     if top_n and spec.sum_fields:
         cells = _with_top_contributions(t, keys, conditions, spec.sum_fields, top_n=top_n, digest=digest)
         total = _with_top_contributions(t, [], conditions, spec.sum_fields, top_n=top_n, digest=digest)
+        if top_n >= 2:
+            plain = [*figures, func.sum(distinct(t.c.subject_h)).label("h")] if digest else list(figures)
+            cells_fast = select(*keys, *plain).select_from(t).where(*conditions)
+            if keys:
+                cells_fast = cells_fast.group_by(*(k.element for k in keys))
+            total_fast, lowest = _largest_contribution(t, conditions, spec.sum_fields, digest=digest)
     else:
         if digest:
             figures = [*figures, func.sum(distinct(t.c.subject_h)).label("h")]
@@ -157,7 +176,13 @@ def _statements(
     if versions is not None:
         version = select(func.count()).select_from(versions).where(versions.c.dataset == spec.dataset)
         total = total.add_columns(version.scalar_subquery().label("v"))
-    return AggregateStatements(cells, total, len(keys), spec.sum_fields, top_n, digest)
+        if total_fast is not None:
+            total_fast = total_fast.add_columns(version.scalar_subquery().label("v"))
+    if total_fast is not None:  # last, after everything _sql._cell reads by position
+        total_fast = total_fast.add_columns(*lowest)
+    return AggregateStatements(
+        cells, total, len(keys), spec.sum_fields, top_n, digest, cells_fast, total_fast
+    )
 
 
 def _with_top_contributions(
@@ -182,7 +207,7 @@ def _with_top_contributions(
         select(
             *keys,
             func.count().label("r"),
-            *(func.sum(_fixed(t.c[f])).label(f"c{i}") for i, f in enumerate(sum_fields)),
+            *(func.sum(micro_units(t.c[f])).label(f"c{i}") for i, f in enumerate(sum_fields)),
             # read only for noise: it would keep the covering indexes from answering alone
             *([func.max(t.c.subject_h).label("h")] if digest else []),
         )
@@ -225,6 +250,30 @@ def _with_top_contributions(
     n = _inline(top_n)
     tops = [func.sum(case((ranked.c[f"n{i}"] <= n, ranked.c[f"c{i}"]), else_=_inline(0))) for i in fields]
     return _figures_over(ranked, ranked, keys, fields, tops, digest=digest)
+
+
+def _largest_contribution(
+    t: FromClause, conditions: list[ColumnElement[bool]], sum_fields: tuple[str, ...], *, digest: bool
+) -> tuple[Select[*tuple[Any, ...]], list[ColumnElement[Any]]]:
+    """The total's figures with, in place of its tops, the largest per-subject sum of each field
+    over the whole selection (no person's sum within a cell exceeds it when no value is
+    negative), and, to append last, each field's smallest value (to know that none is)."""
+    fields = range(len(sum_fields))
+    per_subject = (
+        select(
+            func.count().label("r"),
+            *(func.sum(micro_units(t.c[f])).label(f"c{i}") for i, f in enumerate(sum_fields)),
+            *(func.min(micro_units(t.c[f])).label(f"lo{i}") for i, f in enumerate(sum_fields)),
+            *([func.max(t.c.subject_h).label("h")] if digest else []),
+        )
+        .select_from(t)
+        .where(*conditions)
+        .group_by(t.c.subject)
+        .subquery("per_subject")
+    )
+    tops: list[ColumnElement[Any]] = [func.max(per_subject.c[f"c{i}"]) for i in fields]
+    lowest: list[ColumnElement[Any]] = [func.min(per_subject.c[f"lo{i}"]).label(f"lo{i}") for i in fields]
+    return _figures_over(per_subject, per_subject, [], fields, tops, digest=digest), lowest
 
 
 def _top_two(c: ColumnElement[Any], m: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -281,7 +330,7 @@ def current_domain(t: FromClause, target: DatasetTable, *, exclude: set[str]) ->
     ]
 
 
-def _fixed(value: ColumnElement[Any]) -> ColumnElement[int]:
+def micro_units(value: ColumnElement[Any]) -> ColumnElement[int]:
     """A measure as whole micro-units (see SUM_SCALE); ROUND is in both SQLite and PostgreSQL."""
     return cast(func.round(value * _inline(SUM_SCALE)), BigInteger)
 

@@ -63,10 +63,14 @@ class Store(Protocol):
         with another digest it is a Conflict. StoreError on database failure, nothing written."""
         ...
 
-    def aggregate(self, spec: QuerySpec, *, top_n: int = 0, digest: bool = False) -> RawResult:
+    def aggregate(
+        self, spec: QuerySpec, *, top_n: int = 0, digest: bool = False, near_percent: int | None = None
+    ) -> RawResult:
         """One SQL query (GROUP BY in the database) for the cells and one for the total; with
         ``top_n`` > 0, cells of a query with sums carry their top-n contribution sums (RawCell.tops);
-        with ``digest``, every cell its people digest and the result its data version (for noise)."""
+        with ``digest``, every cell its people digest and the result its data version (for noise).
+        With ``near_percent``, tops may be an upper bound that shows no cell is dominated at that
+        percentage (exact whenever some cell is near the rule)."""
         ...
 
     def append_audit(
@@ -90,7 +94,14 @@ class Store(Protocol):
         ...
 
     def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
-        """Per (cell, time): distinct subjects with a record in the cell stored after that time."""
+        """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
+        ...
+
+    def ledger_sum_differences(
+        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int
+    ) -> list[tuple[float, float]]:
+        """Per (check, measure field): the field's sum over the check's difference, and the sum of
+        its ``top_n`` largest per-subject sums."""
         ...
 
     def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:

@@ -30,15 +30,23 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    not_,
     or_,
     select,
     true,
 )
 
 from gateway.disclosure._grid import month_keys
-from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, LinkPredicate, from_canonical
+from gateway.disclosure._ledger import (
+    CellPredicate,
+    Check,
+    LedgerCell,
+    LinkPredicate,
+    PairGroup,
+    from_canonical,
+)
 from gateway.errors import GatewayError, StoreError
-from gateway.store._aggregate import SQLITE_MATERIALIZED, current_domain
+from gateway.store._aggregate import SQLITE_MATERIALIZED, SUM_SCALE, current_domain, micro_units
 from gateway.store._schema import LEDGER_TABLE, DatasetTable, Schema
 
 COLUMNS_PER_STATEMENT = 64  # distinct counts per statement: each is a sort or hash of its own
@@ -76,12 +84,18 @@ def read_ledger(
 ) -> tuple[tuple[LedgerCell, ...], int]:
     """The agreement's ledger cells for ``dataset``, and the highest row id among them (0: none)."""
     rows = conn.execute(
-        select(table.c.id, table.c.decision_id, table.c.predicate, table.c.released_at).where(
-            table.c.agreement_id == agreement_id, table.c.dataset == dataset
-        )
+        select(
+            table.c.id, table.c.decision_id, table.c.predicate, table.c.released_at, table.c.released
+        ).where(table.c.agreement_id == agreement_id, table.c.dataset == dataset)
     ).all()
     cells = tuple(
-        LedgerCell(str(r.decision_id), from_canonical(str(r.predicate)), str(r.released_at)) for r in rows
+        LedgerCell(
+            str(r.decision_id),
+            from_canonical(str(r.predicate)),
+            str(r.released_at),
+            frozenset(_released_values(r.released)),
+        )
+        for r in rows
     )
     return cells, max((int(r.id) for r in rows), default=0)
 
@@ -96,19 +110,33 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at
     ).scalar_one()
     if int(latest or 0) != write.seen:
         return False
-    present = set(
-        conn.execute(
-            select(table.c.digest).where(
+    present = {
+        str(r.digest): _released_values(r.released)
+        for r in conn.execute(
+            select(table.c.digest, table.c.released).where(
                 table.c.agreement_id == write.agreement_id, table.c.dataset == write.dataset
             )
-        ).scalars()
-    )
+        )
+    }
     rows: dict[str, dict[str, Any]] = {}
     again: set[str] = set()
     for predicate, values in write.cells:
         digest = predicate.digest
         if digest in present:
             again.add(digest)  # released again: newcomers are counted from now on
+            shown = present[digest]
+            if not set(values) <= set(shown):  # a measure it had not released before: kept too
+                merged = {**values, **shown}
+                conn.execute(
+                    table.update()
+                    .where(
+                        table.c.agreement_id == write.agreement_id,
+                        table.c.dataset == write.dataset,
+                        table.c.digest == digest,
+                    )
+                    .values(released=json.dumps(merged, sort_keys=True))
+                )
+                present[digest] = merged
             continue
         if digest in rows:
             continue
@@ -136,27 +164,94 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at
     return True
 
 
+def _released_values(text: Any) -> dict[str, float]:
+    """The released figures a ledger row holds, by measure label."""
+    try:
+        values = json.loads(str(text))
+    except ValueError as exc:
+        raise GatewayError("a release ledger entry holds no readable released values") from exc
+    if not isinstance(values, dict):
+        raise GatewayError("a release ledger entry holds no readable released values")
+    return {str(label): value for label, value in values.items()}
+
+
 def newcomer_statement(
     dataset: str, repeats: Sequence[tuple[CellPredicate, str]], schema: Schema
 ) -> Select[Any]:
-    """One statement: per (cell, time), the distinct subjects with a record in the cell stored
-    after that time (their batch's received_at), i.e. what has changed since it was released."""
+    """One statement: per (cell, time), the distinct subjects whose part of the cell changed
+    after that time: a record in the cell stored since (its batch's received_at), or, for a
+    linked cell, a record that the link keeps now but did not keep on the other dataset's
+    records stored by then (only the other side grew)."""
     target = schema.datasets.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
     links = _links_of([p for p, _ in repeats])
-    row = _with_links(target.table.alias("t"), target, links, schema.datasets)
+    earlier: dict[tuple[LinkPredicate, str], str] = {}
+    for predicate, since in repeats:
+        if predicate.link is not None:
+            earlier.setdefault((predicate.link, since), f"_then{len(earlier)}")
+    row = _with_links(
+        target.table.alias("t"), target, links, schema.datasets, earlier=earlier, batches=schema.batches
+    )
     b = schema.batches.alias("b")
-    counts: list[ColumnElement[Any]] = [
-        _people(row, and_(condition(row, predicate, links, target), b.c.received_at > since)).label(f"n{i}")
-        for i, (predicate, since) in enumerate(repeats)
-    ]
+    counts: list[ColumnElement[Any]] = []
+    changed_links: list[ColumnElement[bool]] = []
+    for i, (predicate, since) in enumerate(repeats):
+        changed = b.c.received_at > since
+        if predicate.link is not None:
+            newly_linked = row.c[earlier[(predicate.link, since)]] == _inline(0)
+            changed = or_(changed, newly_linked)
+            changed_links.append(newly_linked)
+        counts.append(_people(row, and_(condition(row, predicate, links, target), changed)).label(f"n{i}"))
     earliest = min(since for _, since in repeats)
     return (
         select(*counts)
         .select_from(row.join(b, b.c.batch_id == row.c.batch_id))
-        .where(b.c.received_at > earliest)
+        .where(or_(b.c.received_at > earliest, *changed_links))
     )
+
+
+def sum_difference_statement(
+    dataset: str, items: Sequence[tuple[Check, str]], tables: Mapping[str, DatasetTable], top_n: int
+) -> Select[Any]:
+    """One statement: for each (check, measure field), the field's sum over the records of the
+    check's container outside all its parts, and the sum of the ``top_n`` largest per-subject
+    sums among them (the dominance rule's figures), as whole micro-units like the aggregate's.
+    Per-subject sums are grouped once for every item, then each item ranks its own column."""
+    if top_n < 1:
+        raise GatewayError("the dominance rule needs at least one contributor")
+    target = tables.get(dataset)
+    if target is None:
+        raise GatewayError("a ledger check names a dataset the store does not hold")
+    t = target.table.alias("t")
+    links = _links_of([p for check, _ in items for p in (check.container, *check.parts)])
+    row = _with_links(t, target, links, tables)
+    columns: list[ColumnElement[Any]] = []
+    where: list[ColumnElement[bool]] = []
+    for i, (check, field) in enumerate(items):
+        inside = condition(row, check.container, links, target)
+        if check.parts:
+            inside = and_(inside, not_(or_(*(condition(row, p, links, target) for p in check.parts))))
+        columns.append(func.sum(case((inside, micro_units(row.c[field])))).label(f"d{i}"))
+        where.append(inside)
+    per = select(row.c.subject, *columns).select_from(row).where(or_(*where)).group_by(row.c.subject)
+    people = per.cte("per_subject")
+    if SQLITE_MATERIALIZED:
+        people = people.prefix_with("MATERIALIZED", dialect="sqlite")
+    figures: list[ColumnElement[Any]] = []
+    for i in range(len(items)):
+        value = people.c[f"d{i}"]
+        largest = select(value.label("x")).where(value.is_not(None)).order_by(value.desc())
+        top = largest.limit(top_n).subquery()
+        figures.append(select(func.sum(value)).scalar_subquery().label(f"s{i}"))
+        figures.append(select(func.sum(top.c.x)).scalar_subquery().label(f"t{i}"))
+    return select(*figures)
+
+
+def sum_differences(conn: Connection, statement: Select[Any], items: int) -> list[tuple[float, float]]:
+    """(sum, top-n sum) per item of ``sum_difference_statement``, in the aggregate's units."""
+    row = conn.execute(statement).one()
+    return [(int(row[2 * i] or 0) / SUM_SCALE, int(row[2 * i + 1] or 0) / SUM_SCALE) for i in range(items)]
 
 
 def difference_statements(
@@ -184,9 +279,12 @@ def difference_statements(
             out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
             counts, where, pairs = [], [], []
         container = condition(row, check.container, links, target)
-        parts = or_(*(condition(row, p, links, target) for p in check.parts))
         counts.append(_people(row, container).label(f"c{len(counts)}"))
-        counts.append(_people(row, parts).label(f"c{len(counts)}"))
+        if check.parts:  # an overlap check has none: the cell's own people must number k
+            parts = or_(*(condition(row, p, links, target) for p in check.parts))
+            counts.append(_people(row, parts).label(f"c{len(counts)}"))
+        else:
+            counts.append(_inline(0).label(f"c{len(counts)}"))
         where.append(container)
         pairs.append((len(counts) - 2, len(counts) - 1))
     if counts:
@@ -207,19 +305,103 @@ def _with_links(
     target: DatasetTable,
     links: Mapping[LinkPredicate, str],
     tables: Mapping[str, DatasetTable],
+    *,
+    earlier: Mapping[tuple[LinkPredicate, str], str] | None = None,
+    batches: Table | None = None,
 ) -> FromClause:
-    """``t``, or its rows with a 0/1 column per link (see difference_statements)."""
-    if not links:
+    """``t``, or its rows with a 0/1 column per link (see difference_statements), and one per
+    (link, time) in ``earlier``: the link as the other dataset's records stored by then decide it."""
+    flagged: list[tuple[LinkPredicate, str, str | None]] = [
+        (link, name, None) for link, name in links.items()
+    ]
+    flagged += [(link, name, since) for (link, since), name in (earlier or {}).items()]
+    if not flagged:
         return t
     joined: FromClause = t
     flags: list[ColumnElement[Any]] = []
-    for link, name in links.items():
-        near = _linked_pairs(target, link, tables, name)
+    for link, name, since in flagged:
+        before = None if since is None or batches is None else (batches, since)
+        near = _linked_pairs(target, link, tables, name, before)
         joined = joined.outerjoin(
             near, and_(near.c.subject == t.c.subject, near.c.event_day == t.c.event_day)
         )
         flags.append(case((near.c.subject.is_not(None), _inline(1)), else_=_inline(0)).label(name))
     return select(*t.c, *flags).select_from(joined).subquery("linked")
+
+
+def grouped_statement(
+    dataset: str, groups: Sequence[PairGroup], tables: Mapping[str, DatasetTable]
+) -> Select[Any]:
+    """One statement for the one-part checks of ``groups`` (see ``grouped_pairs``): each row is
+    labelled with its container and part, each person per container with the part holding all
+    their records there (-1: none does), and people counted per (container, that part)."""
+    target = tables.get(dataset)
+    if target is None:
+        raise GatewayError("a ledger check names a dataset the store does not hold")
+    t = target.table.alias("t")
+    predicates = [p for container, pairs in groups for p in (container, *(part for _, part in pairs))]
+    links = _links_of(predicates)
+    row = _with_links(t, target, links, tables)
+    everything = set(target.dimension_names)
+    free = [everything - {name for name, _ in container.dims} for container, _ in groups]
+    common = set.intersection(*free) if free else set()
+    containers: list[tuple[ColumnElement[bool], int]] = []
+    parts: list[tuple[ColumnElement[bool], int]] = []
+    number = 0
+    for c, (container, pairs) in enumerate(groups):
+        # the dimensions every container leaves free are held to their domain once, in WHERE
+        own = current_domain(row, target, exclude=(everything - free[c]) | common)
+        containers.append(
+            (
+                and_(
+                    true(), *_box(row, container.dims, container.months), *own, *_flag(row, container, links)
+                ),
+                c,
+            )
+        )
+        for _, part in pairs:
+            # inside its container, a part needs only what narrows it (see condition())
+            parts.append((and_(true(), *_box(row, part.dims, part.months), *_flag(row, part, links)), number))
+            number += 1
+    labelled = (
+        select(case(*containers).label("c"), case(*parts).label("p"), row.c.subject.label("s"))
+        .select_from(row)
+        .where(*current_domain(row, target, exclude=everything - common))
+        .subquery("labelled")
+    )
+    one_part = and_(
+        func.count(labelled.c.p) == func.count(), func.min(labelled.c.p) == func.max(labelled.c.p)
+    )
+    person = (
+        select(labelled.c.c, case((one_part, func.min(labelled.c.p)), else_=_inline(-1)).label("only"))
+        .where(labelled.c.c.is_not(None))
+        .group_by(labelled.c.c, labelled.c.s)
+        .subquery("per_person")
+    )
+    return select(person.c.c, person.c.only, func.count()).group_by(person.c.c, person.c.only)
+
+
+def count_grouped(conn: Connection, statement: Select[Any], groups: Sequence[PairGroup]) -> dict[int, int]:
+    """Per check number of ``groups``: people of its container with a record outside its part."""
+    people: dict[int, int] = {}
+    only: dict[int, int] = {}
+    for c, part, count in conn.execute(statement).all():
+        people[int(c)] = people.get(int(c), 0) + int(count)
+        if int(part) >= 0:
+            only[int(part)] = int(count)
+    out: dict[int, int] = {}
+    number = 0
+    for c, (_, pairs) in enumerate(groups):
+        for check, _ in pairs:
+            out[check] = people.get(c, 0) - only.get(number, 0)
+            number += 1
+    return out
+
+
+def _flag(
+    row: FromClause, predicate: CellPredicate, links: Mapping[LinkPredicate, str]
+) -> list[ColumnElement[bool]]:
+    return [] if predicate.link is None else [row.c[links[predicate.link]] == _inline(1)]
 
 
 def count_differences(
@@ -261,7 +443,11 @@ def _box(
 
 
 def _linked_pairs(
-    target: DatasetTable, link: LinkPredicate, tables: Mapping[str, DatasetTable], name: str
+    target: DatasetTable,
+    link: LinkPredicate,
+    tables: Mapping[str, DatasetTable],
+    name: str,
+    before: tuple[Table, str] | None = None,
 ) -> FromClause:
     """The (subject, event_day) pairs of the dataset whose subject appears in the linked dataset
     within the window: what a link decides depends on nothing else. A WHERE EXISTS, so PostgreSQL
@@ -272,7 +458,12 @@ def _linked_pairs(
     if other is None:
         raise GatewayError("a ledger check links to a dataset the store does not hold")
     o = other.table.alias(f"o{name}")
-    side = select(o.c.subject, o.c.event_day).where(*_box(o, link.dims, link.months)).cte(f"side{name}")
+    side_rows = select(o.c.subject, o.c.event_day).where(*_box(o, link.dims, link.months))
+    if before is not None:  # only the other side's records stored by then
+        batches, since = before
+        ob = batches.alias(f"ob{name}")
+        side_rows = side_rows.join_from(o, ob, ob.c.batch_id == o.c.batch_id).where(ob.c.received_at <= since)
+    side = side_rows.cte(f"side{name}")
     if SQLITE_MATERIALIZED:
         side = side.prefix_with("MATERIALIZED", dialect="sqlite")
     d = target.table.alias(f"d{name}")

@@ -23,10 +23,11 @@ from gateway.audit._chain import chain_hash
 from gateway.audit._checkpoint import Checkpoint, CheckpointPolicy
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
-from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell
+from gateway.disclosure._dominance import dominated
+from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, grouped_pairs
 from gateway.errors import AuditWriteError, BudgetSpent, Conflict, InvalidRequest, StoreError
 from gateway.query._spec import QuerySpec, RawCell, RawResult
-from gateway.store._aggregate import SUM_SCALE, compile_aggregate
+from gateway.store._aggregate import SUM_SCALE, AggregateStatements, compile_aggregate
 from gateway.store._audit_rows import from_row, normalise, to_row
 from gateway.store._base import BatchMeta, RecordColumns, StoreOutcome
 from gateway.store._bulk import BulkCopyError, insert_rows
@@ -37,10 +38,14 @@ from gateway.store._ledger import (
     LedgerMoved,
     LedgerWrite,
     count_differences,
+    count_grouped,
     difference_statements,
+    grouped_statement,
     ledger_of,
     newcomer_statement,
     read_ledger,
+    sum_difference_statement,
+    sum_differences,
     write_ledger,
 )
 from gateway.store._paired import PairedReader
@@ -98,6 +103,8 @@ class SqlStore:
         self._checkpoint_policy = checkpoints
         self._closed = False
         self._paired = PairedReader(database)  # an aggregate's cells and total, side by side
+        # per dataset: (batches stored, domains) -> whether rows outside the domains exist
+        self._outside_domain: dict[str, tuple[tuple[int, Any], bool]] = {}
         # Built once and executed with parameters: building a statement per call (and
         # ``insert().values(**row)``, which also defeats the compiled cache) cost ~2 ms a batch.
         batches, log = schema.batches, schema.audit_log
@@ -184,24 +191,118 @@ class SqlStore:
             work, lambda: StoreError("store: batch could not be written"), (SQLAlchemyError, BulkCopyError)
         )
 
-    def aggregate(self, spec: QuerySpec, *, top_n: int = 0, digest: bool = False) -> RawResult:
+    def aggregate(
+        self, spec: QuerySpec, *, top_n: int = 0, digest: bool = False, near_percent: int | None = None
+    ) -> RawResult:
         """Cells (groups holding at least one record) sorted by key, Python string order, on
         either backend; the total over the same filtered rows, from the same snapshot. With
         ``top_n``, each cell of a query with sums also carries its top-n contribution sums; with
-        ``digest``, each cell its people digest and the result the dataset's data version."""
+        ``digest``, each cell its people digest and the result the dataset's data version.
+
+        With ``near_percent`` (the dominance rule's percentage) and ``top_n`` of 2 or more, the
+        statements first group once and take each cell's largest per-subject sum: n times it
+        bounds the top n from above, and where that bound already holds at most ``near_percent``
+        % of every cell's sum (the total's too), no cell can be dominated and the bound is
+        returned as the cells' tops. Only when some cell is near the rule are the exact top-n
+        ranked, for the whole answer. The bound is conservative wherever tops are used (a
+        larger top only ever withholds more), and it spares a second grouping of every
+        (cell, subject) row: the exact ranking costs about as much as the analyst's GROUP BY."""
         self._check_open()
         versions = self._schema.batches if digest else None
-        statements = compile_aggregate(spec, self._schema.datasets, top_n=top_n, versions=versions)
+        statements = compile_aggregate(
+            spec,
+            self._schema.datasets,
+            top_n=top_n,
+            versions=versions,
+            older_rows=self._older_contract_rows(spec.dataset),
+        )
+        if (
+            near_percent is not None
+            and statements.cells_fast is not None
+            and statements.total_fast is not None
+        ):
+            bounded = self._bounded(statements, statements.cells_fast, statements.total_fast, top_n)
+            if bounded is not None and not _near(bounded, statements.sum_fields, near_percent):
+                return bounded
+        exact = bool(statements.top_n)
+        result, _ = self._aggregate_rows(
+            statements.cells, statements.total, statements, cell_tops=exact, total_tops=exact
+        )
+        return result
+
+    def _older_contract_rows(self, dataset: str) -> bool:
+        """Whether any stored row of ``dataset`` holds a dimension value outside the catalogue's
+        current domain (rows kept from an older contract). Remembered per (dataset, number of
+        batches, domains): found once with a scan that stops at the first such row, and asked
+        again only when a batch has landed or the domains changed. Versions are not trusted for
+        this: a domain edited without a version bump would otherwise go unnoticed."""
+        current = self._schema.datasets.get(dataset)
+        if current is None:
+            return True  # compile_aggregate names the unknown dataset
+        batches, t = self._schema.batches, current.table
+        domains = tuple((d.name, tuple(d.domain)) for d in current.dataset.dimensions if d.domain)
+        stored = select(func.count()).select_from(batches).where(batches.c.dataset == dataset)
+        outside = select(t.c[domains[0][0]] if domains else t.c.subject).where(
+            or_(*(t.c[name].not_in(list(values)) for name, values in domains))
+        )
+
+        def work() -> bool:
+            with self._db.read() as conn:
+                key = (int(conn.execute(stored).scalar_one()), domains)
+                seen = self._outside_domain.get(dataset)
+                if seen is not None and seen[0] == key:
+                    return seen[1]
+                found = bool(domains) and conn.execute(outside.limit(1)).first() is not None
+                self._outside_domain[dataset] = (key, found)  # the latest answer per dataset
+                return found
+
+        return guarded(work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,))
+
+    def _bounded(
+        self,
+        statements: AggregateStatements,
+        cells_fast: Select[*tuple[Any, ...]],
+        total_fast: Select[*tuple[Any, ...]],
+        top_n: int,
+    ) -> RawResult | None:
+        """The answer with every tops figure ``top_n`` times the largest per-subject sum of the
+        selection; None when some value is negative (then a person's sum in one cell can exceed
+        their sum over all, and the bound does not hold)."""
+        fields = statements.sum_fields
+        result, lowest = self._aggregate_rows(
+            cells_fast, total_fast, statements, cell_tops=False, total_tops=True, trailing=len(fields)
+        )
+        if any(low is not None and int(low) < 0 for low in lowest):
+            return None
+        bound = {f: top_n * result.total.tops[f] for f in fields}
+        return dataclasses.replace(
+            result,
+            cells=tuple(dataclasses.replace(c, tops=bound) for c in result.cells),
+            total=dataclasses.replace(result.total, tops=bound),
+        )
+
+    def _aggregate_rows(
+        self,
+        cells_statement: Select[*tuple[Any, ...]],
+        total_statement: Select[*tuple[Any, ...]],
+        statements: AggregateStatements,
+        *,
+        cell_tops: bool,
+        total_tops: bool,
+        trailing: int = 0,
+    ) -> tuple[RawResult, tuple[Any, ...]]:
+        """The result, and the last ``trailing`` figures of the total's row (not part of it)."""
+        digest = statements.digest
 
         def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
-            return self._paired.read(statements.cells, statements.total)
+            return self._paired.read(cells_statement, total_statement)
 
         cell_rows, total_row = guarded(
             work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,)
         )
         k = statements.key_count
         fields = statements.sum_fields
-        tops = fields if statements.top_n else ()
+        tops = fields if cell_tops else ()
         # sorted here, not by ORDER BY: PostgreSQL's collation and SQLite's byte order disagree
         cells = tuple(
             sorted(
@@ -209,12 +310,14 @@ class SqlStore:
                 key=_key,
             )
         )
-        total = tuple(total_row)
+        whole = tuple(total_row)
+        total, extra = whole[: len(whole) - trailing], whole[len(whole) - trailing :]
+        tops = fields if total_tops else ()
         if not digest:
-            return RawResult(cells=cells, total=_cell((), total, fields, tops, digest))
+            return RawResult(cells=cells, total=_cell((), total, fields, tops, digest)), extra
         return RawResult(
             cells=cells, total=_cell((), total[:-1], fields, tops, digest), data_version=int(total[-1] or 0)
-        )
+        ), extra
 
     def append_audit(
         self,
@@ -285,26 +388,34 @@ class SqlStore:
         )
 
     def ledger_differences(self, dataset: str, checks: Sequence[Check]) -> list[int]:
-        """For each check, the distinct subjects of its container outside all its parts."""
+        """For each check, the distinct subjects of its container outside all its parts: the
+        one-part checks of disjoint parts in one grouped statement, the rest one count each."""
         self._check_open()
-        statements = difference_statements(dataset, checks, self._schema.datasets)
+        groups, rest = grouped_pairs(checks)
+        statements = difference_statements(dataset, [checks[n] for n in rest], self._schema.datasets)
+        grouped = grouped_statement(dataset, groups, self._schema.datasets) if groups else None
 
         def work() -> list[int]:
             with self._db.snapshot() as conn:
-                return count_differences(conn, statements)
+                counted = dict(zip(rest, count_differences(conn, statements), strict=True))
+                if grouped is not None:
+                    counted |= count_grouped(conn, grouped, groups)
+            return [counted[n] for n in range(len(checks))]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
     def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
-        """Per (cell, time): distinct subjects with a record in the cell stored after that time."""
+        """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
         self._check_open()
         statement = newcomer_statement(dataset, repeats, self._schema)
         batches = self._schema.batches
         earliest = min((since for _, since in repeats), default="")
-        # the common case, nothing stored since: one look at the (small) batch register, no scan
+        involved = sorted({dataset, *(p.link.dataset for p, _ in repeats if p.link is not None)})
+        # the common case, nothing stored since in the dataset or any it links to: one look at
+        # the (small) batch register, no scan
         stored_since = (
             select(batches.c.batch_id)
-            .where(batches.c.dataset == dataset, batches.c.received_at > earliest)
+            .where(batches.c.dataset.in_(involved), batches.c.received_at > earliest)
             .limit(1)
         )
 
@@ -314,6 +425,22 @@ class SqlStore:
                     return [0] * len(repeats)
                 row = conn.execute(statement).one()
             return [int(value or 0) for value in row]
+
+        return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
+
+    def ledger_sum_differences(
+        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int
+    ) -> list[tuple[float, float]]:
+        """Per (check, measure field): the field's sum over the check's difference, and the sum of
+        its ``top_n`` largest per-subject sums (whole micro-units summed in SQL, as cells are)."""
+        self._check_open()
+        if not items:
+            return []
+        statement = sum_difference_statement(dataset, items, self._schema.datasets, top_n)
+
+        def work() -> list[tuple[float, float]]:
+            with self._db.snapshot() as conn:
+                return sum_differences(conn, statement, len(items))
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
@@ -491,6 +618,15 @@ def _batch_row(meta: BatchMeta) -> dict[str, Any]:
 
 def _key(cell: RawCell) -> tuple[str, ...]:
     return cell.key
+
+
+def _near(result: RawResult, fields: Sequence[str], percent: int) -> bool:
+    """Whether any cell's (or the total's) bounded top contributions could dominate its sum."""
+    return any(
+        dominated(cell.sums[f], cell.tops[f], percent)
+        for cell in (*result.cells, result.total)
+        for f in fields
+    )
 
 
 def _cell(

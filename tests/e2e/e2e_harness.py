@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from gateway._pb import audit_pb2_grpc
 from gateway._settings import ClientProfile, GatewaySettings
 from gateway._tls import client_channel
 from gateway.pki import PkiLayout, init_dev_pki
+from gateway.policy._locate import shipped_bundle_dir
 from gateway.server import Gateway, build_gateway
 from gateway.store.testing import fresh_postgres_schema
 
@@ -104,6 +106,27 @@ def running(request: pytest.FixtureRequest, pki: PkiLayout, tmp_path: Path) -> I
     else:
         with fresh_postgres_schema(PG_URL, prefix="e2e") as url, _Serve(settings, url, pki) as r:
             yield r
+
+
+def serve_with_terms(backend: str, pki: PkiLayout, tmp_path: Path, terms: str) -> Iterator[Running]:
+    """A gateway serving a copy of the shipped bundle whose agreement gets ``terms`` (YAML lines,
+    indented as the agreement's own) after its cell cap, on ``backend`` ("sqlite" or "postgres")."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle_dir(), bundle)
+    agreements = bundle / "agreements" / "data.yaml"
+    text = agreements.read_text()
+    assert "  max_cells: 2000\n" in text
+    agreements.write_text(text.replace("  max_cells: 2000\n", "  max_cells: 2000\n" + terms, 1))
+    settings = GatewaySettings.from_file(pki.gateway_config)
+    settings = dataclasses.replace(
+        settings, policy=dataclasses.replace(settings.policy, bundle=bundle, reload_interval_s=0)
+    )
+    if backend == "sqlite":
+        with _Serve(settings, f"sqlite:///{tmp_path / 'gateway.db'}", pki) as running:
+            yield running
+    else:
+        with fresh_postgres_schema(PG_URL, prefix="e2e") as url, _Serve(settings, url, pki) as running:
+            yield running
 
 
 class _Serve:

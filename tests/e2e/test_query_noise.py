@@ -5,21 +5,16 @@ plain words."""
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
-from e2e_harness import PG_URL, Row, Running, _Serve, day, seal
+from e2e_harness import Row, Running, day, seal, serve_with_terms
 
 from agents._pb import audit_pb2, query_pb2
-from gateway._settings import GatewaySettings
 from gateway.pki import PkiLayout
-from gateway.policy._locate import shipped_bundle_dir
-from gateway.store.testing import fresh_postgres_schema
 
 NOISE = "  noise: {epsilon: 1.0, budget: 3, period: year}\n"  # three answers a year
 STAY = "length_of_stay_hours"
@@ -33,34 +28,15 @@ MEASURES = [
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def noisy(request: pytest.FixtureRequest, pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
     """A gateway serving the shipped bundle with noise added to its agreement."""
-    yield from _serve_with(request.param, pki, tmp_path, NOISE)
+    yield from serve_with_terms(request.param, pki, tmp_path, NOISE)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def noisy_and_budgeted(request: pytest.FixtureRequest, pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
     """Noise (three answers a year) and a query budget (a hundred a year) on one agreement."""
-    yield from _serve_with(
+    yield from serve_with_terms(
         request.param, pki, tmp_path, NOISE + "  query_budget: {queries: 100, period: year}\n"
     )
-
-
-def _serve_with(backend: str, pki: PkiLayout, tmp_path: Path, terms: str) -> Iterator[Running]:
-    bundle = tmp_path / "bundle"
-    shutil.copytree(shipped_bundle_dir(), bundle)
-    agreements = bundle / "agreements" / "data.yaml"
-    text = agreements.read_text()
-    assert "  max_cells: 2000\n" in text
-    agreements.write_text(text.replace("  max_cells: 2000\n", "  max_cells: 2000\n" + terms, 1))
-    settings = GatewaySettings.from_file(pki.gateway_config)
-    settings = dataclasses.replace(
-        settings, policy=dataclasses.replace(settings.policy, bundle=bundle, reload_interval_s=0)
-    )
-    if backend == "sqlite":
-        with _Serve(settings, f"sqlite:///{tmp_path / 'gateway.db'}", pki) as running:
-            yield running
-    else:
-        with fresh_postgres_schema(PG_URL, prefix="e2e") as url, _Serve(settings, url, pki) as running:
-            yield running
 
 
 def _push(running: Running) -> None:

@@ -290,3 +290,150 @@ def test_asking_again_after_one_newcomer_in_a_linked_cell_is_withheld(running: R
         seal(running.layout, "metro-police", "police_incidents", _police(["qD05-0"], "2025-02-21"))
     )
     assert _total(running, link=_link()) == (True, 0)
+
+
+# -- sums: a difference of two released sums is itself a sum, and may be dominated ----------------
+
+STAY = "length_of_stay_hours"
+
+
+def _stays(district: str, people: int, hours: float, prefix: str = "", visits_each: int = 1) -> list[Row]:
+    rows = ed_rows(district, people, visits_each=visits_each, prefix=prefix)
+    return [Row(r.person, r.event_day, r.dims, {STAY: hours}) for r in rows]
+
+
+def _sum_total(running: Running, districts: list[str]) -> tuple[bool, bool]:
+    """(count withheld, sum withheld) of the total over ``districts``."""
+    request = subjects_query(filters=_districts(districts))
+    request.measures.append(query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUM, field=STAY))
+    values = running.query("health-analyst").Aggregate(request).total.values
+    return values[0].withheld, values[1].withheld
+
+
+def test_a_dominated_sum_cannot_be_had_as_the_difference_of_two_released_sums(running: Running) -> None:
+    """D01 holds twelve people, one of whom stayed 72 hours ten times: asked directly its sum is
+    withheld. {D01,D02} then {D02} would give it by subtraction (twelve people apart, so the
+    people check passes): the second sum is withheld too."""
+    _push(running, _stays("D01", 1, 72.0, prefix="heavy", visits_each=10), _stays("D01", 11, 1.0))
+    _push(running, _stays("D02", 30, 5.0))
+    assert _sum_total(running, ["D01"]) == (False, True)  # the rule itself, asked directly
+    assert _sum_total(running, ["D01", "D02"]) == (False, False)
+    assert _sum_total(running, ["D02"])[1] is True
+
+
+def test_a_difference_of_sums_spread_over_many_people_still_answers(running: Running) -> None:
+    """The honest counterpart: when D01's hours are spread evenly, {D01,D02} then {D02} both
+    release their sums."""
+    _push(running, _stays("D01", 12, 4.0), _stays("D02", 30, 5.0))
+    assert _sum_total(running, ["D01", "D02"]) == (False, False)
+    assert _sum_total(running, ["D02"]) == (False, False)
+
+
+# -- inclusion and exclusion over overlapping, non-nested value sets ------------------------------
+
+
+def test_two_overlapping_sets_and_their_union_cannot_give_the_overlap_away(running: Running) -> None:
+    """{D01,D02} and {D02,D03} overlap in D02 (four people) and neither holds the other; their
+    union {D01,D02,D03} would give |D02| = |A| + |B| - |A u B|, so the union is withheld."""
+    _push(running, ed_rows("D01", 20), ed_rows("D02", 4), ed_rows("D03", 20))
+    assert _total(running, filters=_districts(["D01", "D02"]))[0] is False
+    assert _total(running, filters=_districts(["D02", "D03"]))[0] is False
+    assert _total(running, filters=_districts(["D01", "D02", "D03"]))[0] is True
+
+
+def test_the_union_first_then_two_overlapping_sets_withholds_the_second(running: Running) -> None:
+    """The same three totals in another order: the union, then {D01,D02}, then {D02,D03}; the
+    last completes the inclusion-exclusion and is withheld."""
+    _push(running, ed_rows("D01", 20), ed_rows("D02", 4), ed_rows("D03", 20))
+    assert _total(running, filters=_districts(["D01", "D02", "D03"]))[0] is False
+    assert _total(running, filters=_districts(["D01", "D02"]))[0] is False
+    assert _total(running, filters=_districts(["D02", "D03"]))[0] is True
+
+
+def test_overlapping_month_ranges_and_their_union_cannot_give_a_small_month_away(running: Running) -> None:
+    """January-February and February-March overlap in February (three people); January-March
+    after both is withheld."""
+    _push(running, ed_rows("D01", 20, month="2025-01", prefix="jan"))
+    _push(running, ed_rows("D01", 3, month="2025-02", prefix="feb"))
+    _push(running, ed_rows("D01", 20, month="2025-03", prefix="mar"))
+    assert _total(running, months=_months("2025-01", "2025-02"))[0] is False
+    assert _total(running, months=_months("2025-02", "2025-03"))[0] is False
+    assert _total(running, months=_months("2025-01", "2025-03"))[0] is True
+
+
+def test_overlapping_sets_with_a_large_overlap_still_answer(running: Running) -> None:
+    """The honest counterpart: an overlap of fifteen people isolates nobody, and all three
+    totals are released; so is a by-district grid after a by-month one (cells overlap, but no
+    union of two of them was released)."""
+    _push(running, ed_rows("D01", 20), ed_rows("D02", 15), ed_rows("D03", 20))
+    assert _total(running, filters=_districts(["D01", "D02"]))[0] is False
+    assert _total(running, filters=_districts(["D02", "D03"]))[0] is False
+    assert _total(running, filters=_districts(["D01", "D02", "D03"]))[0] is False
+
+
+def test_a_grid_by_month_after_a_grid_by_district_answers(running: Running) -> None:
+    """Cells by district and then cells by month overlap pairwise, but no two of them and their
+    union were released: nothing is derivable, and the second grid is released."""
+    _push(running, ed_rows("D01", 20, month="2025-01", prefix="a"), ed_rows("D02", 20, month="2025-01"))
+    _push(running, ed_rows("D01", 20, month="2025-02", prefix="b"), ed_rows("D02", 20, month="2025-02"))
+    stub = running.query("health-analyst")
+    both = _districts(["D01", "D02"])
+    first = subjects_query(group_by=["district"], filters=both)
+    first.months.CopyFrom(_months("2025-01", "2025-02"))
+    assert [c.values[0].withheld for c in stub.Aggregate(first).cells] == [False, False]
+    second = subjects_query(group_by=["month"], filters=both)
+    second.months.CopyFrom(_months("2025-01", "2025-02"))
+    second = stub.Aggregate(second)
+    assert [c.values[0].withheld for c in second.cells] == [False, False]
+
+
+# -- asking a linked question again after only the linked dataset changed ------------------------
+
+
+def test_asking_a_linked_question_again_after_new_linked_records_only_is_withheld(running: Running) -> None:
+    """Thirty people with a police contact and one without; the linked total, then one police
+    record for the thirty-first (no new ED record at all), then the linked total again: the
+    difference is that one person, so it is withheld; ten more such people later, it answers."""
+    _push(running, ed_rows("D05", 41, month="2025-03", prefix="p"))
+    police = running.ingest("agent:metro-police")
+    police.PushBatch(
+        seal(
+            running.layout,
+            "metro-police",
+            "police_incidents",
+            _police([f"pD05-{i}" for i in range(30)], "2025-02-20"),
+        )
+    )
+    assert _total(running, link=_link()) == (False, 30)
+    police.PushBatch(
+        seal(running.layout, "metro-police", "police_incidents", _police(["pD05-30"], "2025-02-21"))
+    )
+    assert _total(running, link=_link()) == (True, 0)
+    police.PushBatch(
+        seal(
+            running.layout,
+            "metro-police",
+            "police_incidents",
+            _police([f"pD05-{i}" for i in range(31, 41)], "2025-02-22"),
+        )
+    )
+    assert _total(running, link=_link()) == (False, 40)
+
+
+def test_a_grid_by_district_and_month_then_by_district_alone_answers(running: Running) -> None:
+    """The everyday follow-up: cells by district and month over six months, then by district
+    alone over the same months. Each district's cell contains six released ones (120 pairs to
+    compare, more than one statement's worth of separate counts), and every difference holds
+    many people: the second grid is answered, not refused."""
+    for month in ("2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"):
+        _push(running, *(ed_rows(d, 12, month=month, prefix=f"{month}-") for d in ALL))
+    stub = running.query("health-analyst")
+    six = _months("2025-01", "2025-06")
+    first = subjects_query(group_by=["district", "month"])
+    first.months.CopyFrom(six)
+    assert not any(c.values[0].withheld for c in stub.Aggregate(first).cells)
+    second = subjects_query(group_by=["district"])
+    second.months.CopyFrom(six)
+    answer = stub.Aggregate(second)
+    assert len(answer.cells) == 20
+    assert not any(c.values[0].withheld for c in answer.cells)

@@ -16,9 +16,13 @@ from gateway.disclosure._ledger import (
     contains,
     covered,
     describe_cells,
+    disjoint,
     domains_of,
     from_canonical,
+    grouped_pairs,
     plan_checks,
+    sums_to_check,
+    sums_to_withhold,
 )
 from gateway.errors import GatewayError
 from gateway.query import LinkSpec, MeasureRef, QuerySpec
@@ -141,3 +145,92 @@ def test_small_and_empty_differences_both_withhold() -> None:
 def test_domains_come_from_the_catalogue(catalogue: Catalogue) -> None:
     """The planner's domains are the dataset's own."""
     assert domains_of(catalogue, "ed_visits")["district"] == DISTRICTS
+
+
+FOUR = ("D01", "D02", "D03", "D04")
+
+
+def test_two_overlapping_cells_and_their_union_plan_a_check_of_the_overlap() -> None:
+    """{D01,D02} and {D02,D03} released, then {D01,D02,D03}: the overlap {D02} must hold k people, and a
+    failure withholds the union (the new cell of the three)."""
+    domains = {"district": FOUR}
+    a, b = _p({"district": ("D01", "D02")}), _p({"district": ("D02", "D03")})
+    union = _p({"district": ("D01", "D02", "D03")})
+    checks = plan_checks([union], [LedgerCell("q1", a), LedgerCell("q2", b)], domains)
+    (overlap,) = [c for c in checks if not c.parts]
+    assert overlap.container == _p({"district": ("D02",)}) and overlap.withhold == {0}
+    assert set(overlap.derived_from) == {union, a, b}
+
+
+def test_overlapping_month_ranges_and_their_union_plan_a_check_of_the_shared_months() -> None:
+    """January-February and February-March released, then January-March: February is checked; a new
+    range that overlaps without a released union plans no overlap check."""
+    domains = {"district": FOUR}
+    jan_feb, feb_mar = _p(None, ("2025-01", "2025-02")), _p(None, ("2025-02", "2025-03"))
+    ledger = [LedgerCell("q1", jan_feb), LedgerCell("q2", feb_mar)]
+    checks = plan_checks([_p(None, ("2025-01", "2025-02", "2025-03"))], ledger, domains)
+    assert [c.container for c in checks if not c.parts] == [_p(None, ("2025-02",))]
+    lone = plan_checks([_p(None, ("2025-02", "2025-03"))], [LedgerCell("q1", jan_feb)], domains)
+    assert lone == ()
+
+
+def test_cells_differing_on_two_axes_or_not_overlapping_plan_no_overlap_check() -> None:
+    """A district cell and a month cell under a released total overlap, but their union is not a released
+    cell; two disjoint cells have no overlap: neither plans an overlap check."""
+    domains = {"district": FOUR}
+    total = _p({"district": ("D01", "D02")}, ("2025-01", "2025-02"))
+    by_district = _p({"district": ("D01",)}, ("2025-01", "2025-02"))
+    by_month = _p({"district": ("D01", "D02")}, ("2025-01",))
+    checks = plan_checks([by_month], [LedgerCell("q1", total), LedgerCell("q1", by_district)], domains)
+    assert all(c.parts for c in checks)
+    disjoint = plan_checks(
+        [_p({"district": ("D01", "D02")})],
+        [LedgerCell("q1", _p({"district": ("D01",)})), LedgerCell("q2", _p({"district": ("D02",)}))],
+        domains,
+    )
+    assert all(c.parts for c in disjoint)
+
+
+def test_a_difference_of_sums_is_checked_only_when_every_cell_it_comes_from_released_the_sum() -> None:
+    """A mean counts as a released sum; a cell that released only counts leaves the difference's sum
+    unknown, so nothing is planned for it."""
+    outer, inner = _p(), _p({"district": ("D02",)})
+    check = Check(outer, (inner,), frozenset({0}), "q1")
+    both = {outer: frozenset({"sum:stay"}), inner: frozenset({"mean:stay", "records"})}
+    assert sums_to_check([check], both, ["stay"]) == ((0, "stay"),)
+    counts_only = {outer: frozenset({"sum:stay"}), inner: frozenset({"subjects"})}
+    assert sums_to_check([check], counts_only, ["stay"]) == ()
+
+
+def test_a_dominated_difference_of_sums_withholds_its_new_cells() -> None:
+    """Top two holding over 85 % of the difference's sum withholds; exactly 85 % or less releases."""
+    checks = [Check(_p(), (_p({"district": ("D01",)}),), frozenset({n}), "q") for n in range(3)]
+    items = [(0, "stay"), (1, "stay"), (2, "stay")]
+    assert sums_to_withhold(checks, items, [(100.0, 86.0), (100.0, 85.0), (0.0, 0.0)], percent=85) == {0}
+    with pytest.raises(GatewayError):
+        sums_to_withhold(checks, items, [(1.0, 1.0)], percent=85)
+
+
+def test_one_part_checks_of_disjoint_parts_are_grouped_and_the_rest_counted_one_by_one() -> None:
+    """A district total over its released month cells (disjoint) is one group of one-part checks; a
+    container whose parts overlap, a lone pair and a check with two parts are left to be counted alone."""
+    d1, d2 = _p({"district": ("D01",)}), _p({"district": ("D02",)})
+    jan, feb = ("2025-01",), ("2025-02",)
+    checks = [
+        Check(d1, (_p({"district": ("D01",)}, jan),), frozenset({0}), "q"),
+        Check(d1, (_p({"district": ("D01",)}, feb),), frozenset({0}), "q"),
+        Check(d2, (_p({"district": ("D02",)}, ("2025-01", "2025-02")),), frozenset({1}), "q"),
+        Check(d2, (_p({"district": ("D02",)}, ("2025-02", "2025-03")),), frozenset({1}), "q"),
+        Check(_p(), (d1, d2), frozenset({2}), "q"),
+    ]
+    groups, rest = grouped_pairs(checks)
+    assert [(container, [n for n, _ in pairs]) for container, pairs in groups] == [(d1, [0, 1])]
+    assert rest == (2, 3, 4)
+
+
+def test_disjoint_needs_a_dimension_or_the_months_with_no_value_in_common() -> None:
+    """Different districts, or months apart, are disjoint; a free dimension overlaps everything."""
+    assert disjoint(_p({"district": ("D01",)}), _p({"district": ("D02",)}))
+    assert disjoint(_p(None, ("2025-01",)), _p({"district": ("D01",)}, ("2025-02",)))
+    assert not disjoint(_p({"district": ("D01",)}), _p({"sex": ("F",)}))
+    assert not disjoint(_p({"district": ("D01", "D02")}), _p({"district": ("D02",)}, ("2025-01",)))

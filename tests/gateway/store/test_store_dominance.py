@@ -113,3 +113,46 @@ def test_the_ranking_is_in_the_same_statement(store: SqlStore, n: int, window: b
     text = str(statements.cells.compile(compile_kwargs={"literal_binds": True}))
     assert ("row_number() OVER (PARTITION BY" in text) == window
     assert ("row_number() OVER (ORDER BY" in str(statements.total)) == window
+
+
+def _spread_rows() -> list[dict[str, Any]]:
+    """Sixty people, each with a handful of short stays spread over three districts: no cell is
+    anywhere near two people holding 85 % of its hours."""
+    rnd = random.Random(7)
+    return [
+        _row(f"p{p}", d, rnd.randrange(4, 12) / 2)
+        for p in range(60)
+        for d in ("D01", "D02", "D03")
+        if rnd.random() < 0.8
+    ]
+
+
+def test_far_from_dominance_the_bound_replaces_the_ranking(store: SqlStore, batches: Any) -> None:
+    """With ``near_percent``, a query whose cells are all far from the rule gets the same subjects,
+    records and sums as the exact ranking, and tops that bound the exact top-2 from above yet still
+    show every cell (and the total) within 85 %."""
+    rows = _spread_rows()
+    batches.store(store, "visits", "b", rows)
+    spec = QuerySpec("visits", MEASURES, ("district",))
+    exact, bound = store.aggregate(spec, top_n=2), store.aggregate(spec, top_n=2, near_percent=85)
+    assert [(c.key, c.subjects, c.records, dict(c.sums)) for c in bound.cells] == [
+        (c.key, c.subjects, c.records, dict(c.sums)) for c in exact.cells
+    ]
+    assert (bound.total.subjects, bound.total.records, bound.total.sums) == (
+        exact.total.subjects,
+        exact.total.records,
+        exact.total.sums,
+    )
+    pairs = [(b, e) for b, e in zip((*bound.cells, bound.total), (*exact.cells, exact.total), strict=True)]
+    assert all(b.tops["stay_hours"] >= e.tops["stay_hours"] for b, e in pairs)
+    assert any(b.tops["stay_hours"] > e.tops["stay_hours"] for b, e in pairs)  # the bound was used
+    assert all(b.tops["stay_hours"] * 100 <= b.sums["stay_hours"] * 85 for b, _ in pairs)
+
+
+def test_near_dominance_the_exact_ranking_is_used(store: SqlStore, batches: Any) -> None:
+    """One heavy user in D01 puts that cell near the rule: with ``near_percent`` the answer is the
+    exact ranking's, tops included, for every cell."""
+    rows = [*_spread_rows(), *(_row("heavy", "D01", 72.0, DAY + i) for i in range(20))]
+    batches.store(store, "visits", "b", rows)
+    spec = QuerySpec("visits", MEASURES, ("district",))
+    assert store.aggregate(spec, top_n=2, near_percent=85) == store.aggregate(spec, top_n=2)
