@@ -7,6 +7,8 @@ python bench/run.py indexes --records 1000000 [--backends sqlite,postgres] [--pr
 python bench/run.py policy [--agreements 20] [--decisions 5000] [--repeat 3] [--bundle DIR] [--json]
 python bench/run.py query [--records 1000000] [--backends sqlite,postgres] [--profiles ingest,query]
                           [--repeat 3] [--json]
+python bench/run.py load [--seconds 60] [--fault-seconds 35] [--faults none,database,gateway,policy]
+                         [--analysts 20] [--json]
 
 ``ingest`` (DESIGN §12): the bare pipeline and the real ``agent push`` of a CSV export into a
 running gateway, records/s of each, their ratio, each process's CPU seconds and the agent's peak
@@ -16,12 +18,17 @@ RSS. Both paths run as two processes (client child, server here): see bench/_bas
 call, with ``--agreements`` agreements loaded: see bench/_policy.py.
 ``query``: an analyst's aggregate end to end over gRPC (policy, disclosure control, audit) beside
 the bare SQL GROUP BY on the same database, p50 of each and their ratio: see bench/_query.py.
+``load``: two agents and twenty analysts against two gateway processes on a private PostgreSQL
+cluster, undisturbed and with each fault: query latency, push rate, failures, recovery, and the
+checks (records exact, audit chain valid, every answer audited): see bench/_load.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+import tempfile
 from pathlib import Path
 
 _BACKENDS = ("sqlite", "postgres")
@@ -54,7 +61,44 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--profiles", default="ingest,query", help="comma list of ingest, query")
     query.add_argument("--repeat", type=int, default=3, help="timed runs of each side; the p50 is shown")
     query.add_argument("--json", action="store_true", help="print the results as JSON")
+    load = commands.add_parser("load", help="agents and analysts against two gateways, with faults")
+    load.add_argument("--seconds", type=float, default=60.0, help="length of the undisturbed run")
+    load.add_argument("--fault-seconds", type=float, default=35.0, help="length of each fault run")
+    load.add_argument("--faults", default="none,database,gateway,policy", help="comma list of runs")
+    load.add_argument("--analysts", type=int, default=20, help="analyst threads")
+    load.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
+
+
+def _load(args: argparse.Namespace) -> int:
+    from bench._load import FAULTS, LoadSettings, print_load, run_load
+    from bench._pg_cluster import missing_binaries
+
+    faults = _choices(args.faults, FAULTS, "--faults")
+    if faults is None:
+        return 2
+    if (
+        not 10 <= args.seconds <= 3600
+        or not 10 <= args.fault_seconds <= 3600
+        or not 1 <= args.analysts <= 200
+    ):
+        print("--seconds, --fault-seconds: 10 to 3600; --analysts: 1 to 200", file=sys.stderr)
+        return 2
+    missing = missing_binaries()
+    if "policy" in faults and importlib.util.find_spec("opa_bindings") is None:
+        missing = "the policy fault's OPA sidecar needs opa-golib-python-bindings (see the README)"
+    if missing:
+        print(f"load: {missing}", file=sys.stderr)
+        return 2
+    reports = []
+    for fault in faults:
+        seconds = args.seconds if fault == "none" else args.fault_seconds
+        with tempfile.TemporaryDirectory(prefix=f"datashare-load-{fault}-") as root:
+            reports.append(
+                run_load(LoadSettings(fault=fault, seconds=seconds, analysts=args.analysts), Path(root))
+            )
+    print_load(reports, as_json=args.json)
+    return 0
 
 
 def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str] | None:
@@ -85,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # `python bench/run.py` puts bench/ on the path, not the repo root that holds the packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    if args.command == "policy":
-        return _policy(args)
+    own = {"policy": _policy, "load": _load}.get(args.command)
+    if own is not None:
+        return own(args)
     backends = _choices(args.backends, _BACKENDS, "--backends")
     profiles = _choices(args.indexes if args.command == "ingest" else args.profiles, _PROFILES, "--indexes")
     if backends is None or profiles is None:

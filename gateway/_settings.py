@@ -51,7 +51,9 @@ _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "keys": frozenset({"hpke_private", "rest_key", "audit_signing"}),
         "store": frozenset({"url", "indexes"}),
         "policy": frozenset({"engine", "bundle", "opa_url", "timeout_ms", "reload_interval_s"}),
-        "observability": frozenset({"metrics_port", "log_level", "log_format"}),
+        "observability": frozenset(
+            {"metrics_port", "metrics_address", "log_level", "log_format", "health_interval_ms"}
+        ),
         "audit": frozenset({"checkpoint_every", "checkpoint_seconds"}),
     }
 )
@@ -102,6 +104,11 @@ class ObservabilitySettings:
     metrics_port: int  # 0: no metrics endpoint
     log_level: str
     log_format: LogFormat
+    # loopback by default: the counts are for the operator, not for every host on the network
+    metrics_address: str = "127.0.0.1"
+    # how often the database and the policy engine are probed for the health service; a probe
+    # that takes longer than this counts as a failure (fail closed)
+    health_interval_ms: int = 2000
 
 
 @dataclass(frozen=True)
@@ -381,6 +388,8 @@ class _Reader:
             log_format=cast(
                 LogFormat, self.choice("observability", "log_format", ("json", "console"), "json")
             ),
+            metrics_address=self.metrics_address(),
+            health_interval_ms=self.integer("observability", "health_interval_ms", 2000, 50, 600_000),
         )
         return GatewaySettings(
             source=self.source.absolute(),
@@ -491,6 +500,14 @@ class _Reader:
                 absolute = _resolve(Path.cwd() if from_env else self.base, database)
                 url = f"{scheme}:///{absolute}{query_sep}{query}"
         return url
+
+    def metrics_address(self) -> str:
+        address = self.value("observability", "metrics_address", str, "127.0.0.1")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise self.fail(self.where("observability", "metrics_address"), "must be an IP address") from exc
+        return address
 
     def store_indexes(self) -> str:
         from gateway.store._schema import DEFAULT_INDEX_PROFILE, INDEX_PROFILES

@@ -236,9 +236,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
 
     settings = GatewaySettings.from_file(args.config)
     configure_logging(settings.log_level, settings.log_format)
-    gateway = build_gateway(settings)
-    if settings.metrics_port:
-        gateway.shared.metrics.serve(settings.metrics_port)
+    gateway = build_gateway(settings)  # start() serves /metrics when [observability] metrics_port is set
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

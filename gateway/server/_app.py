@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -24,6 +24,7 @@ from gateway.policy._bundle import Bundle, load_checked_bundle
 from gateway.policy._reload import PolicyReloader, ReloadOutcome, bundle_digest
 from gateway.server._audit import AuditService
 from gateway.server._checkpointer import Checkpointer
+from gateway.server._health import HealthProber, Readiness, database_check, policy_check
 from gateway.server._ingest import IngestService
 from gateway.server._interceptor import GatewayInterceptor
 from gateway.server._logging import configure_logging
@@ -80,19 +81,50 @@ class Gateway:
     reloader: PolicyReloader[PolicyState]
     checkpointer: Checkpointer | None = None
     port: int = 0
+    metrics_port: int = 0  # where /metrics is served; 0: not served
+    prober: HealthProber = field(init=False)
+
+    def __post_init__(self) -> None:
+        shared = self.shared
+        self.prober = HealthProber(
+            {
+                "database": database_check(shared.store.ping, self.settings.store_url),
+                "policy_engine": policy_check(lambda: shared.policy.engine),
+            },
+            self.settings.observability.health_interval_ms / 1000,
+            shared.metrics,
+            on_change=self.set_readiness,
+        )
 
     def start(self) -> int:
         self.port = self.server.add_secure_port(self.settings.listen, server_credentials(self.settings))
         if self.port == 0:
             raise ConfigError(f"gateway.listen: cannot bind {self.settings.listen}")
+        obs = self.settings.observability
+        if obs.metrics_port:
+            try:
+                self.metrics_port = self.shared.metrics.serve(obs.metrics_port, obs.metrics_address)
+            except OSError as exc:
+                raise ConfigError(
+                    f"observability.metrics_port: cannot bind {obs.metrics_address}:{obs.metrics_port}"
+                ) from exc
         self.server.start()
         self.reloader.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
-        for name in ("", *SERVICES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.prober.start()  # the first status is measured before the log says we started
         log.info("gateway_started", port=self.port, revision=self.shared.policy.revision)
         return self.port
+
+    def set_readiness(self, readiness: Readiness) -> None:
+        """Every service SERVING when every dependency answers, else NOT_SERVING."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if readiness.ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICES):
+            self.health.set(name, status)
 
     def reload_policy(self, timeout_s: float = 60.0) -> ReloadOutcome:
         """Load the bundle directory again now and return what came of it (the started gateway's
@@ -104,11 +136,13 @@ class Gateway:
         self.reloader.request()
 
     def stop(self, grace: float = 2.0) -> None:
+        self.prober.stop()
         self.health.enter_graceful_shutdown()
         self.reloader.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.server.stop(grace).wait()
+        self.shared.metrics.stop_serving()
         self.shared.store.close()
         log.info("gateway_stopped")
 

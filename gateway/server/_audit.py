@@ -18,10 +18,10 @@ from gateway.audit import Checkpoint, checkpoint_from_json, key_id, public_pem, 
 from gateway.audit._budget import stamp
 from gateway.audit._export import entry_json
 from gateway.audit._types import AuditEntry, AuditFilter, AuditScope
-from gateway.errors import InvalidRequest, PermissionDenied, PolicyEngineError, Unavailable
+from gateway.errors import InvalidRequest, PolicyEngineError, Unavailable
 from gateway.policy._engine import AUDIT_RULE
 from gateway.server._context import current
-from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._state import Shared, policy_input
 
 _OUTCOMES = ("", "allow", "deny", "error")
@@ -52,7 +52,7 @@ class AuditService(audit_pb2_grpc.AuditServicer):
             ctx, subject, outcome=outcome, reasons=decision.reasons, result=decision.result
         )
         if not decision.allow:
-            raise PermissionDenied(decision.reasons)
+            raise refusal(decision)
         return scope
 
     def ListDecisions(

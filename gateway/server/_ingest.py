@@ -11,13 +11,32 @@ from gateway.errors import BatchRejected, Conflict, GatewayError, InvalidRequest
 from gateway.ingest import parse_header
 from gateway.policy._engine import INGEST_RULE
 from gateway.server._context import current
-from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._metrics import UNKNOWN
+from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._state import Shared, policy_input
+
+# BatchRejected names the field at fault; its first part says which check refused the batch
+_REASON_CLASSES = {"header": "header", "signature": "signature", "ciphertext": "seal", "records": "contract"}
+
+
+def reason_class(exc: BatchRejected) -> str:
+    """A fixed word for a metric label: header, signature, seal, contract (or other)."""
+    if exc.field == "header.signing_key_id":
+        return "signature"
+    return _REASON_CLASSES.get(exc.field.split(".", 1)[0], "other")
 
 
 class IngestService(ingest_pb2_grpc.IngestServicer):
     def __init__(self, shared: Shared) -> None:
         self._s = shared
+
+    def _count_refused(
+        self, dataset: str, agency: str, reason: str, records: int, outcome: str = "rejected"
+    ) -> None:
+        metrics = self._s.metrics
+        metrics.batches.labels(dataset=dataset, agency=agency, outcome=outcome).inc()
+        metrics.batches_rejected.labels(dataset=dataset, reason=reason).inc()
+        metrics.records_rejected.labels(dataset=dataset, reason=reason).inc(records)
 
     def GetContract(
         self, request: ingest_pb2.GetContractRequest, context: grpc.ServicerContext
@@ -35,7 +54,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         )
         dataset = policy.catalogue.dataset(request.dataset)
         if not decision.allow or dataset is None:
-            raise PermissionDenied(decision.reasons)
+            raise refusal(decision)
         return dataset.to_proto()
 
     def PushBatch(self, request: ingest_pb2.SealedBatch, context: grpc.ServicerContext) -> ingest_pb2.PushAck:
@@ -45,29 +64,33 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             header = parse_header(request.header)
         except BatchRejected as exc:  # hostile or broken input leaves a trace too
             self._s.recorder.record(ctx, audit, outcome="deny", reasons=(exc.message,))
+            self._count_refused(UNKNOWN, ctx.principal.agency, reason_class(exc), 0)
             raise
         req = {"dataset": header.dataset, "contract_version": header.contract_version}
         input_doc = policy_input(ctx, "ingest", req)
         audit = dataclasses.replace(audit, input_doc={**input_doc, "batch_id": header.batch_id})
-        if header.agency != ctx.principal.agency:
+        dataset = policy.catalogue.dataset(header.dataset)
+        label = dataset.name if dataset is not None else UNKNOWN  # never a name the caller made up
+        agency = ctx.principal.agency
+        if header.agency != agency:
             reason = "header.agency: does not match the agency of the calling certificate"
             self._s.recorder.record(ctx, audit, outcome="deny", reasons=(reason,))
+            self._count_refused(label, agency, "agency_mismatch", header.record_count, "denied")
             raise PermissionDenied((reason,))
         decision = self._s.decide(INGEST_RULE, input_doc, policy)
-        dataset = policy.catalogue.dataset(header.dataset)
         if not decision.allow or dataset is None:
             self._s.recorder.record(
                 ctx, audit, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
             )
-            self._s.metrics.batches.labels(dataset=dataset.name if dataset else "?", outcome="denied").inc()
-            raise PermissionDenied(decision.reasons)
+            self._count_refused(label, agency, "policy", header.record_count, "denied")
+            raise refusal(decision)
         try:
             opened = self._s.opener.open(request, header, dataset)
         except BatchRejected as exc:
             self._s.recorder.record(
                 ctx, audit, outcome="deny", reasons=(exc.message,), result=decision.result
             )
-            self._s.metrics.batches.labels(dataset=dataset.name, outcome="rejected").inc()
+            self._count_refused(label, agency, reason_class(exc), header.record_count)
             raise
         # The decision is in the log before anything is written: no audit entry, no storage.
         self._s.recorder.record(
@@ -80,11 +103,19 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             self._s.recorder.record(
                 ctx, failed, outcome="deny" if isinstance(exc, Conflict) else "error", reasons=(exc.message,)
             )
+            conflict = isinstance(exc, Conflict)
+            self._count_refused(
+                label,
+                agency,
+                "conflict" if conflict else "store_error",
+                header.record_count,
+                "rejected" if conflict else "failed",
+            )
             raise
         if outcome.stored:
             self._s.metrics.records_ingested.labels(dataset=dataset.name).inc(outcome.records)
         self._s.metrics.batches.labels(
-            dataset=dataset.name, outcome="stored" if outcome.stored else "duplicate"
+            dataset=dataset.name, agency=agency, outcome="stored" if outcome.stored else "duplicate"
         ).inc()
         return ingest_pb2.PushAck(
             batch_id=header.batch_id,

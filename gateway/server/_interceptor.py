@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import structlog
 
+from gateway._pb import query_pb2
 from gateway.errors import GatewayError, Unauthenticated
 from gateway.identity import Principal, principal_from_pem
 from gateway.server._context import RequestContext, bind, reset
@@ -27,6 +28,7 @@ from gateway.server._recorder import Recorder
 log = structlog.get_logger("gateway.rpc")
 # Standard services answer without a principal (probes); they are still behind mutual TLS.
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+_AGGREGATE = f"/{query_pb2.DESCRIPTOR.services_by_name['Query'].full_name}/Aggregate"
 
 
 class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -83,7 +85,9 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         """Identify the caller, bind the request and log context, map failures to a status."""
         ctx = self._enter(method, context)
         token = bind(ctx)
-        structlog.contextvars.bind_contextvars(decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id)
+        structlog.contextvars.bind_contextvars(
+            decision_id=ctx.decision_id, principal=ctx.principal.spiffe_id, agency=ctx.principal.agency
+        )
         try:
             yield ctx
         except Exception as exc:
@@ -105,8 +109,11 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         context.abort(code, message)
 
     def _finish(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        elapsed = time.perf_counter() - started
         self._metrics.rpcs.labels(method=method, code=code.name).inc()
-        self._metrics.rpc_latency.labels(method=method).observe(time.perf_counter() - started)
+        self._metrics.rpc_latency.labels(method=method).observe(elapsed)
+        if method == _AGGREGATE:
+            self._metrics.query_latency.labels(code=code.name).observe(elapsed)
 
     def _wrap_unary(self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:

@@ -4,6 +4,7 @@ control (DESIGN §3, §9). The audit entry is written before the answer leaves."
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -14,12 +15,13 @@ from gateway.audit import QueryBudget, Quota, budget_period
 from gateway.audit._budget import parse_time
 from gateway.disclosure import Dominance, Released, ReleaseInfo, apply_disclosure, build_grid, to_proto
 from gateway.errors import BudgetSpent, GatewayError, InvalidRequest, PermissionDenied, PolicyEngineError
-from gateway.policy._engine import LISTING_RULE, QUERY_RULE
+from gateway.policy._engine import LISTING_RULE, QUERY_RULE, PolicyDecision
 from gateway.query import RawResult, validate_request
 from gateway.query._validate import policy_request, query_fingerprint
+from gateway.server._cells import withheld_by_reason
 from gateway.server._context import RequestContext, current
 from gateway.server._privacy import Privacy, privacy_terms
-from gateway.server._recorder import AuditSubject, outcome_of
+from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._release_ledger import LedgerTooBroad, ledger_release
 from gateway.server._state import PolicyState, Shared, policy_input
 from gateway.store._ledger import LedgerMoved
@@ -38,7 +40,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         input_doc = policy_input(ctx, "list_datasets", {})
         subject = AuditSubject("list_datasets", LISTING_RULE, policy.revision, input_doc=input_doc)
         try:
-            entries = policy.engine.query(LISTING_RULE, input_doc)
+            entries = self._s.query(LISTING_RULE, input_doc, policy)
         except PolicyEngineError as exc:
             self._s.recorder.record(ctx, subject, outcome="error", reasons=(exc.message,))
             raise
@@ -92,10 +94,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         quota = self._budget_use(ctx, base, policy, request.agreement_id, input_doc)
         decision = self._s.decide(QUERY_RULE, input_doc, policy)
         if not decision.allow:
-            self._s.recorder.record(
-                ctx, base, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
-            )
-            raise PermissionDenied(decision.reasons)
+            self._denied(ctx, base, decision, quota)
         try:
             k, round_to, max_cells = _obligations(decision.obligations, budgeted=quota is not None)
             dominance, show_zeros = cell_terms(decision.obligations)
@@ -131,14 +130,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
             raw = self._s.store.aggregate(
                 spec, top_n=dominance.n, digest=privacy is not None, near_percent=dominance.percent
             )
-            released = disclose(raw)
+            suppressed = disclose(raw)
             # -- release ledger (DESIGN §9 items 3, 6; gateway/server/_release_ledger.py) --
             released, ledger = ledger_release(
                 self._s.store,
                 spec,
                 raw,
                 grid,
-                released,
+                suppressed,
                 catalogue=policy.catalogue,
                 disclose=disclose,
                 agreement_id=request.agreement_id,
@@ -179,7 +178,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 ctx, base, outcome="error", reasons=(moved.message,), result=decision.result
             )
             raise
-        self._s.metrics.cells_withheld.inc(released.cells_withheld)
+        self._count_cells(
+            released, withheld_by_reason(spec, raw, grid, suppressed, released, k=k, show_zeros=show_zeros)
+        )
         info = ReleaseInfo(
             k=k,
             round_to=round_to,
@@ -189,10 +190,27 @@ class QueryService(query_pb2_grpc.QueryServicer):
         )
         return to_proto(spec, released, info)
 
+    def _denied(
+        self, ctx: RequestContext, base: AuditSubject, decision: PolicyDecision, quota: Quota | None
+    ) -> NoReturn:
+        """Record the policy's deny and refuse; counted as a budget refusal when the use reported
+        to the policy had reached the agreement's query budget."""
+        self._s.recorder.record(
+            ctx, base, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
+        )
+        if quota is not None and base.input_doc["usage"]["queries_this_period"] >= quota.budget.queries:
+            self._s.metrics.budget_refusals.labels(agreement=quota.agreement_id, budget="query").inc()
+        raise refusal(decision)
+
+    def _count_cells(self, released: Released, withheld: Counter[str]) -> None:
+        self._s.metrics.cells_released.inc(released.cells_released)
+        self._s.metrics.cells_withheld.inc(sum(withheld.values()))
+
     def _deny_privacy(
         self, ctx: RequestContext, base: AuditSubject, privacy: Privacy, result: Any
     ) -> NoReturn:
         self._s.recorder.record(ctx, base, outcome="deny", reasons=(privacy.refusal,), result=result)
+        self._s.metrics.budget_refusals.labels(agreement=privacy.quota.agreement_id, budget="privacy").inc()
         raise PermissionDenied((privacy.refusal,))
 
     def _privacy_left(
@@ -249,7 +267,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
         self._s.recorder.record(
             ctx, subject, outcome=outcome_of(decision), reasons=decision.reasons, result=decision.result
         )
-        raise PermissionDenied(decision.reasons)
+        self._s.metrics.budget_refusals.labels(agreement=base.agreement_id, budget="query").inc()
+        raise refusal(decision)
 
 
 def _combinations(value: Any) -> list[query_pb2.DimensionCombination]:

@@ -19,7 +19,7 @@ import structlog
 from gateway.audit._budget import Quota
 from gateway.audit._mask import Masked, MaskError, mask_event
 from gateway.audit._types import AuditDraft, AuditEntry, Outcome
-from gateway.errors import AuditWriteError, BudgetSpent, GatewayError, PolicyEngineError
+from gateway.errors import AuditWriteError, BudgetSpent, GatewayError, PermissionDenied, PolicyEngineError
 from gateway.policy._engine import LOG_MASK_RULE, PolicyDecision, PolicyEngine
 from gateway.server._context import RequestContext
 from gateway.server._metrics import Metrics
@@ -46,6 +46,16 @@ class AuditSubject:
 
 def outcome_of(decision: PolicyDecision) -> Outcome:
     return "allow" if decision.allow else ("error" if decision.error else "deny")
+
+
+def refusal(decision: PolicyDecision) -> GatewayError:
+    """The error to raise for a decision that does not allow. The policy's own deny is
+    PERMISSION_DENIED with its reasons; a deny the engine failed into (fail closed: down, slow,
+    garbled) is UNAVAILABLE with the same reasons, because asking again later may succeed: an
+    agent takes PERMISSION_DENIED as a refusal for good and would stop pushing."""
+    if decision.error is not None:
+        return PolicyEngineError("; ".join(decision.reasons))
+    return PermissionDenied(decision.reasons)
 
 
 def utc_now() -> str:
@@ -122,11 +132,12 @@ class Recorder:
         )
         action = subject.action
         try:
-            entry = (
-                self._store.append_audit(draft, quota=quota)
-                if ledger is None
-                else self._store.append_audit(draft, quota=quota, ledger=ledger)
-            )
+            with self._metrics.audit_latency.time():
+                entry = (
+                    self._store.append_audit(draft, quota=quota)
+                    if ledger is None
+                    else self._store.append_audit(draft, quota=quota, ledger=ledger)
+                )
         except (BudgetSpent, LedgerMoved):
             raise  # not a decision yet: the caller decides again and records that
         except GatewayError as exc:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import QueryBudget
 from gateway.catalogue import Catalogue, Dataset
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, PolicyEngineError
 from gateway.ingest import BatchOpener
 from gateway.policy._engine import PolicyDecision, PolicyEngine
 from gateway.server._context import RequestContext
@@ -68,6 +68,16 @@ class Shared:
         if decision.error is not None:  # a deny the engine failed into, not one the policy made
             self.metrics.policy_failures.labels(failure=decision.failure or "engine_error").inc()
         return decision
+
+    def query(self, path: str, input_doc: Mapping[str, Any], policy: PolicyState) -> Any:
+        """The raw value of the rule at ``path`` (a listing), timed and its failures counted as
+        ``decide``'s are; raises PolicyEngineError."""
+        try:
+            with self.metrics.policy_latency.time():
+                return policy.engine.query(path, input_doc)
+        except PolicyEngineError:
+            self.metrics.policy_failures.labels(failure="engine_error").inc()
+            raise
 
     def swap_policy(self, policy: PolicyState) -> None:
         """Serve ``policy`` from the next request on (one attribute store: atomic)."""

@@ -144,6 +144,20 @@ class _Serve:
         self.gateway.stop(grace=0.5)
 
 
+def budgeted_bundle(tmp_path: Path, queries: int, period: str = "month") -> Path:
+    """A copy of the shipped bundle whose agreements allow ``queries`` queries a ``period``."""
+    from gateway.policy._locate import shipped_bundle_dir
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle_dir(), bundle)
+    agreements = bundle / "agreements" / "data.yaml"
+    text = agreements.read_text()
+    assert "\n  k: 10\n" in text
+    budget = f"\n  k: 10\n  query_budget: {{queries: {queries}, period: {period}}}\n"
+    agreements.write_text(text.replace("\n  k: 10\n", budget))
+    return bundle
+
+
 @dataclass(frozen=True)
 class Row:
     person: str

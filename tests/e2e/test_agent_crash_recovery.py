@@ -22,9 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import Contract, build_mapper, load_cached_contract, load_config
-from agents._keys import key_source
-from agents._source import BadRow, open_source
+from bench._load_checks import Expected, RowKey, expected_records, stored_records
 from gateway.demo import generate, write_agent_configs
 from gateway.pki import init_dev_pki
 
@@ -32,7 +30,6 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 20
-RowKey = tuple[object, ...]
 
 
 def _free_port() -> int:
@@ -114,57 +111,14 @@ class Site:
         except sqlite3.OperationalError:  # the table is created when the gateway starts
             return 0
 
-    def stored_records(self) -> Counter[RowKey]:
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
-            rows = db.execute(
-                "SELECT subject, event_day, age_band, sex, district, presentation, length_of_stay_hours "
-                "FROM ds_ed_visits"
-            ).fetchall()
-        return _shape(rows)
+    def stored_records(self, expected: Expected) -> Counter[RowKey]:
+        return stored_records(f"sqlite:///{self.db}", expected)
 
 
-def _shape(rows: list[tuple[object, ...]]) -> Counter[RowKey]:
-    """Records without their subject, plus each subject's record count (subjects are re-keyed at rest,
-    so they are compared by how many records each has, not by value)."""
-    per_subject = Counter(row[0] for row in rows)
-    shape: Counter[RowKey] = Counter(tuple(row[1:]) for row in rows)
-    shape.update(("records-per-subject", n) for n in per_subject.values())
-    return shape
-
-
-def _expected(site: Site) -> tuple[Counter[RowKey], int]:
+def _expected(site: Site) -> tuple[Expected, int]:
     """What the agent's mapper makes of the whole export (and how many rows it rejects)."""
-    config = load_config(site.agent_config)
-    contract = Contract.from_proto(load_cached_contract(config.agent.state_dir, "ed_visits"))
-    mapper = build_mapper(config, contract, key_source(config.keys).linkage_key())
-    names = [d.name for d in contract.dimensions]
-    rows: list[tuple[object, ...]] = []
-    rejected = 0
-    with open_source(config.source).open(config.source_columns()) as stream:
-        for _line, row in stream:
-            if isinstance(row, BadRow):
-                rejected += 1
-                continue
-            try:
-                token, day, codes, values = mapper.map(row)
-            except Exception:  # noqa: BLE001 - a Rejected row, counted like the agent counts it
-                rejected += 1
-                continue
-            value = dict(
-                zip(names, (contract.dimensions[i].domain[c] for i, c in enumerate(codes)), strict=True)
-            )
-            rows.append(
-                (
-                    token,
-                    day,
-                    value["age_band"],
-                    value["sex"],
-                    value["district"],
-                    value["presentation"],
-                    *values,
-                )
-            )
-    return _shape(rows), rejected
+    expected = expected_records(site.agent_config)
+    return expected, expected.rejected
 
 
 @pytest.fixture
@@ -220,7 +174,7 @@ def test_agent_killed_at_several_points_ends_with_exactly_the_source(site: Site)
 
     expected, _rejected = _expected(site)
     assert kills == 3, "each agent was killed mid-push (the export was sent too fast to test)"
-    assert site.stored_records() == expected
+    assert site.stored_records(expected) == expected.records
 
 
 def test_gateway_killed_and_restarted_mid_push_loses_and_doubles_nothing(site: Site) -> None:
@@ -238,7 +192,7 @@ def test_gateway_killed_and_restarted_mid_push_loses_and_doubles_nothing(site: S
 
     assert code == 0, err
     expected, rejected = _expected(site)
-    assert site.stored_records() == expected
+    assert site.stored_records(expected) == expected.records
     assert f'"rejected": {rejected}' in out
 
 
@@ -259,7 +213,7 @@ def test_agent_that_gives_up_during_an_outage_delivers_everything_on_the_next_ru
     _finish(site)
 
     expected, _rejected = _expected(site)
-    assert site.stored_records() == expected
+    assert site.stored_records(expected) == expected.records
 
 
 def test_rejects_are_counted_once_across_kills(site: Site) -> None:

@@ -8,7 +8,6 @@ import io
 import json
 import math
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ from gateway._pb import query_pb2, query_pb2_grpc
 from gateway.cli import main
 from gateway.cli._chart import chart_data
 from gateway.pki import PkiLayout
-from gateway.policy._locate import shipped_bundle_dir
 
 BASE = [
     "--agreement",
@@ -303,18 +301,11 @@ def budgeted(pki: PkiLayout, tmp_path: Path) -> Iterator[Running]:
     """A gateway whose agreement caps queries at 3 a month."""
     import dataclasses
 
-    from e2e_harness import _Serve
+    from e2e_harness import _Serve, budgeted_bundle
 
     from gateway._settings import GatewaySettings
 
-    bundle = tmp_path / "bundle"
-    shutil.copytree(shipped_bundle_dir(), bundle)
-    agreements = bundle / "agreements" / "data.yaml"
-    text = agreements.read_text()
-    assert "\n  k: 10\n" in text
-    agreements.write_text(
-        text.replace("\n  k: 10\n", "\n  k: 10\n  query_budget: {queries: 3, period: month}\n")
-    )
+    bundle = budgeted_bundle(tmp_path, queries=3)
     settings = GatewaySettings.from_file(pki.gateway_config)
     settings = dataclasses.replace(
         settings, policy=dataclasses.replace(settings.policy, bundle=bundle, reload_interval_s=0)

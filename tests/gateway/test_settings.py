@@ -360,3 +360,36 @@ def test_bad_client_profile_names_the_file_and_key(
     path = _write(tmp_path, text, "auditor.toml")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: {message}"):
         ClientProfile.from_file(path)
+
+
+# --- observability ------------------------------------------------------------------------------
+
+
+def test_metrics_serve_on_loopback_and_health_probes_every_two_seconds_by_default(pki: PkiLayout) -> None:
+    """Without the keys, /metrics would bind loopback only and the health prober runs every 2,000 ms."""
+    obs = _load(pki).observability
+    assert (obs.metrics_address, obs.health_interval_ms) == ("127.0.0.1", 2000)
+
+
+def test_metrics_address_and_health_interval_come_from_the_environment(pki: PkiLayout) -> None:
+    """DATASHARE_GATEWAY_OBSERVABILITY_METRICS_ADDRESS and _HEALTH_INTERVAL_MS override the file."""
+    obs = _load(
+        pki,
+        DATASHARE_GATEWAY_OBSERVABILITY_METRICS_ADDRESS="::1",
+        DATASHARE_GATEWAY_OBSERVABILITY_HEALTH_INTERVAL_MS="250",
+    ).observability
+    assert (obs.metrics_address, obs.health_interval_ms) == ("::1", 250)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("METRICS_ADDRESS", "metrics.example", r"observability\.metrics_address .*: must be an IP address"),
+        ("HEALTH_INTERVAL_MS", "10", r"observability\.health_interval_ms .*: must be from 50 to 600000"),
+        ("HEALTH_INTERVAL_MS", "soon", r"observability\.health_interval_ms .*: must be an integer"),
+    ],
+)
+def test_bad_observability_values_are_named(pki: PkiLayout, variable: str, value: str, message: str) -> None:
+    """A metrics address that is not an IP address, or a probe interval out of range, is refused naming the key."""
+    with pytest.raises(ConfigError, match=message):
+        _load(pki, **{f"DATASHARE_GATEWAY_OBSERVABILITY_{variable}": value})

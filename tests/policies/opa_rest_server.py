@@ -13,12 +13,17 @@ Knobs for fault injection: on decisions (POST /v1/data), ``delay_s`` before answ
 ``reply`` (status, body bytes) to answer instead of evaluating; ``refuse`` makes every policy
 and data change fail as a compile error would, ``refuse_marker`` only a module holding it. ``decisions`` lists the paths asked, so a test
 can tell the server really decided.
+
+Run as a script (``python tests/policies/opa_rest_server.py --port N``) it serves on that port
+until SIGTERM or SIGINT: a sidecar process a test can stop and start again at the same address.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +40,9 @@ _LOCATION = re.compile(r"^(?P<file>[^\s:]+):(?P<row>\d+): (?P<message>.+)$", re.
 class OpaRestServer:
     """Start with ``serve()`` (a context manager); ``url`` is where it listens."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """``port``: 0 for any free one; a stopped server's port to stand in for an OPA restarted
+        empty on the same address."""
         self.modules: dict[str, str] = {}
         self.data: dict[str, Any] = {}
         self.decisions: list[str] = []
@@ -46,7 +53,7 @@ class OpaRestServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._engine = OpaEngine()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
 
     @property
     def url(self) -> str:
@@ -245,3 +252,18 @@ def _handler_for(server: OpaRestServer) -> type[BaseHTTPRequestHandler]:
                 pass
 
     return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="An OPA-speaking endpoint on 127.0.0.1, until SIGTERM")
+    parser.add_argument("--port", type=int, required=True)
+    port = parser.parse_args().port
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with OpaRestServer(port).serve():
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()
