@@ -46,7 +46,7 @@ _MISSING: Final = object()
 # The scalar keys of each section; [agencies] is a nested table and has no environment override.
 _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
     {
-        "gateway": frozenset({"listen", "trust_domain", "max_message_mb"}),
+        "gateway": frozenset({"listen", "trust_domain", "max_message_mb", "health_listen"}),
         "tls": frozenset({"ca", "cert", "key"}),
         "keys": frozenset({"hpke_private", "rest_key", "audit_signing"}),
         "store": frozenset({"url", "indexes"}),
@@ -133,6 +133,9 @@ class GatewaySettings:
     agencies: Mapping[str, AgencySettings]
     observability: ObservabilitySettings
     audit: AuditSettings = AuditSettings()
+    # host:port of a plaintext listener serving the gRPC health service and nothing else, for
+    # probes that cannot present a client certificate (Kubernetes' `grpc:` probe); None: off
+    health_listen: str | None = None
 
     @property
     def max_message_bytes(self) -> int:
@@ -371,6 +374,7 @@ class _Reader:
         if not valid_trust_domain(trust_domain):
             raise self.fail(self.where("gateway", "trust_domain"), "not a valid trust domain name")
         max_message_mb = self.integer("gateway", "max_message_mb", 64, 1, 1024)
+        health_listen = self.health_listen()
 
         tls = TlsSettings(
             ca=self.file("tls", "ca"), cert=self.file("tls", "cert"), key=self.file("tls", "key")
@@ -406,6 +410,7 @@ class _Reader:
                 checkpoint_every=self.integer("audit", "checkpoint_every", 1000, 0, 10_000_000),
                 checkpoint_seconds=self.integer("audit", "checkpoint_seconds", 300, 0, 31_536_000),
             ),
+            health_listen=health_listen,
         )
 
     def check_environment(self) -> None:
@@ -486,6 +491,17 @@ class _Reader:
         if not resolved.is_file():
             raise self.fail(self.where(section, key), "file not found")
         return resolved
+
+    def health_listen(self) -> str | None:
+        value, _ = self.raw("gateway", "health_listen", None)
+        if value is None:
+            return None
+        listen = self.value("gateway", "health_listen", str)
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise self.fail(self.where("gateway", "health_listen"), str(exc)) from exc
+        return listen
 
     def store_url(self) -> str:
         url = self.value("store", "url", str)

@@ -261,12 +261,12 @@ GROUPED_TERMS_MAX = 4096
 def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple[int, ...]]:
     """Split the checks into those one grouped count answers together, and the rest (numbers).
 
-    A check with one part asks for the people of container C with a record outside part P. When
-    C's parts are pairwise disjoint, that is |C| minus the people all of whose records in C lie
-    in P, and a person can be so for one part at most: one GROUP BY per person over the rows,
-    each labelled with its container and part, answers every such check at once (a grid asked
-    again by fewer dimensions gives one check per old cell, hundreds of them). Containers must
-    be pairwise disjoint too, so that each row has one label."""
+    A check with one part asks for the people of container C with no record in part P, |C| - |P|
+    (a person with records in P and elsewhere in C is not outside it). When C's parts are
+    pairwise disjoint, each row lies in one part at most: the rows, each labelled with its
+    container and part, counted per container and per (container, part), answer every such
+    check at once (a grid asked again by fewer dimensions gives one check per old cell, hundreds
+    of them). Containers must be pairwise disjoint too, so that each row has one label."""
     by_container: dict[CellPredicate, list[tuple[int, CellPredicate]]] = {}
     for number, check in enumerate(checks):
         if len(check.parts) == 1:

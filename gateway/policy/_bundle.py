@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +45,8 @@ def load_bundle(root: Path) -> Bundle:
     modules: dict[str, str] = {}
     data: dict[str, Any] = {}
     data_files: dict[str, tuple[str, ...]] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in bundle_files(root):
         rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue
         if path.suffix == ".rego":
             raw = path.read_bytes()
             modules[rel] = _text(raw, rel)
@@ -64,6 +63,28 @@ def load_bundle(root: Path) -> Bundle:
     return Bundle(
         root=root, revision=digest.hexdigest()[:16], modules=modules, data=data, data_files=data_files
     )
+
+
+def bundle_files(root: Path) -> list[Path]:
+    """Every file under ``root`` outside dot folders and dot files' names, sorted, with symlinked
+    folders followed (each real folder once).
+
+    A Kubernetes ConfigMap volume is laid out that way: the files sit in a hidden timestamped
+    folder, ``..data`` points at it, and each top-level name is a symlink through ``..data``, so
+    an update swaps one symlink atomically. Path.rglob does not follow symlinked folders before
+    Python 3.13 and would see no module there."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop, or a folder reached twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        paths = (Path(folder) / name for name in files if not name.startswith("."))
+        found.extend(path for path in paths if path.is_file())  # no broken links, sockets, ...
+    return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 
 def validate_bundle(bundle: Bundle) -> list[str]:

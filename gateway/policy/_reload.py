@@ -28,7 +28,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 import structlog
 
 from gateway.errors import ConfigError
-from gateway.policy._bundle import DATA_FILES
+from gateway.policy._bundle import DATA_FILES, bundle_files
 
 log = structlog.get_logger("gateway.policy")
 
@@ -57,11 +57,8 @@ def bundle_digest(root: Path) -> str:
     directories), paths included; a directory that cannot be read hashes to its error."""
     digest = hashlib.sha256()
     try:
-        paths = sorted(p for p in Path(root).rglob("*") if p.is_file())
-        for path in paths:
+        for path in bundle_files(Path(root)):
             rel = path.relative_to(root)
-            if any(part.startswith(".") for part in rel.parts):
-                continue
             if path.suffix == ".rego" or path.name in DATA_FILES:
                 digest.update(rel.as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     except OSError as exc:  # mid-rename or gone: the load that follows says what is wrong

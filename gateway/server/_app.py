@@ -81,6 +81,8 @@ class Gateway:
     reloader: PolicyReloader[PolicyState]
     checkpointer: Checkpointer | None = None
     port: int = 0
+    health_port: int = 0  # of the plaintext health-only listener, when [gateway] health_listen is set
+    health_server: grpc.Server | None = None
     metrics_port: int = 0  # where /metrics is served; 0: not served
     prober: HealthProber = field(init=False)
 
@@ -100,6 +102,10 @@ class Gateway:
         self.port = self.server.add_secure_port(self.settings.listen, server_credentials(self.settings))
         if self.port == 0:
             raise ConfigError(f"gateway.listen: cannot bind {self.settings.listen}")
+        if self.settings.health_listen is not None:
+            self.health_server, self.health_port = _health_only_server(
+                self.health, self.settings.health_listen
+            )
         obs = self.settings.observability
         if obs.metrics_port:
             try:
@@ -109,11 +115,14 @@ class Gateway:
                     f"observability.metrics_port: cannot bind {obs.metrics_address}:{obs.metrics_port}"
                 ) from exc
         self.server.start()
+        if self.health_server is not None:
+            self.health_server.start()
         self.reloader.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
         self.prober.start()  # the first status is measured before the log says we started
-        log.info("gateway_started", port=self.port, revision=self.shared.policy.revision)
+        health = {"health_port": self.health_port} if self.health_server is not None else {}
+        log.info("gateway_started", port=self.port, revision=self.shared.policy.revision, **health)
         return self.port
 
     def set_readiness(self, readiness: Readiness) -> None:
@@ -142,6 +151,8 @@ class Gateway:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.server.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
         self.shared.metrics.stop_serving()
         self.shared.store.close()
         log.info("gateway_stopped")
@@ -195,6 +206,25 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
         reloader=reloader,
         checkpointer=Checkpointer(store, settings.audit.checkpoint_seconds),
     )
+
+
+def _health_only_server(servicer: health.HealthServicer, listen: str) -> tuple[grpc.Server, int]:
+    """A second server, without TLS, holding only the health service (the same servicer, so it
+    answers exactly as the mTLS port does). Kubernetes' `grpc:` probe and plain health checkers
+    cannot present a client certificate; what they read here is SERVING or NOT_SERVING per
+    service name, nothing about data or callers, and no other service is reachable without mTLS."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"),
+        options=[("grpc.so_reuseport", 0)],  # a port already taken is an error, not a shared port
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError:  # grpcio raises where it used to return 0
+        port = 0
+    if port == 0:
+        raise ConfigError(f"gateway.health_listen: cannot bind {listen}")
+    return server, port
 
 
 def _reloader(settings: GatewaySettings, shared: Shared, digest: str) -> PolicyReloader[PolicyState]:

@@ -4,8 +4,10 @@ control (DESIGN §3, §9). The audit entry is written before the answer leaves."
 from __future__ import annotations
 
 import dataclasses
+import random
+import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import grpc
@@ -24,9 +26,12 @@ from gateway.server._privacy import Privacy, privacy_terms
 from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._release_ledger import LedgerTooBroad, ledger_release
 from gateway.server._state import PolicyState, Shared, policy_input
-from gateway.store._ledger import LedgerMoved
+from gateway.store._ledger import LedgerMoved, LedgerWrite
 
 K_FLOOR = 10  # the consortium's floor (DESIGN §9): no obligation can go below it
+# A release checked against a ledger that another release under the agreement grew meanwhile is
+# checked again, this many times in all, before the analyst is told to ask again (UNAVAILABLE).
+LEDGER_ATTEMPTS = 8
 
 
 class QueryService(query_pb2_grpc.QueryServicer):
@@ -131,8 +136,13 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 spec, top_n=dominance.n, digest=privacy is not None, near_percent=dominance.percent
             )
             suppressed = disclose(raw)
+        except Exception as exc:  # allowed, then failed: the log says so, and nothing leaves
+            self._failed(ctx, base, exc, decision.result)
+            raise
+
+        def check() -> tuple[Released, LedgerWrite]:
             # -- release ledger (DESIGN §9 items 3, 6; gateway/server/_release_ledger.py) --
-            released, ledger = ledger_release(
+            return ledger_release(
                 self._s.store,
                 spec,
                 raw,
@@ -145,39 +155,11 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 k=k,
                 dominance=dominance,
             )
-        except Exception as exc:  # allowed, then failed: the log says so, and nothing leaves
-            # a query the ledger cannot check in time is refused in plain words: a deny, not an
-            # error; a bug's own text could hold anything, so the entry gets a fixed reason
-            self._s.recorder.record(
-                ctx,
-                base,
-                outcome="deny" if isinstance(exc, LedgerTooBroad) else "error",
-                reasons=(exc.message if isinstance(exc, GatewayError) else "internal error while answering",),
-                result=decision.result,
-            )
-            raise
-        try:
-            self._s.recorder.record(
-                ctx,
-                base,
-                outcome="allow",
-                reasons=decision.reasons,
-                result=decision.result,
-                cells_released=released.cells_released,
-                cells_withheld=released.cells_withheld,
-                # both budgets, when both are set, re-checked under the audit lock
-                quota=tuple(q for q in (quota, None if privacy is None else privacy.quota) if q is not None),
-                ledger=ledger,
-            )
-        except BudgetSpent as spent:  # a racing query took the last unit: nothing leaves
-            if privacy is not None and spent.quota is privacy.quota:  # the last of the privacy budget
-                self._deny_privacy(ctx, base, privacy, decision.result)
-            self._deny_spent(ctx, base, policy, spent)
-        except LedgerMoved as moved:  # a racing release changed what this one was checked against
-            self._s.recorder.record(
-                ctx, base, outcome="error", reasons=(moved.message,), result=decision.result
-            )
-            raise
+
+        quotas = tuple(q for q in (quota, None if privacy is None else privacy.quota) if q is not None)
+        released = self._record_release(
+            ctx, base, decision=decision, policy=policy, quotas=quotas, privacy=privacy, check=check
+        )
         self._count_cells(
             released, withheld_by_reason(spec, raw, grid, suppressed, released, k=k, show_zeros=show_zeros)
         )
@@ -189,6 +171,65 @@ class QueryService(query_pb2_grpc.QueryServicer):
             agreement_id=request.agreement_id,
         )
         return to_proto(spec, released, info)
+
+    def _record_release(
+        self,
+        ctx: RequestContext,
+        base: AuditSubject,
+        *,
+        decision: PolicyDecision,
+        policy: PolicyState,
+        quotas: tuple[Quota, ...],
+        privacy: Privacy | None,
+        check: Callable[[], tuple[Released, LedgerWrite]],
+    ) -> Released:
+        """Check the release against the ledger and write its audit entry (with its ledger rows,
+        both budgets re-checked under the audit lock); what the entry records is what leaves."""
+        for attempt in range(1, LEDGER_ATTEMPTS + 1):
+            try:
+                released, ledger = check()
+            except Exception as exc:
+                self._failed(ctx, base, exc, decision.result)
+                raise
+            try:
+                self._s.recorder.record(
+                    ctx,
+                    base,
+                    outcome="allow",
+                    reasons=decision.reasons,
+                    result=decision.result,
+                    cells_released=released.cells_released,
+                    cells_withheld=released.cells_withheld,
+                    quota=quotas,
+                    ledger=ledger,
+                )
+            except BudgetSpent as spent:  # a racing query took the last unit: nothing leaves
+                if privacy is not None and spent.quota is privacy.quota:  # the last of the privacy budget
+                    self._deny_privacy(ctx, base, privacy, decision.result)
+                self._deny_spent(ctx, base, policy, spent)
+            except LedgerMoved as moved:  # a racing release changed what this one was checked against
+                if attempt < LEDGER_ATTEMPTS:
+                    # checked again against the ledger as it is now: the analyst need not ask again
+                    time.sleep(random.uniform(0, 0.005 * attempt))  # noqa: S311 - spreads retries, no secret
+                    continue
+                self._s.recorder.record(
+                    ctx, base, outcome="error", reasons=(moved.message,), result=decision.result
+                )
+                raise
+            return released
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _failed(self, ctx: RequestContext, base: AuditSubject, exc: Exception, result: Any) -> None:
+        """Record an allowed query that failed before anything left. A query the ledger cannot
+        check in time is refused in plain words (a deny, not an error); a bug's own text could
+        hold anything, so such an entry gets a fixed reason."""
+        self._s.recorder.record(
+            ctx,
+            base,
+            outcome="deny" if isinstance(exc, LedgerTooBroad) else "error",
+            reasons=(exc.message if isinstance(exc, GatewayError) else "internal error while answering",),
+            result=result,
+        )
 
     def _denied(
         self, ctx: RequestContext, base: AuditSubject, decision: PolicyDecision, quota: Quota | None

@@ -78,7 +78,9 @@ def ledger_release(
                 ledger=ledger,
                 dominance=dominance,
             )
-        withhold |= _changed_since_released(store, spec.dataset, _released(predicates, released), ledger, k)
+        withhold |= _changed_since_released(
+            store, spec.dataset, _released(predicates, released), ledger, k, checks=checks
+        )
         if withhold:
             out = disclose(_as_small(spec, raw, grid, frozenset(withhold)))
     cells = tuple(
@@ -115,17 +117,37 @@ def _dominated_differences(
 
 
 def _changed_since_released(
-    store: Store, dataset: str, new: list[CellPredicate | None], ledger: tuple[LedgerCell, ...], k: int
+    store: Store,
+    dataset: str,
+    new: list[CellPredicate | None],
+    ledger: tuple[LedgerCell, ...],
+    k: int,
+    *,
+    checks: tuple[Check, ...] = (),
 ) -> set[int]:
     """Cells described exactly as a released one (the same people by description) whose data
     changed since: the two answers would differ by the records stored in between. Withheld when
-    those records belong to 1..k-1 people (none at all: the answer is the one released before)."""
+    those records belong to 1..k-1 people (none at all: the answer is the one released before).
+
+    The same holds for every released cell a check of this release derives a difference from:
+    the checks count today's data, but the analyst subtracts the figures as released then, so a
+    new union of old cells ({D01, D02} after D01 and D02) minus them would be the newcomers of
+    those cells. The new cells of such a check are withheld when an old cell's newcomers number
+    1..k-1 (each old cell's change is then 0 or at least k people, and so is their sum)."""
     last = {cell.predicate: cell.released_at for cell in ledger}
-    repeats = [(n, p, last[p]) for n, p in enumerate(new) if p is not None and p in last]
-    if not repeats:
+    asked: dict[tuple[CellPredicate, str], set[int]] = {}
+    for number, predicate in enumerate(new):
+        if predicate is not None and predicate in last:
+            asked.setdefault((predicate, last[predicate]), set()).add(number)
+    for check in checks:
+        for predicate in check.derived_from:
+            if predicate in last:
+                asked.setdefault((predicate, last[predicate]), set()).update(check.withhold)
+    if not asked:
         return set()
-    counts = store.ledger_newcomers(dataset, [(p, since) for _, p, since in repeats])
-    return {n for (n, _, _), count in zip(repeats, counts, strict=True) if 0 < count < k}
+    repeats = list(asked)
+    counts = store.ledger_newcomers(dataset, repeats)
+    return {n for repeat, count in zip(repeats, counts, strict=True) if 0 < count < k for n in asked[repeat]}
 
 
 def _released(predicates: tuple[CellPredicate, ...], released: Released) -> list[CellPredicate | None]:

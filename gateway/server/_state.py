@@ -80,7 +80,10 @@ class Shared:
             raise
 
     def swap_policy(self, policy: PolicyState) -> None:
-        """Serve ``policy`` from the next request on (one attribute store: atomic)."""
+        """Serve ``policy`` from the next request on (one attribute store: atomic). The store
+        takes its catalogue first, so that it is never behind the policy: the query's grid and
+        ledger descriptions follow the policy's domains, and its counts the store's."""
+        self.store.adopt_catalogue(policy.catalogue)
         self.policy = policy
         self.metrics.policy_bundle.info({"revision": policy.revision})
 

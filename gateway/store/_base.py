@@ -17,6 +17,7 @@ from gateway.audit._types import AuditDraft, AuditEntry, AuditFilter
 from gateway.query._spec import QuerySpec, RawResult
 
 if TYPE_CHECKING:
+    from gateway.catalogue import Catalogue
     from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell
     from gateway.store._ledger import LedgerWrite
 
@@ -54,6 +55,10 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise StoreError if the database cannot be reached."""
+        ...
+
+    def adopt_catalogue(self, catalogue: Catalogue) -> None:
+        """Use ``catalogue``'s dimension domains from now on (a policy reload; same tables)."""
         ...
 
     def store_batch(self, meta: BatchMeta, records: RecordColumns) -> StoreOutcome:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Connection,
     FromClause,
     Select,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 
 from gateway.disclosure._grid import month_keys
@@ -331,10 +333,10 @@ def _with_links(
 
 def grouped_statement(
     dataset: str, groups: Sequence[PairGroup], tables: Mapping[str, DatasetTable]
-) -> Select[Any]:
+) -> CompoundSelect[Any]:
     """One statement for the one-part checks of ``groups`` (see ``grouped_pairs``): each row is
-    labelled with its container and part, each person per container with the part holding all
-    their records there (-1: none does), and people counted per (container, that part)."""
+    labelled with its container and part, then people counted per container (part -1) and per
+    (container, part)."""
     target = tables.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
@@ -367,33 +369,42 @@ def grouped_statement(
         select(case(*containers).label("c"), case(*parts).label("p"), row.c.subject.label("s"))
         .select_from(row)
         .where(*current_domain(row, target, exclude=everything - common))
-        .subquery("labelled")
+        .cte("labelled")
     )
-    one_part = and_(
-        func.count(labelled.c.p) == func.count(), func.min(labelled.c.p) == func.max(labelled.c.p)
-    )
-    person = (
-        select(labelled.c.c, case((one_part, func.min(labelled.c.p)), else_=_inline(-1)).label("only"))
+    if SQLITE_MATERIALIZED:  # read twice below: computed once
+        labelled = labelled.prefix_with("MATERIALIZED", dialect="sqlite")
+    # |C| and, per part, the people with a record in it: what each check counted alone counts
+    # (a person with records in P and elsewhere in C is not outside P; counting "people with a
+    # record outside P" instead was larger, and let |C| - |P| in 1..k-1 through)
+    in_container = (
+        select(labelled.c.c, _inline(-1).label("p"), func.count(distinct(labelled.c.s)))
         .where(labelled.c.c.is_not(None))
-        .group_by(labelled.c.c, labelled.c.s)
-        .subquery("per_person")
+        .group_by(labelled.c.c)
     )
-    return select(person.c.c, person.c.only, func.count()).group_by(person.c.c, person.c.only)
+    in_part = (
+        select(labelled.c.c, labelled.c.p, func.count(distinct(labelled.c.s)))
+        .where(labelled.c.c.is_not(None), labelled.c.p.is_not(None))
+        .group_by(labelled.c.c, labelled.c.p)
+    )
+    return union_all(in_container, in_part)
 
 
-def count_grouped(conn: Connection, statement: Select[Any], groups: Sequence[PairGroup]) -> dict[int, int]:
-    """Per check number of ``groups``: people of its container with a record outside its part."""
+def count_grouped(
+    conn: Connection, statement: CompoundSelect[Any], groups: Sequence[PairGroup]
+) -> dict[int, int]:
+    """Per check number of ``groups``: people of its container with no record in its part."""
     people: dict[int, int] = {}
-    only: dict[int, int] = {}
+    inside: dict[int, int] = {}
     for c, part, count in conn.execute(statement).all():
-        people[int(c)] = people.get(int(c), 0) + int(count)
-        if int(part) >= 0:
-            only[int(part)] = int(count)
+        if int(part) < 0:
+            people[int(c)] = int(count)
+        else:
+            inside[int(part)] = int(count)
     out: dict[int, int] = {}
     number = 0
     for c, (_, pairs) in enumerate(groups):
         for check, _ in pairs:
-            out[check] = people.get(c, 0) - only.get(number, 0)
+            out[check] = people.get(c, 0) - inside.get(number, 0)
             number += 1
     return out
 

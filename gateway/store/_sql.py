@@ -35,6 +35,7 @@ from gateway.store._checkpoints import checkpoint_head, checkpoint_if_due, prune
 from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
 from gateway.store._ledger import (
+    COLUMNS_PER_STATEMENT,
     LedgerMoved,
     LedgerWrite,
     count_differences,
@@ -146,6 +147,19 @@ class SqlStore:
                 self._add_audit_indexes(conn)
 
         guarded(work, lambda: StoreError("store: schema could not be created"), (SQLAlchemyError,))
+
+    def adopt_catalogue(self, catalogue: Catalogue) -> None:
+        """Hold queries and ledger counts to ``catalogue``'s domains from now on (a policy reload
+        may change domains, never tables: gateway.server._state.check_storable). Kept at the
+        domains the store was opened with, "no filter" counted a value the reload dropped while
+        the grid and the release ledger, which follow the reload, took it as every current value."""
+        datasets = {
+            name: dataclasses.replace(table, dataset=catalogue.datasets[name])
+            if name in catalogue.datasets
+            else table
+            for name, table in self._schema.datasets.items()
+        }
+        self._schema = dataclasses.replace(self._schema, datasets=datasets)  # one store: atomic
 
     def ping(self) -> None:
         self._check_open()
@@ -407,7 +421,13 @@ class SqlStore:
     def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
         """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
         self._check_open()
-        statement = newcomer_statement(dataset, repeats, self._schema)
+        # a statement per 64 cells, as the difference counts (each is a distinct count of its own):
+        # the cells a release's checks derive from are counted too, hundreds for a grid asked again
+        step = COLUMNS_PER_STATEMENT
+        statements = [
+            newcomer_statement(dataset, repeats[i : i + step], self._schema)
+            for i in range(0, len(repeats), step)
+        ]
         batches = self._schema.batches
         earliest = min((since for _, since in repeats), default="")
         involved = sorted({dataset, *(p.link.dataset for p, _ in repeats if p.link is not None)})
@@ -423,8 +443,8 @@ class SqlStore:
             with self._db.snapshot() as conn:
                 if conn.execute(stored_since).first() is None:
                     return [0] * len(repeats)
-                row = conn.execute(statement).one()
-            return [int(value or 0) for value in row]
+                rows = [conn.execute(statement).one() for statement in statements]
+            return [int(value or 0) for row in rows for value in row]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
@@ -436,11 +456,21 @@ class SqlStore:
         self._check_open()
         if not items:
             return []
-        statement = sum_difference_statement(dataset, items, self._schema.datasets, top_n)
+        # two figures and a CASE each: 32 items to a statement, as the counts are 64 to one. In one
+        # statement, the sums of a grid asked again by fewer dimensions (its one-part checks are
+        # grouped for the counts, so hundreds reach here) broke SQLite's expression depth (1000
+        # ORed terms) and PostgreSQL's 1664 result columns, and the query failed
+        step = COLUMNS_PER_STATEMENT // 2
+        chunks = [items[i : i + step] for i in range(0, len(items), step)]
+        statements = [sum_difference_statement(dataset, c, self._schema.datasets, top_n) for c in chunks]
 
         def work() -> list[tuple[float, float]]:
             with self._db.snapshot() as conn:
-                return sum_differences(conn, statement, len(items))
+                return [
+                    figure
+                    for statement, chunk in zip(statements, chunks, strict=True)
+                    for figure in sum_differences(conn, statement, len(chunk))
+                ]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 

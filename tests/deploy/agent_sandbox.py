@@ -59,6 +59,19 @@ class AgentSite:
 LEAKED_EXIT = 97
 FILTER_INEFFECTIVE_EXIT = 98
 
+# Run first under deny_write_execute: the filter must bite, else exit FILTER_INEFFECTIVE_EXIT.
+_FILTER_CHECK = f"""\
+import mmap
+
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+except PermissionError:
+    pass
+else:
+    sys.stderr.write("sandbox: a writable and executable mapping was allowed\\n")
+    sys.exit({FILTER_INEFFECTIVE_EXIT})
+"""
+
 _AGENT_PROGRAM = """\
 import sys
 
@@ -78,17 +91,7 @@ if preloaded:
     sys.exit({leaked})
 sys.meta_path.insert(0, _RefuseServerDependencies())
 
-if {check_filter}:
-    import mmap
-
-    try:
-        mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-    except PermissionError:
-        pass
-    else:
-        sys.stderr.write("sandbox: a writable and executable mapping was allowed\\n")
-        sys.exit({ineffective})
-
+{filter_check}
 from agents.cli import main
 
 code = main(sys.argv[1:])
@@ -155,6 +158,25 @@ os.execv(sys.executable, [sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
 """
 
 
+_GATEWAY_PROGRAM = f"""\
+import sys
+
+{_FILTER_CHECK}
+from gateway.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_gateway_denying_write_execute(
+    args: Sequence[str], *, cwd: Path = REPO, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run `gateway ARGS` under the MemoryDenyWriteExecute filter (see the module doc); its child
+    processes (the demo's agents) inherit the filter."""
+    command = [sys.executable, "-c", _FILTER_PROGRAM.format(), _GATEWAY_PROGRAM, *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def seccomp_filter_supported() -> bool:
     """The filter is written for x86-64 Linux syscall numbers."""
     return sys.platform == "linux" and platform.machine() == "x86_64"
@@ -165,8 +187,7 @@ def agent_program(*, check_filter: bool = False) -> str:
         blocked=BLOCKED,
         leaked=LEAKED_EXIT,
         leaked_exit=LEAKED_EXIT,
-        check_filter=check_filter,
-        ineffective=FILTER_INEFFECTIVE_EXIT,
+        filter_check=_FILTER_CHECK if check_filter else "",
     )
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policies"))
 
 # the harness lives beside the e2e tests; reuse its gateway rather than start another kind
 from agent_sandbox import AgentSite
@@ -17,7 +20,7 @@ from e2e_harness import Running, pki, running
 
 from gateway.demo import generate, write_agent_configs
 
-__all__ = ["agent_site", "pki", "running"]
+__all__ = ["agent_site", "opa_sidecar", "pki", "running"]
 
 
 @pytest.fixture
@@ -32,3 +35,16 @@ def agent_site(running: Running, tmp_path: Path) -> AgentSite:
     config = written.with_name(f"agent-health-{tmp_path.name}.toml")
     config.write_text(text)
     return AgentSite(running, config, state_dir)
+
+
+@pytest.fixture
+def opa_sidecar() -> Iterator[Any]:
+    """An endpoint speaking OPA's REST API and deciding with real OPA's engine
+    (tests/policies/opa_rest_server.py), standing in for the OPA container."""
+    pytest.importorskip(
+        "opa_bindings", reason="real OPA's engine (opa-golib-python-bindings) is not installed"
+    )
+    from opa_rest_server import OpaRestServer
+
+    with OpaRestServer().serve() as server:
+        yield server

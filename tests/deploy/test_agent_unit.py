@@ -3,7 +3,6 @@ a restart can help."""
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import subprocess
@@ -11,7 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_files import SYSUSERS, UNIT, unit_settings
+from deploy_files import (
+    SYSUSERS,
+    UNIT,
+    exposure,
+    systemd_verify,
+    uncommented_settings,
+    unit_settings,
+    with_existing_binary,
+)
 
 from agents.errors import ConfigError, PermanentPushError
 
@@ -23,24 +30,16 @@ needs_systemd_analyze = pytest.mark.skipif(
 
 
 def _unit_with_existing_binary(folder: Path) -> Path:
-    """A copy of the unit whose ExecStart binary exists here (verify checks that it does)."""
+    """A copy of the unit whose ExecStart binary exists here (the agent's, else this Python)."""
     binary = Path(sys.executable).with_name("agent")
-    if not binary.exists():
-        binary = Path(sys.executable)
-    text = re.sub(r"(?m)^ExecStart=\S+", f"ExecStart={binary}", UNIT.read_text(encoding="utf-8"))
-    copy = folder / UNIT.name
-    copy.write_text(text, encoding="utf-8")
-    return copy
+    return with_existing_binary(UNIT, folder, binary if binary.exists() else None)
 
 
 @needs_systemd_analyze
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """`systemd-analyze verify` accepts the unit without a single warning (an unknown or misspelt key
     only warns, so any output fails the test)."""
-    unit = _unit_with_existing_binary(tmp_path)
-    proc = subprocess.run(
-        ["systemd-analyze", "verify", unit.name], cwd=tmp_path, capture_output=True, text=True, check=False
-    )
+    proc = systemd_verify(_unit_with_existing_binary(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout + proc.stderr == ""
 
@@ -48,24 +47,9 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 @needs_systemd_analyze
 def test_unit_exposure_is_low(tmp_path: Path) -> None:
     """`systemd-analyze security` rates the unit's exposure at most EXPOSURE_CEILING (of 10)."""
-    unit = _unit_with_existing_binary(tmp_path)
-    proc = subprocess.run(
-        # --threshold counts in tenths of the printed level
-        [
-            "systemd-analyze",
-            "security",
-            "--offline=true",
-            f"--threshold={round(EXPOSURE_CEILING * 10)}",
-            unit.name,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
-    assert match is not None, proc.stdout + proc.stderr
-    assert float(match[1]) <= EXPOSURE_CEILING
+    level, proc = exposure(_unit_with_existing_binary(tmp_path), EXPOSURE_CEILING)
+    assert level is not None, proc.stdout + proc.stderr
+    assert level <= EXPOSURE_CEILING
     assert proc.returncode == 0, proc.stderr
 
 
@@ -86,16 +70,7 @@ def test_unit_does_not_restart_on_config_errors_or_permanent_refusals() -> None:
 
 def test_every_hardening_line_says_why() -> None:
     """Each setting of the [Service] section is preceded by a comment (directly or in its group)."""
-    lines = UNIT.read_text(encoding="utf-8").splitlines()
-    start = lines.index("[Service]")
-    end = lines.index("[Install]")
-    uncommented = []
-    for i in range(start + 1, end):
-        if lines[i] and not lines[i].startswith("#"):
-            above = next((lines[j] for j in range(i - 1, start, -1) if not re.match(r"^\w+=", lines[j])), "")
-            if not above.startswith("#"):
-                uncommented.append(lines[i])
-    assert uncommented == []
+    assert uncommented_settings(UNIT) == []
 
 
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")

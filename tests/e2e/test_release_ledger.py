@@ -4,9 +4,13 @@ withholds the cell that would complete it, while honest queries that isolate nob
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
 import grpc
 import pytest
-from e2e_harness import Row, Running, day, ed_rows, seal, subjects_query
+from e2e_harness import Row, Running, day, ed_rows, seal, serve_with_terms, subjects_query
 
 from agents._pb import audit_pb2, query_pb2
 
@@ -437,3 +441,105 @@ def test_a_grid_by_district_and_month_then_by_district_alone_answers(running: Ru
     answer = stub.Aggregate(second)
     assert len(answer.cells) == 20
     assert not any(c.values[0].withheld for c in answer.cells)
+
+
+def test_racing_questions_under_one_agreement_are_all_answered(running: Running) -> None:
+    """Eight analysts' questions at once, each adding cells to the agreement's ledger: a release
+    checked against a ledger another one grew meanwhile is checked again inside the gateway, so
+    every question is answered, none sent back with UNAVAILABLE, and each has its audit entry."""
+    _push(running, *(ed_rows(d, 15) for d in ALL[:8]))
+    stub = running.query("health-analyst")
+
+    def ask(district: str) -> bool:
+        result = stub.Aggregate(subjects_query(filters=_districts([district])))
+        return result.total.values[0].withheld
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        withheld = list(pool.map(ask, ALL[:8]))
+    assert withheld == [False] * 8
+    entries = running.audit("auditor").ListDecisions(audit_pb2.ListDecisionsRequest(outcome="allow"))
+    assert sum(1 for e in entries if e.action == "query") == 8
+
+
+def test_a_district_asked_again_over_two_months_cannot_give_its_first_timers(running: Running) -> None:
+    """Cells by district and month (January, February), then by district over both months: in
+    D01 five of its thirty people came only in February, so the D01 cell minus the released D01
+    January cell would be those five. The D01 cell is withheld; the other districts, whose
+    differences hold twelve people each, are answered but for the one secondary suppression
+    withholds beside D01 (else the total would give D01 back)."""
+    for d in ALL:
+        if d == "D01":
+            _push(running, ed_rows(d, 25, month="2025-01"), ed_rows(d, 30, month="2025-02"))
+        else:
+            _push(running, ed_rows(d, 12, month="2025-01", prefix="j"), ed_rows(d, 12, month="2025-02"))
+    stub = running.query("health-analyst")
+    two = _months("2025-01", "2025-02")
+    first = subjects_query(group_by=["district", "month"])
+    first.months.CopyFrom(two)
+    grid = {tuple(c.key): c.values[0] for c in stub.Aggregate(first).cells}
+    assert (grid[("D01", "2025-01")].withheld, grid[("D01", "2025-01")].value) == (False, 25)
+    second = subjects_query(group_by=["district"])
+    second.months.CopyFrom(two)
+    cells = {tuple(c.key): c.values[0] for c in stub.Aggregate(second).cells}
+    assert cells[("D01",)].withheld  # 30 - 25 would be the five first-timers
+    assert sum(cells[(d,)].withheld for d in ALL[1:]) == 1
+
+
+def test_newcomers_cannot_be_had_from_a_new_union_of_cells_released_before_they_came(
+    running: Running,
+) -> None:
+    """Cells by district released, then five more people stored in D01, then {D01, D02} asked
+    for the first time: every difference counted on today's data holds twenty people or more,
+    but the new total minus the two cells as released before would be the five newcomers. The
+    new total is withheld, as asking D01 itself again would be."""
+    _push(running, *(ed_rows(d, 30 if d == "D01" else 20) for d in ALL))
+    stub = running.query("health-analyst")
+    cells = {tuple(c.key): c.values[0] for c in stub.Aggregate(subjects_query(group_by=["district"])).cells}
+    assert [(cells[(d,)].withheld, cells[(d,)].value) for d in ("D01", "D02")] == [(False, 30), (False, 20)]
+    _push(running, ed_rows("D01", 5, prefix="late"))
+    assert _total(running, filters=_districts(["D01", "D02"])) == (True, 0)  # not 55 = 30 + 20 + 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_district_dropped_by_a_reload_cannot_be_isolated_by_listing_every_current_value(
+    backend: str, pki: Any, tmp_path: Path
+) -> None:
+    """D20 holds three people; a policy reload drops D20 from the district domain. "No filter" and
+    "every current district" are then one ledger cell, so they must count the same people, and a
+    grid by district must still answer."""
+    for running in serve_with_terms(backend, pki, tmp_path, ""):
+        _push(running, *(ed_rows(d, 20) for d in ALL[:-1]), ed_rows("D20", 3))
+        catalogue = tmp_path / "bundle" / "catalogue" / "data.yaml"
+        catalogue.write_text(catalogue.read_text().replace(", D19, D20]", ", D19]"))
+        assert running.gateway.reload_policy().status == "reloaded"
+        first = _total(running)
+        assert first == _total(running, filters=_districts(ALL[:-1]))
+        result = running.query("health-analyst").Aggregate(subjects_query(group_by=["district"]))
+        assert len(result.cells) == 19
+
+
+def test_a_long_grid_of_sums_asked_again_by_district_answers(running: Running) -> None:
+    """Sums by district and month over five years (1,200 cells), then by district alone: each
+    district's cell holds sixty released ones, every difference holds many people and no one
+    dominates, so the second grid is answered (its sixty-odd hundred checks are all one-part
+    checks of disjoint parts, answered together), not failed on a statement too wide to run."""
+    months = [f"{y}-{m:02d}" for y in range(2020, 2025) for m in range(1, 13)]
+    rows = [
+        Row(r.person, r.event_day, r.dims, {STAY: 4.0})
+        for d in ALL
+        for month in months
+        for r in ed_rows(d, 10, month=month, prefix=f"{month}-")
+    ]
+    _push(running, rows)
+    stub = running.query("health-analyst")
+
+    def grid(*group_by: str) -> query_pb2.AggregateRequest:
+        request = subjects_query(group_by=list(group_by))
+        request.measures.append(query_pb2.MeasureSpec(kind=query_pb2.MEASURE_KIND_SUM, field=STAY))
+        request.months.CopyFrom(_months(months[0], months[-1]))
+        return request
+
+    first = stub.Aggregate(grid("district", "month"))
+    assert len(first.cells) == 1200 and not any(v.withheld for c in first.cells for v in c.values)
+    second = stub.Aggregate(grid("district"))
+    assert len(second.cells) == 20 and not any(v.withheld for c in second.cells for v in c.values)
