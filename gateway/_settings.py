@@ -69,6 +69,7 @@ _SECTIONS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "observability": frozenset(
             {"metrics_port", "metrics_address", "log_level", "log_format", "health_interval_ms"}
         ),
+        "audit": frozenset({"checkpoint_every", "checkpoint_seconds"}),
     }
 )
 
@@ -129,6 +130,15 @@ class ObservabilitySettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """When the audit log gets a checkpoint signed with keys.audit_signing: every this many
+    entries, and every this many seconds for a newest entry no checkpoint covers (0: off)."""
+
+    checkpoint_every: int = 1000
+    checkpoint_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     source: Path
     listen: str
@@ -140,6 +150,7 @@ class GatewaySettings:
     policy: PolicySettings
     agencies: Mapping[str, AgencySettings]
     observability: ObservabilitySettings
+    audit: AuditSettings = AuditSettings()
     # host:port of a plaintext listener serving the gRPC health service and nothing else, for
     # probes that cannot present a client certificate (Kubernetes' `grpc:` probe); None: off
     health_listen: str | None = None
@@ -415,6 +426,10 @@ class _Reader:
             policy=policy,
             agencies=self.agencies(),
             observability=observability,
+            audit=AuditSettings(
+                checkpoint_every=self.integer("audit", "checkpoint_every", 1000, 0, 10_000_000),
+                checkpoint_seconds=self.integer("audit", "checkpoint_seconds", 300, 0, 31_536_000),
+            ),
             health_listen=health_listen,
         )
 

@@ -87,6 +87,9 @@ class Decision(_message.Message):
     RESULT_JSON_FIELD_NUMBER: _builtins.int
     PREV_HASH_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    ERASED_FIELD_NUMBER: _builtins.int
+    MASKED_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     decision_id: _builtins.str
     timestamp: _builtins.str
@@ -109,8 +112,17 @@ class Decision(_message.Message):
     """the policy result"""
     prev_hash: _builtins.str
     hash: _builtins.str
+    schema_version: _builtins.int
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def erased(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """JSON pointers the log mask removed before storing"""
+
+    @_builtins.property
+    def masked(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """JSON pointers the log mask replaced"""
+
     def __init__(
         self,
         *,
@@ -134,10 +146,13 @@ class Decision(_message.Message):
         result_json: _builtins.str = ...,
         prev_hash: _builtins.str = ...,
         hash: _builtins.str = ...,
+        schema_version: _builtins.int = ...,
+        erased: _abc.Iterable[_builtins.str] | None = ...,
+        masked: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "agency", b"agency", "agreement_id", b"agreement_id", "cells_released", b"cells_released", "cells_withheld", b"cells_withheld", "decision_id", b"decision_id", "hash", b"hash", "input_json", b"input_json", "latency_ms", b"latency_ms", "outcome", b"outcome", "path", b"path", "policy_revision", b"policy_revision", "prev_hash", b"prev_hash", "principal", b"principal", "purpose", b"purpose", "query_fingerprint", b"query_fingerprint", "reasons", b"reasons", "result_json", b"result_json", "seq", b"seq", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "agency", b"agency", "agreement_id", b"agreement_id", "cells_released", b"cells_released", "cells_withheld", b"cells_withheld", "decision_id", b"decision_id", "erased", b"erased", "hash", b"hash", "input_json", b"input_json", "latency_ms", b"latency_ms", "masked", b"masked", "outcome", b"outcome", "path", b"path", "policy_revision", b"policy_revision", "prev_hash", b"prev_hash", "principal", b"principal", "purpose", b"purpose", "query_fingerprint", b"query_fingerprint", "reasons", b"reasons", "result_json", b"result_json", "schema_version", b"schema_version", "seq", b"seq", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -147,12 +162,23 @@ Global___Decision: _TypeAlias = Decision  # noqa: Y015
 class VerifyLogRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    FROM_ANCHOR_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    from_anchor: _builtins.bool
+    """start after the newest prune anchor"""
+    @_builtins.property
+    def checkpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Checkpoint]:
+        """the auditor's own copies, checked beside the stored ones"""
+
     def __init__(
         self,
+        *,
+        from_anchor: _builtins.bool = ...,
+        checkpoints: _abc.Iterable[Global___Checkpoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints", b"checkpoints", "from_anchor", b"from_anchor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -167,6 +193,11 @@ class VerifyReport(_message.Message):
     FIRST_BAD_SEQ_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
     HEAD_HASH_FIELD_NUMBER: _builtins.int
+    FIRST_BAD_DECISION_ID_FIELD_NUMBER: _builtins.int
+    EDITED_COLUMNS_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_CHECKED_FIELD_NUMBER: _builtins.int
+    ANCHOR_SEQ_FIELD_NUMBER: _builtins.int
+    HEAD_SEQ_FIELD_NUMBER: _builtins.int
     ok: _builtins.bool
     entries_checked: _builtins.int
     first_bad_seq: _builtins.int
@@ -174,6 +205,15 @@ class VerifyReport(_message.Message):
     problem: _builtins.str
     """what is wrong with the first bad entry"""
     head_hash: _builtins.str
+    first_bad_decision_id: _builtins.str
+    checkpoints_checked: _builtins.int
+    anchor_seq: _builtins.int
+    """verified from this anchor (0: from the genesis)"""
+    head_seq: _builtins.int
+    @_builtins.property
+    def edited_columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """for an edited entry: the columns that changed"""
+
     def __init__(
         self,
         *,
@@ -182,10 +222,15 @@ class VerifyReport(_message.Message):
         first_bad_seq: _builtins.int = ...,
         problem: _builtins.str = ...,
         head_hash: _builtins.str = ...,
+        first_bad_decision_id: _builtins.str = ...,
+        edited_columns: _abc.Iterable[_builtins.str] | None = ...,
+        checkpoints_checked: _builtins.int = ...,
+        anchor_seq: _builtins.int = ...,
+        head_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries_checked", b"entries_checked", "first_bad_seq", b"first_bad_seq", "head_hash", b"head_hash", "ok", b"ok", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchor_seq", b"anchor_seq", "checkpoints_checked", b"checkpoints_checked", "edited_columns", b"edited_columns", "entries_checked", b"entries_checked", "first_bad_decision_id", b"first_bad_decision_id", "first_bad_seq", b"first_bad_seq", "head_hash", b"head_hash", "head_seq", b"head_seq", "ok", b"ok", "problem", b"problem"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -193,6 +238,28 @@ Global___VerifyReport: _TypeAlias = VerifyReport  # noqa: Y015
 
 @_typing.final
 class ExportLogRequest(_message.Message):
+    """The filters of ListDecisions apply (limit included)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def filter(self) -> Global___ListDecisionsRequest: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___ListDecisionsRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportLogRequest: _TypeAlias = ExportLogRequest  # noqa: Y015
+
+@_typing.final
+class GetHeadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -204,7 +271,87 @@ class ExportLogRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ExportLogRequest: _TypeAlias = ExportLogRequest  # noqa: Y015
+Global___GetHeadRequest: _TypeAlias = GetHeadRequest  # noqa: Y015
+
+@_typing.final
+class ListCheckpointsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCheckpointsRequest: _TypeAlias = ListCheckpointsRequest  # noqa: Y015
+
+@_typing.final
+class Checkpoint(_message.Message):
+    """A signed statement that entry `seq` had hash `head_hash` (gateway/audit/_checkpoint.py)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    head_hash: _builtins.str
+    timestamp: _builtins.str
+    key_id: _builtins.str
+    kind: _builtins.str
+    """"periodic", "anchor" (left by a prune) or "head" (signed on request)"""
+    signature: _builtins.str
+    """base64 Ed25519 over the canonical statement"""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        head_hash: _builtins.str = ...,
+        timestamp: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head_hash", b"head_hash", "key_id", b"key_id", "kind", b"kind", "seq", b"seq", "signature", b"signature", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Checkpoint: _TypeAlias = Checkpoint  # noqa: Y015
+
+@_typing.final
+class CheckpointList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_PEM_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    public_key_pem: _builtins.str
+    """the gateway's audit public key"""
+    key_id: _builtins.str
+    @_builtins.property
+    def checkpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Checkpoint]: ...
+    def __init__(
+        self,
+        *,
+        checkpoints: _abc.Iterable[Global___Checkpoint] | None = ...,
+        public_key_pem: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints", b"checkpoints", "key_id", b"key_id", "public_key_pem", b"public_key_pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckpointList: _TypeAlias = CheckpointList  # noqa: Y015
 
 @_typing.final
 class ExportChunk(_message.Message):

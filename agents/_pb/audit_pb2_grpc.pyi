@@ -36,6 +36,10 @@ class AuditStub:
     ListDecisions: _grpc.UnaryStreamMultiCallable[_audit_pb2.ListDecisionsRequest, _audit_pb2.Decision]
     VerifyLog: _grpc.UnaryUnaryMultiCallable[_audit_pb2.VerifyLogRequest, _audit_pb2.VerifyReport]
     ExportLog: _grpc.UnaryStreamMultiCallable[_audit_pb2.ExportLogRequest, _audit_pb2.ExportChunk]
+    GetHead: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetHeadRequest, _audit_pb2.Checkpoint]
+    """The newest entry, signed now with the gateway's audit key: keep it off-site."""
+    ListCheckpoints: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ListCheckpointsRequest, _audit_pb2.CheckpointList]
+    """Every signed checkpoint and prune anchor, and the public key that verifies them."""
 
 @_typing.type_check_only
 class AuditAsyncStub(AuditStub):
@@ -45,6 +49,10 @@ class AuditAsyncStub(AuditStub):
     ListDecisions: _aio.UnaryStreamMultiCallable[_audit_pb2.ListDecisionsRequest, _audit_pb2.Decision]  # type: ignore[assignment]
     VerifyLog: _aio.UnaryUnaryMultiCallable[_audit_pb2.VerifyLogRequest, _audit_pb2.VerifyReport]  # type: ignore[assignment]
     ExportLog: _aio.UnaryStreamMultiCallable[_audit_pb2.ExportLogRequest, _audit_pb2.ExportChunk]  # type: ignore[assignment]
+    GetHead: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetHeadRequest, _audit_pb2.Checkpoint]  # type: ignore[assignment]
+    """The newest entry, signed now with the gateway's audit key: keep it off-site."""
+    ListCheckpoints: _aio.UnaryUnaryMultiCallable[_audit_pb2.ListCheckpointsRequest, _audit_pb2.CheckpointList]  # type: ignore[assignment]
+    """Every signed checkpoint and prune anchor, and the public key that verifies them."""
 
 class AuditServicer(metaclass=_abc_1.ABCMeta):
     """Auditors review the hash-chained policy access log."""
@@ -69,5 +77,21 @@ class AuditServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.ExportLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_audit_pb2.ExportChunk], _abc.AsyncIterator[_audit_pb2.ExportChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def GetHead(
+        self,
+        request: _audit_pb2.GetHeadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.Checkpoint, _abc.Awaitable[_audit_pb2.Checkpoint]]:
+        """The newest entry, signed now with the gateway's audit key: keep it off-site."""
+
+    @_abc_1.abstractmethod
+    def ListCheckpoints(
+        self,
+        request: _audit_pb2.ListCheckpointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.CheckpointList, _abc.Awaitable[_audit_pb2.CheckpointList]]:
+        """Every signed checkpoint and prune anchor, and the public key that verifies them."""
 
 def add_AuditServicer_to_server(servicer: AuditServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

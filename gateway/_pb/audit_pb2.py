@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61tashare/v1/audit.proto\x12\x0c\x64\x61tashare.v1\"\xa2\x01\n\x14ListDecisionsRequest\x12\r\n\x05since\x18\x01 \x01(\t\x12\r\n\x05until\x18\x02 \x01(\t\x12\x11\n\tprincipal\x18\x03 \x01(\t\x12\x0e\n\x06\x61gency\x18\x04 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x07 \x01(\t\x12\r\n\x05limit\x18\x08 \x01(\r\"\x8b\x03\n\x08\x44\x65\x63ision\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x11\n\ttimestamp\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x11\n\tprincipal\x18\x05 \x01(\t\x12\x0e\n\x06\x61gency\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x07 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x0f\n\x07outcome\x18\n \x01(\t\x12\x0f\n\x07reasons\x18\x0b \x03(\t\x12\x17\n\x0fpolicy_revision\x18\x0c \x01(\t\x12\x19\n\x11query_fingerprint\x18\r \x01(\t\x12\x16\n\x0e\x63\x65lls_released\x18\x0e \x01(\r\x12\x16\n\x0e\x63\x65lls_withheld\x18\x0f \x01(\r\x12\x12\n\nlatency_ms\x18\x10 \x01(\x01\x12\x12\n\ninput_json\x18\x11 \x01(\t\x12\x13\n\x0bresult_json\x18\x12 \x01(\t\x12\x11\n\tprev_hash\x18\x13 \x01(\t\x12\x0c\n\x04hash\x18\x14 \x01(\t\"\x12\n\x10VerifyLogRequest\"n\n\x0cVerifyReport\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0f\x65ntries_checked\x18\x02 \x01(\x04\x12\x15\n\rfirst_bad_seq\x18\x03 \x01(\x04\x12\x0f\n\x07problem\x18\x04 \x01(\t\x12\x11\n\thead_hash\x18\x05 \x01(\t\"\x12\n\x10\x45xportLogRequest\" \n\x0b\x45xportChunk\x12\x11\n\tjson_line\x18\x01 \x01(\t2\xe9\x01\n\x05\x41udit\x12M\n\rListDecisions\x12\".datashare.v1.ListDecisionsRequest\x1a\x16.datashare.v1.Decision0\x01\x12G\n\tVerifyLog\x12\x1e.datashare.v1.VerifyLogRequest\x1a\x1a.datashare.v1.VerifyReport\x12H\n\tExportLog\x12\x1e.datashare.v1.ExportLogRequest\x1a\x19.datashare.v1.ExportChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x61tashare/v1/audit.proto\x12\x0c\x64\x61tashare.v1\"\xa2\x01\n\x14ListDecisionsRequest\x12\r\n\x05since\x18\x01 \x01(\t\x12\r\n\x05until\x18\x02 \x01(\t\x12\x11\n\tprincipal\x18\x03 \x01(\t\x12\x0e\n\x06\x61gency\x18\x04 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x07 \x01(\t\x12\r\n\x05limit\x18\x08 \x01(\r\"\xc3\x03\n\x08\x44\x65\x63ision\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x11\n\ttimestamp\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x11\n\tprincipal\x18\x05 \x01(\t\x12\x0e\n\x06\x61gency\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x07 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x0f\n\x07outcome\x18\n \x01(\t\x12\x0f\n\x07reasons\x18\x0b \x03(\t\x12\x17\n\x0fpolicy_revision\x18\x0c \x01(\t\x12\x19\n\x11query_fingerprint\x18\r \x01(\t\x12\x16\n\x0e\x63\x65lls_released\x18\x0e \x01(\r\x12\x16\n\x0e\x63\x65lls_withheld\x18\x0f \x01(\r\x12\x12\n\nlatency_ms\x18\x10 \x01(\x01\x12\x12\n\ninput_json\x18\x11 \x01(\t\x12\x13\n\x0bresult_json\x18\x12 \x01(\t\x12\x11\n\tprev_hash\x18\x13 \x01(\t\x12\x0c\n\x04hash\x18\x14 \x01(\t\x12\x16\n\x0eschema_version\x18\x15 \x01(\r\x12\x0e\n\x06\x65rased\x18\x16 \x03(\t\x12\x0e\n\x06masked\x18\x17 \x03(\t\"V\n\x10VerifyLogRequest\x12\x13\n\x0b\x66rom_anchor\x18\x01 \x01(\x08\x12-\n\x0b\x63heckpoints\x18\x02 \x03(\x0b\x32\x18.datashare.v1.Checkpoint\"\xe8\x01\n\x0cVerifyReport\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0f\x65ntries_checked\x18\x02 \x01(\x04\x12\x15\n\rfirst_bad_seq\x18\x03 \x01(\x04\x12\x0f\n\x07problem\x18\x04 \x01(\t\x12\x11\n\thead_hash\x18\x05 \x01(\t\x12\x1d\n\x15\x66irst_bad_decision_id\x18\x06 \x01(\t\x12\x16\n\x0e\x65\x64ited_columns\x18\x07 \x03(\t\x12\x1b\n\x13\x63heckpoints_checked\x18\x08 \x01(\x04\x12\x12\n\nanchor_seq\x18\t \x01(\x04\x12\x10\n\x08head_seq\x18\n \x01(\x04\"F\n\x10\x45xportLogRequest\x12\x32\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\".datashare.v1.ListDecisionsRequest\"\x10\n\x0eGetHeadRequest\"\x18\n\x16ListCheckpointsRequest\"p\n\nCheckpoint\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\thead_hash\x18\x02 \x01(\t\x12\x11\n\ttimestamp\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\t\"g\n\x0e\x43heckpointList\x12-\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x18.datashare.v1.Checkpoint\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\" \n\x0b\x45xportChunk\x12\x11\n\tjson_line\x18\x01 \x01(\t2\x83\x03\n\x05\x41udit\x12M\n\rListDecisions\x12\".datashare.v1.ListDecisionsRequest\x1a\x16.datashare.v1.Decision0\x01\x12G\n\tVerifyLog\x12\x1e.datashare.v1.VerifyLogRequest\x1a\x1a.datashare.v1.VerifyReport\x12H\n\tExportLog\x12\x1e.datashare.v1.ExportLogRequest\x1a\x19.datashare.v1.ExportChunk0\x01\x12\x41\n\x07GetHead\x12\x1c.datashare.v1.GetHeadRequest\x1a\x18.datashare.v1.Checkpoint\x12U\n\x0fListCheckpoints\x12$.datashare.v1.ListCheckpointsRequest\x1a\x1c.datashare.v1.CheckpointListb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTDECISIONSREQUEST']._serialized_start=43
   _globals['_LISTDECISIONSREQUEST']._serialized_end=205
   _globals['_DECISION']._serialized_start=208
-  _globals['_DECISION']._serialized_end=603
-  _globals['_VERIFYLOGREQUEST']._serialized_start=605
-  _globals['_VERIFYLOGREQUEST']._serialized_end=623
-  _globals['_VERIFYREPORT']._serialized_start=625
-  _globals['_VERIFYREPORT']._serialized_end=735
-  _globals['_EXPORTLOGREQUEST']._serialized_start=737
-  _globals['_EXPORTLOGREQUEST']._serialized_end=755
-  _globals['_EXPORTCHUNK']._serialized_start=757
-  _globals['_EXPORTCHUNK']._serialized_end=789
-  _globals['_AUDIT']._serialized_start=792
-  _globals['_AUDIT']._serialized_end=1025
+  _globals['_DECISION']._serialized_end=659
+  _globals['_VERIFYLOGREQUEST']._serialized_start=661
+  _globals['_VERIFYLOGREQUEST']._serialized_end=747
+  _globals['_VERIFYREPORT']._serialized_start=750
+  _globals['_VERIFYREPORT']._serialized_end=982
+  _globals['_EXPORTLOGREQUEST']._serialized_start=984
+  _globals['_EXPORTLOGREQUEST']._serialized_end=1054
+  _globals['_GETHEADREQUEST']._serialized_start=1056
+  _globals['_GETHEADREQUEST']._serialized_end=1072
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=1074
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=1098
+  _globals['_CHECKPOINT']._serialized_start=1100
+  _globals['_CHECKPOINT']._serialized_end=1212
+  _globals['_CHECKPOINTLIST']._serialized_start=1214
+  _globals['_CHECKPOINTLIST']._serialized_end=1317
+  _globals['_EXPORTCHUNK']._serialized_start=1319
+  _globals['_EXPORTCHUNK']._serialized_end=1351
+  _globals['_AUDIT']._serialized_start=1354
+  _globals['_AUDIT']._serialized_end=1741
 # @@protoc_insertion_point(module_scope)

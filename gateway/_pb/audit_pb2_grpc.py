@@ -50,6 +50,16 @@ class AuditStub:
                 request_serializer=datashare_dot_v1_dot_audit__pb2.ExportLogRequest.SerializeToString,
                 response_deserializer=datashare_dot_v1_dot_audit__pb2.ExportChunk.FromString,
                 _registered_method=True)
+        self.GetHead = channel.unary_unary(
+                '/datashare.v1.Audit/GetHead',
+                request_serializer=datashare_dot_v1_dot_audit__pb2.GetHeadRequest.SerializeToString,
+                response_deserializer=datashare_dot_v1_dot_audit__pb2.Checkpoint.FromString,
+                _registered_method=True)
+        self.ListCheckpoints = channel.unary_unary(
+                '/datashare.v1.Audit/ListCheckpoints',
+                request_serializer=datashare_dot_v1_dot_audit__pb2.ListCheckpointsRequest.SerializeToString,
+                response_deserializer=datashare_dot_v1_dot_audit__pb2.CheckpointList.FromString,
+                _registered_method=True)
 
 
 class AuditServicer:
@@ -74,6 +84,20 @@ class AuditServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHead(self, request, context):
+        """The newest entry, signed now with the gateway's audit key: keep it off-site.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCheckpoints(self, request, context):
+        """Every signed checkpoint and prune anchor, and the public key that verifies them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +115,16 @@ def add_AuditServicer_to_server(servicer, server):
                     servicer.ExportLog,
                     request_deserializer=datashare_dot_v1_dot_audit__pb2.ExportLogRequest.FromString,
                     response_serializer=datashare_dot_v1_dot_audit__pb2.ExportChunk.SerializeToString,
+            ),
+            'GetHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHead,
+                    request_deserializer=datashare_dot_v1_dot_audit__pb2.GetHeadRequest.FromString,
+                    response_serializer=datashare_dot_v1_dot_audit__pb2.Checkpoint.SerializeToString,
+            ),
+            'ListCheckpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCheckpoints,
+                    request_deserializer=datashare_dot_v1_dot_audit__pb2.ListCheckpointsRequest.FromString,
+                    response_serializer=datashare_dot_v1_dot_audit__pb2.CheckpointList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +209,60 @@ class Audit:
             '/datashare.v1.Audit/ExportLog',
             datashare_dot_v1_dot_audit__pb2.ExportLogRequest.SerializeToString,
             datashare_dot_v1_dot_audit__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/datashare.v1.Audit/GetHead',
+            datashare_dot_v1_dot_audit__pb2.GetHeadRequest.SerializeToString,
+            datashare_dot_v1_dot_audit__pb2.Checkpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCheckpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/datashare.v1.Audit/ListCheckpoints',
+            datashare_dot_v1_dot_audit__pb2.ListCheckpointsRequest.SerializeToString,
+            datashare_dot_v1_dot_audit__pb2.CheckpointList.FromString,
             options,
             channel_credentials,
             insecure,

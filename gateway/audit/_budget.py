@@ -103,3 +103,21 @@ def query_budgets(agreements: Any) -> dict[str, QueryBudget]:
         if type(queries) is int and queries >= 1 and period in PERIODS:
             budgets[str(agreement_id)] = QueryBudget(queries, cast(Period, period))
     return budgets
+
+
+NOTHING_COUNTED = "9999-12-31T23:59:59.999999Z"
+
+
+def counted_since(agreements: Any, now: dt.datetime) -> str:
+    """The start of the earliest open budget period of any agreement (``query_budget`` or
+    ``noise``): audit entries from then on still count toward a budget, so a prune keeps them.
+    ``NOTHING_COUNTED`` when no agreement has a budget."""
+    periods: set[Period] = {b.period for b in query_budgets(agreements).values()}
+    if isinstance(agreements, Mapping):
+        for agreement in agreements.values():
+            noise = agreement.get("noise") if isinstance(agreement, Mapping) else None
+            period = noise.get("period") if isinstance(noise, Mapping) else None
+            if period in PERIODS:
+                periods.add(cast(Period, period))
+    starts = [budget_period(p, now).start for p in periods]
+    return stamp(min(starts)) if starts else NOTHING_COUNTED

@@ -14,9 +14,15 @@ a double precision column even where a server prints floats with 15 digits only
 ``input`` and ``result`` are stored as canonical JSON text; a stored field that does not read
 back in canonical form is loaded as ``NonCanonical`` and can never hash like the original.
 
-Signed checkpoints (a later issue) plug in through ``verify_chain``'s ``anchor`` (verify a tail
-of the log from a checkpointed entry) and ``checkpoint`` (a hook that checks each entry against
-the signed checkpoints and says what is wrong, if anything).
+Versions (``schema_version``): an entry hashes exactly the fields of its version, so entries
+written before a field existed still verify. Version 2 adds the mask's ``erased``/``masked``
+pointers and ``digests``: a short SHA-256 of each field's canonical value, covered by the hash
+like any field. They add no protection (the hash already covers every field); they let verify
+say WHICH column of an edited entry changed, where the hash alone says only "something did".
+
+Signed checkpoints plug in through ``verify_chain``'s ``anchor`` (verify a tail of the log from
+a checkpointed entry) and ``checkpoint`` (a hook that checks each entry against the signed
+checkpoints and says what is wrong, if anything); gateway.audit._verify drives both.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ CheckpointCheck = Callable[[AuditEntry], "str | None"]
 """Given a chained entry, the problem with it in words (e.g. "signature does not verify"), or None."""
 
 _DRAFT_FIELDS = tuple(f.name for f in fields(AuditDraft))
+_V2_FIELDS = ("schema_version", "erased", "masked", "digests")
+# the fields a digest is kept for: every field of the draft but the digests themselves
+DIGESTED_FIELDS = tuple(name for name in _DRAFT_FIELDS if name != "digests")
+_DIGEST_HEX = 16  # 64 bits: enough to tell an edit, short enough to store per field
+_UNREADABLE = "-"
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,8 @@ class NonCanonical:
 
 def entry_fields(draft: AuditDraft, seq: int, prev_hash: str) -> dict[str, Any]:
     """Every field an entry's hash covers: the draft's fields plus ``seq`` and ``prev_hash``."""
-    values = {name: getattr(draft, name) for name in _DRAFT_FIELDS}
+    names = _DRAFT_FIELDS if draft.schema_version != 1 else [n for n in _DRAFT_FIELDS if n not in _V2_FIELDS]
+    values = {name: getattr(draft, name) for name in names}
     values["seq"] = seq
     values["prev_hash"] = prev_hash
     return values
@@ -67,6 +79,31 @@ def canonical_bytes(entry_fields: Mapping[str, Any]) -> bytes:
 def canonical_json(value: Any, where: str) -> str:
     """A JSON value as the store keeps it (``reasons``, ``input``, ``result``), in canonical form."""
     return _dumps(_plain(value, where))
+
+
+def field_digests(draft: AuditDraft) -> dict[str, str]:
+    """Each field's short digest (``digests``); a field with no canonical form gets a mark that
+    matches no digest, so it is named as edited rather than failing the listing."""
+    digests: dict[str, str] = {}
+    for name in DIGESTED_FIELDS:
+        value = getattr(draft, name)
+        try:
+            body = canonical_json(float(value) if name == "latency_ms" else value, name)
+        except (TypeError, ValueError):
+            digests[name] = _UNREADABLE
+            continue
+        digests[name] = hashlib.sha256(f"{name}={body}".encode()).hexdigest()[:_DIGEST_HEX]
+    return digests
+
+
+def edited_columns(entry: AuditDraft) -> tuple[str, ...]:
+    """For an entry whose hash does not match: the columns whose stored digest differs from
+    their contents, or ``digests``/``hash`` themselves when every field still matches."""
+    if entry.schema_version == 1 or not isinstance(entry.digests, Mapping) or not entry.digests:
+        return ()
+    now = field_digests(entry)
+    named = tuple(name for name in DIGESTED_FIELDS if entry.digests.get(name) != now[name])
+    return named or ("digests or hash",)
 
 
 def chain_hash(prev_hash: str, draft: AuditDraft, seq: int) -> str:
@@ -97,9 +134,20 @@ def verify_chain(
             found = checkpoint(entry)
             problem, bad_seq = (f"entry {entry.seq}: {found}", entry.seq) if found else (None, 0)
         if problem is not None:
-            return VerifyResult(False, checked, first_bad_seq=bad_seq, problem=problem, head_hash=prev_hash)
+            named = bad_seq == entry.seq
+            return VerifyResult(
+                False,
+                checked,
+                first_bad_seq=bad_seq,
+                problem=problem,
+                head_hash=prev_hash,
+                first_bad_decision_id=str(entry.decision_id) if named else "",
+                head_seq=prev_seq,
+                anchor_seq=anchor[0],
+                edited_columns=edited_columns(entry) if named and "hash does not match" in problem else (),
+            )
         prev_seq, prev_hash = entry.seq, entry.hash
-    return VerifyResult(True, checked, head_hash=prev_hash)
+    return VerifyResult(True, checked, head_hash=prev_hash, head_seq=prev_seq, anchor_seq=anchor[0])
 
 
 def _problem(

@@ -8,6 +8,10 @@ from typing import Any, Literal
 
 Outcome = Literal["allow", "deny", "error"]
 GENESIS_HASH = "0" * 64
+# 1: the fields up to ``result``. 2: adds ``schema_version``, the mask's ``erased`` and
+# ``masked`` pointers and the per-field ``digests`` (so verify can name an edited column).
+# An entry's hash covers exactly the fields of its own version (gateway.audit._chain).
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class AuditDraft:
     latency_ms: float = 0.0
     input: Mapping[str, Any] = field(default_factory=dict)
     result: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    erased: tuple[str, ...] = ()  # JSON pointers the log mask removed (OPA's ``erased``)
+    masked: tuple[str, ...] = ()  # JSON pointers the log mask replaced (OPA's ``masked``)
+    # field name -> short digest of its canonical value, set by the store (gateway.audit._chain)
+    digests: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,3 +80,8 @@ class VerifyResult:
     first_bad_seq: int = 0
     problem: str = ""
     head_hash: str = GENESIS_HASH
+    first_bad_decision_id: str = ""  # the named entry's decision id, when it is there to read
+    checkpoints_checked: int = 0
+    anchor_seq: int = 0  # verified from this signed anchor (0: from the genesis)
+    head_seq: int = 0
+    edited_columns: tuple[str, ...] = ()  # for an edited entry, the columns whose digest differs

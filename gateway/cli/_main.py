@@ -16,7 +16,7 @@ from types import FrameType
 import grpc
 from rich.console import Console
 
-from gateway.cli import _audit_cmd, _audit_report, _db_cmd, _query_cmd
+from gateway.cli import _audit_cmd, _db_cmd, _query_cmd
 from gateway.cli._client import UsageError, describe_rpc_error
 from gateway.errors import ConfigError, GatewayError
 
@@ -148,36 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(
         sub,
         "audit",
-        "Review the decision log: list, verify, export, report.",
+        "Review the decision log: list, verify, export, report; keep its signed head and checkpoints; prune.",
         "examples:\n  gateway audit verify --client ./pki/clients/auditor.toml\n"
         "  gateway audit list --client ./pki/clients/auditor.toml --agreement ag-2026-001 --outcome deny\n"
         "  gateway audit export --client ./pki/clients/auditor.toml > log.jsonl\n"
         "  gateway audit report --client ./pki/clients/auditor.toml --since 2026-11-01T00:00:00Z \\\n"
-        "      --html report.html",
+        "      --html report.html\n"
+        "  gateway audit checkpoints --client ./pki/clients/auditor.toml --json > checkpoints.json\n"
+        "  gateway audit verify --file log.jsonl --checkpoints checkpoints.json --pubkey audit.pub\n"
+        "  gateway audit prune --config ./pki/gateway.toml --before 2025-01-01T00:00:00Z \\\n"
+        "      --export 2024.jsonl\n"
+        "exit codes: 0 ok, 2 bad option, 3 refused, 4 invalid, 5 unavailable, 6 the log fails verification",
     )
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    for name, help_ in (
-        ("list", "List decisions, newest filters first."),
-        ("verify", "Recompute the hash chain."),
-        ("export", "Write every decision as JSON lines to stdout."),
-        ("report", "Sum up the log: decisions, denials and reasons, suppression, budgets, latency."),
-    ):
+    for name, help_ in _audit_cmd.ACTIONS:
         ap = audit_sub.add_parser(name, help=help_, description=help_, formatter_class=_F)
-        _client_option(ap)
-        if name == "list":
-            _audit_cmd.add_list_arguments(ap)
-        if name == "report":
-            ap.epilog = (
-                "examples:\n  gateway audit report --client ./pki/clients/auditor.toml\n"
-                "  gateway audit report --client ./pki/clients/auditor.toml --agreement ag-2026-001 \\\n"
-                "      --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z --html november.html\n"
-                "  gateway audit report --client ./pki/clients/auditor.toml --json | jq .denials\n\n"
-                "Computed from the decisions your audit scope lets you list. The HTML page is one\n"
-                "self-contained file (inline SVG charts, no script, nothing fetched)."
-            )
-            _audit_report.add_report_arguments(ap)
-        if name == "verify":
-            ap.add_argument("--json", action="store_true", help="print the report as JSON")
+        if name in _audit_cmd.OFFLINE:
+            ap.add_argument("--client", type=Path, metavar="PROFILE", help="client profile TOML")
+        else:
+            _client_option(ap)
+        _audit_cmd.add_arguments(name, ap)
 
     p = _add(
         sub,

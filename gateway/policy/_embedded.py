@@ -13,6 +13,7 @@ malformed result, input that is not plain JSON) becomes a deny with ``error`` se
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +34,7 @@ from gateway.policy._engine import (
     AUDIT_RULE,
     INGEST_RULE,
     LISTING_RULE,
+    LOG_MASK_RULE,
     QUERY_RULE,
     Failure,
     PolicyDecision,
@@ -40,10 +42,11 @@ from gateway.policy._engine import (
     decision_of,
 )
 
-GATEWAY_RULES = (INGEST_RULE, QUERY_RULE, AUDIT_RULE, LISTING_RULE)
+GATEWAY_RULES = (INGEST_RULE, QUERY_RULE, AUDIT_RULE, LISTING_RULE, LOG_MASK_RULE)
 """The rules the gateway consults; a bundle for the gateway must define every one."""
 
 ENGINE_ERROR_REASON = "policy engine error"
+_UNDEFINED_JSON = "<undefined>"  # what regorus's eval_rule_as_json gives for an undefined rule
 
 
 # --- per-thread engines ----------------------------------------------------------------------
@@ -122,7 +125,7 @@ class EmbeddedEngine:
 
     def query(self, path: str, input_doc: Mapping[str, Any]) -> Any:
         try:
-            value = self._evaluate(path, input_doc)
+            value = self._evaluate(path, input_doc, as_json=True)
         except BaseException as exc:  # translated at the boundary
             if not _engine_failure(exc):
                 raise
@@ -131,12 +134,20 @@ class EmbeddedEngine:
             raise PolicyEngineError(f"policy {path}: result is undefined")
         return value
 
-    def _evaluate(self, path: str, input_doc: Mapping[str, Any]) -> Any:
+    def _evaluate(self, path: str, input_doc: Mapping[str, Any], *, as_json: bool = False) -> Any:
+        """The rule's value. ``as_json``: as OPA's REST API would give it (sets as arrays):
+        regorus hands a Rego set to Python as a set, which cannot hold objects (the log
+        mask's upserts), so raw queries read the value as JSON text instead."""
         rule = rule_reference(path)
         plain = plain_input(input_doc)
         engine = self._engine()
         engine.set_input(plain)
-        return engine.eval_rule(rule)
+        if not as_json:
+            return engine.eval_rule(rule)
+        value = json.loads(engine.eval_rule_as_json(rule))
+        if value == _UNDEFINED_JSON:  # or a rule whose value is that very text: ask plainly
+            return engine.eval_rule(rule)
+        return value
 
     def _engine(self) -> Any:
         cache = _PER_THREAD

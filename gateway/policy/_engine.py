@@ -17,6 +17,8 @@ INGEST_RULE = "datashare/ingest/decision"
 QUERY_RULE = "datashare/query/decision"
 AUDIT_RULE = "datashare/audit/decision"
 LISTING_RULE = "datashare/listing/datasets"
+# what of each decision the audit log must not store (as OPA's system.log.mask; gateway.audit._mask)
+LOG_MASK_RULE = "datashare/log/mask"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from gateway.policy._engine import (
     AUDIT_RULE,
     INGEST_RULE,
     LISTING_RULE,
+    LOG_MASK_RULE,
     QUERY_RULE,
     Failure,
     PolicyDecision,
@@ -38,7 +39,7 @@ from gateway.policy._sidecar import POLICY_ID_PREFIX, Pushed, Sidecar, sidecar_f
 log = structlog.get_logger("gateway.policy")
 
 UNAVAILABLE_REASON = "policy engine unavailable"
-_GATEWAY_RULES = (INGEST_RULE, QUERY_RULE, AUDIT_RULE, LISTING_RULE)
+_GATEWAY_RULES = (INGEST_RULE, QUERY_RULE, AUDIT_RULE, LISTING_RULE, LOG_MASK_RULE)
 
 
 class _Failed(Exception):

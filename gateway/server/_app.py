@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway._pb import audit_pb2, audit_pb2_grpc, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from gateway._settings import GatewaySettings, load_gateway_keys
 from gateway._tls import check_certificate, server_credentials
-from gateway.audit import query_budgets
+from gateway.audit import CheckpointPolicy, query_budgets
 from gateway.catalogue import Catalogue
 from gateway.disclosure import noise_key
 from gateway.errors import ConfigError
@@ -23,6 +23,7 @@ from gateway.policy import PolicyEngine, make_engine
 from gateway.policy._bundle import Bundle, load_checked_bundle
 from gateway.policy._reload import PolicyReloader, ReloadOutcome, bundle_digest
 from gateway.server._audit import AuditService
+from gateway.server._checkpointer import Checkpointer
 from gateway.server._health import HealthProber, Readiness, database_check, policy_check
 from gateway.server._ingest import IngestService
 from gateway.server._interceptor import GatewayInterceptor
@@ -78,6 +79,7 @@ class Gateway:
     server: grpc.Server
     health: health.HealthServicer
     reloader: PolicyReloader[PolicyState]
+    checkpointer: Checkpointer | None = None
     port: int = 0
     health_port: int = 0  # of the plaintext health-only listener, when [gateway] health_listen is set
     health_server: grpc.Server | None = None
@@ -116,6 +118,8 @@ class Gateway:
         if self.health_server is not None:
             self.health_server.start()
         self.reloader.start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         self.prober.start()  # the first status is measured before the log says we started
         health = {"health_port": self.health_port} if self.health_server is not None else {}
         log.info("gateway_started", port=self.port, revision=self.shared.policy.revision, **health)
@@ -144,6 +148,8 @@ class Gateway:
         self.prober.stop()
         self.health.enter_graceful_shutdown()
         self.reloader.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.server.stop(grace).wait()
         if self.health_server is not None:
             self.health_server.stop(0).wait()
@@ -164,12 +170,21 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     keys = load_gateway_keys(settings)
     digest = bundle_digest(settings.policy_bundle)  # before loading: an edit meanwhile is seen later
     policy = load_policy_state(settings)
+    checkpoints = CheckpointPolicy(
+        keys.audit_signing, every=settings.audit.checkpoint_every, seconds=settings.audit.checkpoint_seconds
+    )
     store = open_store(
-        settings.store_url, policy.catalogue, settings.store.connection, indexes=settings.store.indexes
+        settings.store_url,
+        policy.catalogue,
+        settings.store.connection,
+        indexes=settings.store.indexes,
+        checkpoints=checkpoints,
     )
     metrics = metrics or Metrics()
     opener = BatchOpener(keys.hpke_private, keys.rest_key, keys.agency_keys)
-    shared = Shared(policy, store, opener, metrics, noise_key=noise_key(keys.rest_key))
+    shared = Shared(
+        policy, store, opener, metrics, noise_key=noise_key(keys.rest_key), audit_key=keys.audit_signing
+    )
     reloader = _reloader(settings, shared, digest)
     interceptor = GatewayInterceptor(
         settings.trust_domain, lambda: shared.policy.catalogue.agencies, shared.recorder, metrics
@@ -186,7 +201,14 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics | None = None) -> 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    return Gateway(settings=settings, shared=shared, server=server, health=health_servicer, reloader=reloader)
+    return Gateway(
+        settings=settings,
+        shared=shared,
+        server=server,
+        health=health_servicer,
+        reloader=reloader,
+        checkpointer=Checkpointer(store, settings.audit.checkpoint_seconds),
+    )
 
 
 def _health_only_server(servicer: health.HealthServicer, listen: str) -> tuple[grpc.Server, int]:

@@ -91,6 +91,11 @@ class Metrics:
         self.audit_failures = Counter(
             "datashare_audit_write_failures", "Audit entries that could not be written", registry=r
         )
+        self.audit_mask_failures = Counter(
+            "datashare_audit_mask_failures",
+            "Decisions whose log mask policy failed (stored without input; an allow was denied)",
+            registry=r,
+        )
         self.budget_refusals = Counter(
             "datashare_budget_refusals",
             "Queries refused because an agreement's budget for the period is spent (budget: query, privacy)",

@@ -1,24 +1,34 @@
-"""Writing every decision to the audit log before anything is released (DESIGN §3, §10)."""
+"""Writing every decision to the audit log before anything is released (DESIGN §3, §10).
+
+Before an entry is built, the policy's log mask (``datashare/log/mask``, gateway.audit._mask)
+is applied to its input and result. If the mask cannot be evaluated or applied, the failure is
+counted and logged and the entry is written without any input or result, both recorded as
+erased: never unmasked. An allow then becomes an error entry and AuditWriteError (nothing is
+released); a deny stays the deny it was (the caller gets the policy's refusal, not an outage).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from gateway.audit._budget import Quota
+from gateway.audit._mask import Masked, MaskError, mask_event
 from gateway.audit._types import AuditDraft, AuditEntry, Outcome
 from gateway.errors import AuditWriteError, BudgetSpent, GatewayError, PermissionDenied, PolicyEngineError
-from gateway.policy._engine import PolicyDecision
+from gateway.policy._engine import LOG_MASK_RULE, PolicyDecision, PolicyEngine
 from gateway.server._context import RequestContext
 from gateway.server._metrics import Metrics
 from gateway.store._base import Store
 from gateway.store._ledger import LedgerMoved, LedgerWrite
 
 log = structlog.get_logger("gateway.audit")
+MASK_FAILED_REASON = "the log mask policy failed, so the input is not recorded"
+_ERASED_WHOLE = ("/input", "/result")
 
 
 @dataclass(frozen=True)
@@ -53,9 +63,22 @@ def utc_now() -> str:
 
 
 class Recorder:
-    def __init__(self, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, metrics: Metrics, mask_engine: Callable[[], PolicyEngine | None] = lambda: None
+    ) -> None:
+        """``mask_engine``: the engine serving now, whose bundle's log mask applies (None: the
+        entries carry their input unmasked, for stores written outside a gateway)."""
         self._store = store
         self._metrics = metrics
+        self._mask_engine = mask_engine
+
+    def _masked(self, subject: AuditSubject, result: Mapping[str, Any]) -> Masked:
+        engine = self._mask_engine()
+        input_doc = dict(subject.input_doc)
+        if engine is None:
+            return Masked(input_doc, dict(result), (), ())
+        event = {"input": input_doc, "result": dict(result), "path": subject.path, "action": subject.action}
+        return mask_event(input_doc, result, engine.query(LOG_MASK_RULE, event))
 
     def record(
         self,
@@ -74,6 +97,18 @@ class Recorder:
         quota, BudgetSpent if the query budget was used up meanwhile (nothing written). With
         ``ledger``, the release's ledger rows go in the same transaction; LedgerMoved (nothing
         written) if a racing release grew the ledger after this one was checked."""
+        mask_failed = False
+        try:
+            masked = self._masked(subject, result or {})
+        except (PolicyEngineError, MaskError) as exc:
+            self._metrics.audit_mask_failures.inc()
+            log.error("audit_mask_failed", action=subject.action, error=type(exc).__name__)  # noqa: TRY400 - the message may quote the input
+            masked = Masked({}, {}, _ERASED_WHOLE, ())
+            if outcome == "allow":  # recorded as the error it becomes; nothing is released
+                mask_failed = True
+                outcome, reasons, cells_released, cells_withheld = "error", (), 0, 0
+                quota, ledger = None, None
+            reasons = (*reasons, MASK_FAILED_REASON)
         draft = AuditDraft(
             decision_id=ctx.decision_id,
             timestamp=utc_now(),
@@ -90,8 +125,10 @@ class Recorder:
             cells_released=cells_released,
             cells_withheld=cells_withheld,
             latency_ms=round(ctx.elapsed_ms(), 3),
-            input=dict(subject.input_doc),
-            result=dict(result or {}),
+            input=masked.input,
+            result=masked.result,
+            erased=masked.erased,
+            masked=masked.masked,
         )
         action = subject.action
         try:
@@ -112,6 +149,8 @@ class Recorder:
             ) from exc
         self._metrics.decisions.labels(action=action, outcome=outcome).inc()
         log.info("decision", action=action, outcome=outcome, agreement=subject.agreement_id, seq=entry.seq)
+        if mask_failed:
+            raise AuditWriteError("audit log: the log mask policy failed, so nothing is released")
         return entry
 
     def record_unauthenticated(self, method: str, reason: str, decision_id: str) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from gateway.audit import QueryBudget
 from gateway.catalogue import Catalogue, Dataset
 from gateway.errors import ConfigError, PolicyEngineError
@@ -37,13 +39,21 @@ class PolicyState:
 
 class Shared:
     def __init__(
-        self, policy: PolicyState, store: Store, opener: BatchOpener, metrics: Metrics, noise_key: bytes = b""
+        self,
+        policy: PolicyState,
+        store: Store,
+        opener: BatchOpener,
+        metrics: Metrics,
+        *,
+        noise_key: bytes = b"",
+        audit_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self.store = store
+        self.audit_key = audit_key  # signs checkpoints and heads (keys.audit_signing)
         self.noise_key = noise_key  # HKDF of the rest key (gateway.disclosure.noise_key); b"": no noise
         self.opener = opener
         self.metrics = metrics
-        self.recorder = Recorder(store, metrics)
+        self.recorder = Recorder(store, metrics, mask_engine=lambda: self.policy.engine)
         self.policy = policy
         self.swap_policy(policy)
 

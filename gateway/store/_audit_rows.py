@@ -8,8 +8,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, cast
 
-from gateway.audit._chain import NonCanonical, canonical_json
-from gateway.audit._types import AuditDraft, AuditEntry
+from gateway.audit._chain import NonCanonical, canonical_json, field_digests
+from gateway.audit._types import SCHEMA_VERSION, AuditDraft, AuditEntry
 
 _TEXT_FIELDS = (
     "decision_id",
@@ -25,6 +25,7 @@ _TEXT_FIELDS = (
     "query_fingerprint",
 )
 _COUNT_FIELDS = ("cells_released", "cells_withheld")
+_POINTER_FIELDS = ("erased", "masked")  # JSON lists of JSON pointers (schema version 2)
 _INT64_MAX = 2**63 - 1
 
 
@@ -39,11 +40,11 @@ def normalise(draft: AuditDraft) -> AuditDraft:
         value = getattr(draft, name)
         if not isinstance(value, str) or "\x00" in value:
             raise ValueError(f"{name}: must be text without NUL")
-    if not isinstance(draft.reasons, tuple | list):
-        raise TypeError("reasons: must be a sequence of text")
-    reasons = tuple(draft.reasons)
-    if not all(isinstance(r, str) and "\x00" not in r for r in reasons):
-        raise ValueError("reasons: must be text without NUL")
+    if type(draft.schema_version) is not int or not 1 <= draft.schema_version <= SCHEMA_VERSION:
+        raise ValueError(f"schema_version: must be from 1 to {SCHEMA_VERSION}")
+    reasons, erased, masked = (_texts(draft, name) for name in ("reasons", *_POINTER_FIELDS))
+    if draft.schema_version == 1 and (erased or masked):
+        raise ValueError("erased: needs schema version 2")
     for name in _COUNT_FIELDS:
         value = getattr(draft, name)
         if type(value) is not int or not 0 <= value <= _INT64_MAX:
@@ -54,7 +55,28 @@ def normalise(draft: AuditDraft) -> AuditDraft:
     # as they will read back: the entry append_audit returns equals the one audit_entries lists
     input_doc = json.loads(canonical_json(draft.input, "input"))
     result_doc = json.loads(canonical_json(draft.result, "result"))
-    return dataclasses.replace(draft, reasons=reasons, latency_ms=latency, input=input_doc, result=result_doc)
+    normal = dataclasses.replace(
+        draft,
+        reasons=reasons,
+        erased=erased,
+        masked=masked,
+        latency_ms=latency,
+        input=input_doc,
+        result=result_doc,
+        digests={},
+    )
+    if normal.schema_version == 1:
+        return normal
+    return dataclasses.replace(normal, digests=field_digests(normal))
+
+
+def _texts(draft: AuditDraft, name: str) -> tuple[str, ...]:
+    value = getattr(draft, name)
+    if not isinstance(value, tuple | list):
+        raise TypeError(f"{name}: must be a sequence of text")
+    if not all(isinstance(v, str) and "\x00" not in v for v in value):
+        raise ValueError(f"{name}: must be text without NUL")
+    return tuple(value)
 
 
 def to_row(draft: AuditDraft, seq: int, prev_hash: str, entry_hash: str) -> dict[str, Any]:
@@ -65,6 +87,10 @@ def to_row(draft: AuditDraft, seq: int, prev_hash: str, entry_hash: str) -> dict
         latency_ms=draft.latency_ms,
         input=canonical_json(draft.input, "input"),
         result=canonical_json(draft.result, "result"),
+        schema_version=draft.schema_version,
+        erased=canonical_json(draft.erased, "erased"),
+        masked=canonical_json(draft.masked, "masked"),
+        digests=canonical_json(draft.digests, "digests"),
         prev_hash=prev_hash,
         hash=entry_hash,
     )
@@ -74,10 +100,12 @@ def to_row(draft: AuditDraft, seq: int, prev_hash: str, entry_hash: str) -> dict
 def from_row(row: Mapping[Any, Any]) -> AuditEntry:
     """An entry exactly as stored. A tampered row still loads, so that ``verify`` can name it:
     a field that is not in the form the store writes becomes ``NonCanonical``."""
-    reasons = _stored_json(row["reasons"], "reasons", list)
+    lists = {name: _stored_json(row[name], name, list) for name in ("reasons", *_POINTER_FIELDS)}
     return AuditEntry(
         **{name: row[name] for name in (*_TEXT_FIELDS, *_COUNT_FIELDS)},
-        reasons=tuple(reasons) if isinstance(reasons, list) else cast(Any, reasons),
+        **cast(dict[str, Any], {name: tuple(v) if isinstance(v, list) else v for name, v in lists.items()}),
+        schema_version=row["schema_version"],
+        digests=_stored_json(row["digests"], "digests", dict),
         latency_ms=_stored_float(row["latency_ms"]),
         input=_stored_json(row["input"], "input", dict),
         result=_stored_json(row["result"], "result", dict),

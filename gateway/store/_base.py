@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.audit._budget import Quota
+from gateway.audit._checkpoint import Checkpoint
 from gateway.audit._types import AuditDraft, AuditEntry, AuditFilter
 from gateway.query._spec import QuerySpec, RawResult
 
@@ -114,6 +115,22 @@ class Store(Protocol):
 
     def audit_entries(self, filt: AuditFilter | None = None) -> Iterator[AuditEntry]:
         """Entries in chain order (seq ascending), filtered."""
+        ...
+
+    def audit_head(self) -> tuple[int, str]:
+        """The newest entry's (seq, hash); (0, genesis hash) for an empty log."""
+        ...
+
+    def audit_checkpoints(self) -> list[Checkpoint]:
+        """Every signed checkpoint and prune anchor, in seq order."""
+        ...
+
+    def checkpoint_audit_head(self) -> Checkpoint | None:
+        """Sign the newest entry unless a checkpoint covers it already (the timer's checkpoint)."""
+        ...
+
+    def prune_audit(self, through: int, expected_hash: str, keep_since: str) -> Checkpoint:
+        """Delete the exported entries 1..through and leave a signed anchor, in one transaction."""
         ...
 
     def close(self) -> None: ...

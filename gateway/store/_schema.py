@@ -130,6 +130,7 @@ class Schema:
     metadata: MetaData
     batches: Table
     audit_log: Table
+    checkpoints: Table  # the audit log's signed checkpoints
     datasets: Mapping[str, DatasetTable]
     index_profile: IndexProfile = "ingest"
 
@@ -159,6 +160,7 @@ def build_schema(
         Column("received_at", String(40), nullable=False),
     )
     audit_log = _audit_table(metadata)
+    checkpoints = _checkpoint_table(metadata)
     _ledger_table(metadata)
     batch_fk = backend != "postgresql"
     datasets = {
@@ -166,7 +168,12 @@ def build_schema(
         for name, ds in catalogue.datasets.items()
     }
     return Schema(
-        metadata=metadata, batches=batches, audit_log=audit_log, datasets=datasets, index_profile=indexes
+        metadata=metadata,
+        batches=batches,
+        audit_log=audit_log,
+        datasets=datasets,
+        index_profile=indexes,
+        checkpoints=checkpoints,
     )
 
 
@@ -194,6 +201,11 @@ def _audit_table(metadata: MetaData) -> Table:
         Column("latency_ms", Double, nullable=False),
         Column("input", Text, nullable=False),  # canonical JSON object
         Column("result", Text, nullable=False),  # canonical JSON object
+        # schema version 2 (gateway.audit._types.SCHEMA_VERSION); rows written before hold 1
+        Column("schema_version", Integer, nullable=False, server_default="1"),
+        Column("erased", Text, nullable=False, server_default="[]"),  # JSON list of pointers
+        Column("masked", Text, nullable=False, server_default="[]"),  # JSON list of pointers
+        Column("digests", Text, nullable=False, server_default="{}"),  # JSON object
         Column("prev_hash", String(64), nullable=False),
         Column("hash", String(64), nullable=False),
     )
@@ -204,6 +216,21 @@ def _audit_table(metadata: MetaData) -> Table:
     # only this index, under the chain lock, at every budgeted query.
     Index("ix_audit_log_budget", table.c.agreement_id, table.c.action, table.c.outcome, table.c.timestamp)
     return table
+
+
+def _checkpoint_table(metadata: MetaData) -> Table:
+    """Signed checkpoints of the audit log (gateway.audit._checkpoint): periodic ones, and the
+    anchors prunes leave (a periodic and an anchor checkpoint may sign the same entry)."""
+    return Table(
+        "audit_checkpoints",
+        metadata,
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("kind", String(16), primary_key=True),
+        Column("head_hash", String(64), nullable=False),
+        Column("timestamp", String(40), nullable=False),
+        Column("key_id", String(64), nullable=False),
+        Column("signature", Text, nullable=False),
+    )
 
 
 LEDGER_TABLE = "release_ledger"

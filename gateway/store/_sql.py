@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.audit._budget import Quota, budget_period, parse_time
 from gateway.audit._chain import chain_hash
+from gateway.audit._checkpoint import Checkpoint, CheckpointPolicy
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
 from gateway.disclosure._dominance import dominated
@@ -38,6 +39,7 @@ from gateway.store._aggregate import SUM_SCALE, AggregateStatements, compile_agg
 from gateway.store._audit_rows import from_row, normalise, to_row
 from gateway.store._base import BatchMeta, RecordColumns, StoreOutcome
 from gateway.store._bulk import BulkCopyError, insert_rows
+from gateway.store._checkpoints import checkpoint_head, checkpoint_if_due, prune, read_checkpoints
 from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
 from gateway.store._ledger import (
@@ -96,6 +98,7 @@ def open_store(
     *,
     create: bool = True,
     indexes: str = DEFAULT_INDEX_PROFILE,
+    checkpoints: CheckpointPolicy | None = None,
 ) -> SqlStore:
     """A store on ``url`` (``sqlite:///file.db`` or ``postgresql+psycopg://...``) for the
     catalogue's datasets, with the ``indexes`` profile (``ingest`` or ``query``, see
@@ -104,7 +107,7 @@ def open_store(
 
     ConfigError for an unusable URL, catalogue or profile, or a database behind the migrations'
     head that ``settings.migrate`` does not let it upgrade (see ``_migrate``); StoreError if the
-    schema cannot be created."""
+    schema cannot be created. With ``checkpoints``, the audit log is signed as that policy says."""
     settings = settings or StoreSettings()
     database = open_database(url, settings)
     try:
@@ -112,7 +115,12 @@ def open_store(
     except ConfigError:
         database.engine.dispose()
         raise
-    store = SqlStore(database, schema, migrate=settings.migrate or default_migrate_mode(database.backend))
+    store = SqlStore(
+        database,
+        schema,
+        migrate=settings.migrate or default_migrate_mode(database.backend),
+        checkpoints=checkpoints,
+    )
     if create:
         try:
             store.create_schema()
@@ -123,10 +131,18 @@ def open_store(
 
 
 class SqlStore:
-    def __init__(self, database: Database, schema: Schema, *, migrate: MigrateMode = "check") -> None:
+    def __init__(
+        self,
+        database: Database,
+        schema: Schema,
+        *,
+        migrate: MigrateMode = "check",
+        checkpoints: CheckpointPolicy | None = None,
+    ) -> None:
         self._db = database
         self._schema = schema
         self._migrate = migrate
+        self._checkpoint_policy = checkpoints
         self._closed = False
         self._paired = PairedReader(database)  # an aggregate's cells and total, side by side
         # per dataset: (batches stored, domains) -> whether rows outside the domains exist
@@ -401,6 +417,10 @@ class SqlStore:
                 )
                 entry_hash = chain_hash(prev_hash, normal, seq)
                 conn.execute(self._insert_audit, to_row(normal, seq, prev_hash, entry_hash))
+                if self._checkpoint_policy is not None:  # signed in the entry's own transaction
+                    checkpoint_if_due(
+                        conn, self._schema.checkpoints, self._checkpoint_policy, seq, entry_hash
+                    )
             drafted = {f.name: getattr(normal, f.name) for f in dataclasses.fields(AuditDraft)}
             return AuditEntry(**drafted, seq=seq, prev_hash=prev_hash, hash=entry_hash)
 
@@ -514,6 +534,70 @@ class SqlStore:
         if filt.limit < 0:
             raise InvalidRequest("limit", "must not be negative")
         return self._audit_pages(filt)
+
+    def audit_head(self) -> tuple[int, str]:
+        """The newest entry's (seq, hash); (0, genesis) for an empty log."""
+        self._check_open()
+
+        def work() -> tuple[int, str]:
+            with self._db.read() as conn:
+                last = conn.execute(self._last_audit).first()
+            return (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS_HASH)
+
+        return guarded(work, lambda: StoreError("store: audit log could not be read"), (SQLAlchemyError,))
+
+    def audit_checkpoints(self) -> list[Checkpoint]:
+        """Every signed checkpoint and prune anchor, in seq order."""
+        self._check_open()
+
+        def work() -> list[Checkpoint]:
+            with self._db.read() as conn:
+                return read_checkpoints(conn, self._schema.checkpoints)
+
+        return guarded(
+            work, lambda: StoreError("store: audit checkpoints could not be read"), (SQLAlchemyError,)
+        )
+
+    def checkpoint_audit_head(self) -> Checkpoint | None:
+        """Sign the newest entry now unless a checkpoint covers it already; None if none was due
+        (or the store signs nothing). StoreError if it could not be written."""
+        self._check_open()
+        policy = self._checkpoint_policy
+        if policy is None:
+            return None
+
+        def work() -> Checkpoint | None:
+            with self._db.write() as conn:
+                self._advisory_lock(conn, AUDIT_LOCK_KEY)
+                return checkpoint_head(conn, self._schema.audit_log, self._schema.checkpoints, policy)
+
+        return guarded(
+            work, lambda: StoreError("store: audit checkpoint could not be written"), (SQLAlchemyError,)
+        )
+
+    def prune_audit(self, through: int, expected_hash: str, keep_since: str) -> Checkpoint:
+        """Delete entries 1..``through`` (already exported, entry ``through`` having
+        ``expected_hash``) and leave a signed anchor there, in one transaction under the chain
+        lock. InvalidRequest or Conflict (nothing deleted) as gateway.store._checkpoints.prune."""
+        self._check_open()
+        policy = self._checkpoint_policy
+        if policy is None:
+            raise StoreError("store: pruning needs the audit signing key for its anchor")
+
+        def work() -> Checkpoint:
+            with self._db.write() as conn:
+                self._advisory_lock(conn, AUDIT_LOCK_KEY)
+                return prune(
+                    conn,
+                    self._schema.audit_log,
+                    self._schema.checkpoints,
+                    policy,
+                    through=through,
+                    expected_hash=expected_hash,
+                    keep_since=keep_since,
+                )
+
+        return guarded(work, lambda: StoreError("store: audit log could not be pruned"), (SQLAlchemyError,))
 
     def close(self) -> None:
         self._closed = True

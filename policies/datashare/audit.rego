@@ -25,7 +25,13 @@ roles := {
 	"audit.list": {"auditor"},
 	"audit.verify": {"auditor", "admin"},
 	"audit.export": {"auditor"},
+	# the signed chain head and checkpoints: hashes and signatures only, no entry (verifying)
+	"audit.head": {"auditor", "admin"},
+	"audit.checkpoints": {"auditor", "admin"},
 }
+
+# What an admin may do: whatever shows hashes and signatures, never an entry.
+verifying_actions := {"audit.verify", "audit.head", "audit.checkpoints"}
 
 default decision := {"allow": false, "reasons": ["the audit policy could not reach a decision"]}
 
@@ -67,7 +73,7 @@ reasons contains sprintf("agency '%v' is not a consortium member", [agency]) if 
 reasons contains "role 'admin' may only verify the access log" if {
 	role == "admin"
 	roles[action]
-	action != "audit.verify"
+	not action in verifying_actions
 }
 
 reasons contains sprintf("role '%v' may not read the access log; only auditors may", [role]) if {

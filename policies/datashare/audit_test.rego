@@ -28,6 +28,13 @@ test_an_auditor_of_any_member_agency_may_list if {
 	ask(object.union(auditor, {"agency": "health"}), "audit.list").allow == true
 }
 
+test_an_admin_may_fetch_the_signed_head_and_checkpoints if {
+	ask(admin, "audit.head").allow == true
+	ask(admin, "audit.checkpoints").allow == true
+	ask(auditor, "audit.head").allow == true
+	ask(auditor, "audit.checkpoints").allow == true
+}
+
 test_an_admin_may_verify if {
 	ask(admin, "audit.verify").allow == true
 }
