@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
@@ -20,7 +19,6 @@ from gateway.errors import BudgetSpent, GatewayError, InvalidRequest, Permission
 from gateway.policy._engine import LISTING_RULE, QUERY_RULE, PolicyDecision
 from gateway.query import RawResult, validate_request
 from gateway.query._validate import policy_request, query_fingerprint
-from gateway.server._cells import withheld_by_reason
 from gateway.server._context import RequestContext, current
 from gateway.server._privacy import Privacy, privacy_terms
 from gateway.server._recorder import AuditSubject, outcome_of, refusal
@@ -160,9 +158,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         released = self._record_release(
             ctx, base, decision=decision, policy=policy, quotas=quotas, privacy=privacy, check=check
         )
-        self._count_cells(
-            released, withheld_by_reason(spec, raw, grid, suppressed, released, k=k, show_zeros=show_zeros)
-        )
+        self._count_cells(released)
         info = ReleaseInfo(
             k=k,
             round_to=round_to,
@@ -243,9 +239,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
             self._s.metrics.budget_refusals.labels(agreement=quota.agreement_id, budget="query").inc()
         raise refusal(decision)
 
-    def _count_cells(self, released: Released, withheld: Counter[str]) -> None:
+    def _count_cells(self, released: Released) -> None:
         self._s.metrics.cells_released.inc(released.cells_released)
-        self._s.metrics.cells_withheld.inc(sum(withheld.values()))
+        self._s.metrics.cells_withheld.inc(released.cells_withheld)
 
     def _deny_privacy(
         self, ctx: RequestContext, base: AuditSubject, privacy: Privacy, result: Any
