@@ -62,8 +62,8 @@ class AggregateStatements:
     top_n: int = 0  # > 0: each row ends with the top-n contribution sums, one per sum field
     digest: bool = False  # then the people digest SUM(DISTINCT subject_h), and the total the data version
     # top_n >= 2 (see SqlStore.aggregate): the cells' figures without tops, as the analyst's own
-    # GROUP BY would count them, and the total with the largest per-subject sum of the whole
-    # selection in place of its tops, then (last) the smallest value of each sum field
+    # GROUP BY would count them, each row ending with every sum field's largest value and then
+    # its smallest (_extremes); the total's figures without tops
     cells_fast: Select[*tuple[Any, ...]] | None = None
     total_fast: Select[*tuple[Any, ...]] | None = None
 
@@ -155,16 +155,16 @@ def _statements(
     digest = versions is not None
     cells_fast: Select[*tuple[Any, ...]] | None = None
     total_fast: Select[*tuple[Any, ...]] | None = None
-    lowest: list[ColumnElement[Any]] = []
     if top_n and spec.sum_fields:
         cells = _with_top_contributions(t, keys, conditions, spec.sum_fields, top_n=top_n, digest=digest)
         total = _with_top_contributions(t, [], conditions, spec.sum_fields, top_n=top_n, digest=digest)
         if top_n >= 2:
             plain = [*figures, func.sum(distinct(t.c.subject_h)).label("h")] if digest else list(figures)
-            cells_fast = select(*keys, *plain).select_from(t).where(*conditions)
+            extremes = _extremes(t, spec.sum_fields)
+            cells_fast = select(*keys, *plain, *extremes).select_from(t).where(*conditions)
             if keys:
                 cells_fast = cells_fast.group_by(*(k.element for k in keys))
-            total_fast, lowest = _largest_contribution(t, conditions, spec.sum_fields, digest=digest)
+            total_fast = select(*plain).select_from(t).where(*conditions)
     else:
         if digest:
             figures = [*figures, func.sum(distinct(t.c.subject_h)).label("h")]
@@ -178,8 +178,6 @@ def _statements(
         total = total.add_columns(version.scalar_subquery().label("v"))
         if total_fast is not None:
             total_fast = total_fast.add_columns(version.scalar_subquery().label("v"))
-    if total_fast is not None:  # last, after everything _sql._cell reads by position
-        total_fast = total_fast.add_columns(*lowest)
     return AggregateStatements(
         cells, total, len(keys), spec.sum_fields, top_n, digest, cells_fast, total_fast
     )
@@ -252,28 +250,12 @@ def _with_top_contributions(
     return _figures_over(ranked, ranked, keys, fields, tops, digest=digest)
 
 
-def _largest_contribution(
-    t: FromClause, conditions: list[ColumnElement[bool]], sum_fields: tuple[str, ...], *, digest: bool
-) -> tuple[Select[*tuple[Any, ...]], list[ColumnElement[Any]]]:
-    """The total's figures with, in place of its tops, the largest per-subject sum of each field
-    over the whole selection (no person's sum within a cell exceeds it when no value is
-    negative), and, to append last, each field's smallest value (to know that none is)."""
-    fields = range(len(sum_fields))
-    per_subject = (
-        select(
-            func.count().label("r"),
-            *(func.sum(micro_units(t.c[f])).label(f"c{i}") for i, f in enumerate(sum_fields)),
-            *(func.min(micro_units(t.c[f])).label(f"lo{i}") for i, f in enumerate(sum_fields)),
-            *([func.max(t.c.subject_h).label("h")] if digest else []),
-        )
-        .select_from(t)
-        .where(*conditions)
-        .group_by(t.c.subject)
-        .subquery("per_subject")
-    )
-    tops: list[ColumnElement[Any]] = [func.max(per_subject.c[f"c{i}"]) for i in fields]
-    lowest: list[ColumnElement[Any]] = [func.min(per_subject.c[f"lo{i}"]).label(f"lo{i}") for i in fields]
-    return _figures_over(per_subject, per_subject, [], fields, tops, digest=digest), lowest
+def _extremes(t: FromClause, sum_fields: tuple[str, ...]) -> list[ColumnElement[Any]]:
+    """Each sum field's largest value, then each one's smallest, per group: with the group's
+    records and subjects they bound its top-n per-subject sums (``_sql._bounded``)."""
+    largest = [func.max(micro_units(t.c[f])).label(f"hi{i}") for i, f in enumerate(sum_fields)]
+    smallest = [func.min(micro_units(t.c[f])).label(f"lo{i}") for i, f in enumerate(sum_fields)]
+    return [*largest, *smallest]
 
 
 def _top_two(c: ColumnElement[Any], m: ColumnElement[Any]) -> ColumnElement[Any]:

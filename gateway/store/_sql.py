@@ -258,13 +258,16 @@ class SqlStore:
         ``digest``, each cell its people digest and the result the dataset's data version.
 
         With ``near_percent`` (the dominance rule's percentage) and ``top_n`` of 2 or more, the
-        statements first group once and take each cell's largest per-subject sum: n times it
-        bounds the top n from above, and where that bound already holds at most ``near_percent``
-        % of every cell's sum (the total's too), no cell can be dominated and the bound is
-        returned as the cells' tops. Only when some cell is near the rule are the exact top-n
-        ranked, for the whole answer. The bound is conservative wherever tops are used (a
-        larger top only ever withholds more), and it spares a second grouping of every
-        (cell, subject) row: the exact ranking costs about as much as the analyst's GROUP BY."""
+        cells are first counted as the analyst's own GROUP BY would count them, with each one's
+        largest and smallest value, and the total with one COUNT(DISTINCT) beside them. From a
+        cell's records, subjects and largest value comes an upper bound of its top n
+        (``_tops_bound``); where that bound already holds at most ``near_percent`` % of every
+        cell's sum (the total's too), no cell can be dominated and the bound is returned as the
+        tops. Only when some cell is near the rule are the exact top-n ranked, for the whole
+        answer. The bound is conservative wherever tops are used (a larger top only ever
+        withholds more), and it spares grouping every (cell, subject) row and every subject of
+        the selection: the exact ranking and the per-subject total each cost about as much as
+        the analyst's GROUP BY."""
         self._check_open()
         versions = self._schema.batches if digest else None
         statements = compile_aggregate(
@@ -283,10 +286,7 @@ class SqlStore:
             if bounded is not None and not _near(bounded, statements.sum_fields, near_percent):
                 return bounded
         exact = bool(statements.top_n)
-        result, _ = self._aggregate_rows(
-            statements.cells, statements.total, statements, cell_tops=exact, total_tops=exact
-        )
-        return result
+        return self._aggregate_rows(statements.cells, statements.total, statements, tops=exact)
 
     def _older_contract_rows(self, dataset: str) -> bool:
         """Whether any stored row of ``dataset`` holds a dimension value outside the catalogue's
@@ -323,21 +323,44 @@ class SqlStore:
         total_fast: Select[*tuple[Any, ...]],
         top_n: int,
     ) -> RawResult | None:
-        """The answer with every tops figure ``top_n`` times the largest per-subject sum of the
-        selection; None when some value is negative (then a person's sum in one cell can exceed
-        their sum over all, and the bound does not hold)."""
-        fields = statements.sum_fields
-        result, lowest = self._aggregate_rows(
-            cells_fast, total_fast, statements, cell_tops=False, total_tops=True, trailing=len(fields)
+        """The answer with each tops figure an upper bound of the top-``top_n`` per-subject sums
+        (``_top_bound``), or None when some value is negative (a person's sum is then no longer
+        at most their records times the largest value)."""
+        fields, k, digest = statements.sum_fields, statements.key_count, statements.digest
+        lead = 2 + len(fields) + int(digest)  # subjects, records, the sums, the people digest
+        cell_rows, total_row = self._read(cells_fast, total_fast)
+        cells: list[RawCell] = []
+        cell_tops: list[list[int]] = []
+        largest = [0] * len(fields)
+        for row in cell_rows:
+            figures, extremes = row[k : k + lead], row[k + lead :]
+            hi, lo = extremes[: len(fields)], extremes[len(fields) :]
+            if any(v is not None and int(v) < 0 for v in lo):
+                return None
+            tops = _tops_bound(figures, hi, top_n)
+            cell_tops.append(tops)
+            largest = [max(m, int(v or 0)) for m, v in zip(largest, hi, strict=True)]
+            cells.append(_cell(_keys(row, k), _with_tops(figures, tops, fields), fields, fields, digest))
+        total = tuple(total_row)
+        figures, version = (total[:-1], total[-1]) if digest else (total, None)
+        # n people's total is at most the sum over the cells of their n largest sums in each
+        bound = [
+            min(over_all, sum(tops[i] for tops in cell_tops))
+            for i, over_all in enumerate(_tops_bound(figures, largest, top_n))
+        ]
+        return RawResult(
+            cells=tuple(sorted(cells, key=_key)),
+            total=_cell((), _with_tops(figures, bound, fields), fields, fields, digest),
+            data_version=int(version or 0),
         )
-        if any(low is not None and int(low) < 0 for low in lowest):
-            return None
-        bound = {f: top_n * result.total.tops[f] for f in fields}
-        return dataclasses.replace(
-            result,
-            cells=tuple(dataclasses.replace(c, tops=bound) for c in result.cells),
-            total=dataclasses.replace(result.total, tops=bound),
-        )
+
+    def _read(
+        self, cells_statement: Select[*tuple[Any, ...]], total_statement: Select[*tuple[Any, ...]]
+    ) -> tuple[Sequence[Row[Any]], Row[Any]]:
+        def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
+            return self._paired.read(cells_statement, total_statement)
+
+        return guarded(work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,))
 
     def _aggregate_rows(
         self,
@@ -345,37 +368,21 @@ class SqlStore:
         total_statement: Select[*tuple[Any, ...]],
         statements: AggregateStatements,
         *,
-        cell_tops: bool,
-        total_tops: bool,
-        trailing: int = 0,
-    ) -> tuple[RawResult, tuple[Any, ...]]:
-        """The result, and the last ``trailing`` figures of the total's row (not part of it)."""
+        tops: bool,
+    ) -> RawResult:
         digest = statements.digest
-
-        def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
-            return self._paired.read(cells_statement, total_statement)
-
-        cell_rows, total_row = guarded(
-            work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,)
-        )
+        cell_rows, total_row = self._read(cells_statement, total_statement)
         k = statements.key_count
         fields = statements.sum_fields
-        tops = fields if cell_tops else ()
+        top_fields = fields if tops else ()
         # sorted here, not by ORDER BY: PostgreSQL's collation and SQLite's byte order disagree
         cells = tuple(
-            sorted(
-                (_cell(tuple(str(v) for v in row[:k]), row[k:], fields, tops, digest) for row in cell_rows),
-                key=_key,
-            )
+            sorted((_cell(_keys(row, k), row[k:], fields, top_fields, digest) for row in cell_rows), key=_key)
         )
-        whole = tuple(total_row)
-        total, extra = whole[: len(whole) - trailing], whole[len(whole) - trailing :]
-        tops = fields if total_tops else ()
-        if not digest:
-            return RawResult(cells=cells, total=_cell((), total, fields, tops, digest)), extra
-        return RawResult(
-            cells=cells, total=_cell((), total[:-1], fields, tops, digest), data_version=int(total[-1] or 0)
-        ), extra
+        total = tuple(total_row)
+        figures, version = (total[:-1], total[-1]) if digest else (total, None)
+        total_cell = _cell((), figures, fields, top_fields, digest)
+        return RawResult(cells=cells, total=total_cell, data_version=int(version or 0))
 
     def append_audit(
         self,
@@ -687,6 +694,28 @@ def _batch_row(meta: BatchMeta) -> dict[str, Any]:
         "content_digest": meta.content_digest,
         "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
     }
+
+
+def _keys(row: Row[Any], count: int) -> tuple[str, ...]:
+    return tuple(str(v) for v in row[:count])
+
+
+def _tops_bound(figures: Sequence[Any], largest: Sequence[Any], n: int) -> list[int]:
+    """Per sum field, in micro-units, an upper bound of the group's top-``n`` per-subject sums
+    from its subjects, records, sum and largest value (none negative): the n people hold at most
+    the records the others leave them, each of which is at most the largest value, and the n
+    together at most the whole sum. Where people have about one record each in a cell, the bound
+    is about n times the largest value."""
+    subjects, records, *sums = (int(v or 0) for v in figures[: 2 + len(largest)])
+    their_records = records - subjects + min(n, subjects)
+    return [min(total, int(hi or 0) * their_records) for total, hi in zip(sums, largest, strict=True)]
+
+
+def _with_tops(figures: Sequence[Any], tops: Sequence[int], fields: Sequence[str]) -> tuple[Any, ...]:
+    """``figures`` (subjects, records, sums, then maybe the people digest) with ``tops`` after
+    the sums, where ``_cell`` reads them."""
+    at = 2 + len(fields)
+    return (*figures[:at], *tops, *figures[at:])
 
 
 def _key(cell: RawCell) -> tuple[str, ...]:

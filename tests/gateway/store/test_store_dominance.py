@@ -156,3 +156,56 @@ def test_near_dominance_the_exact_ranking_is_used(store: SqlStore, batches: Any)
     batches.store(store, "visits", "b", rows)
     spec = QuerySpec("visits", MEASURES, ("district",))
     assert store.aggregate(spec, top_n=2, near_percent=85) == store.aggregate(spec, top_n=2)
+
+
+def _clustered_rows(seed: int) -> list[dict[str, Any]]:
+    """People with from one to a dozen records in a cell, values from 0 to 72 hours, some
+    people in every district: a mix where the bound is sometimes close and sometimes loose."""
+    rnd = random.Random(seed)
+    rows = []
+    for p in range(rnd.randrange(1, 30)):
+        for d in rnd.sample(("D01", "D02", "D03"), rnd.randrange(1, 4)):
+            hours = rnd.choice((0.0, rnd.randrange(0, 288) / 4))
+            rows += [
+                _row(f"p{p}", d, hours + rnd.randrange(0, 8), DAY + i) for i in range(rnd.randrange(1, 13))
+            ]
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("digest", [False, True])
+def test_the_bound_is_never_below_the_exact_top_n(
+    store: SqlStore, batches: Any, seed: int, digest: bool
+) -> None:
+    """At 100 % nothing is near the rule, so the bound is always what comes back: in every cell
+    and the total its tops are at least the exact top-n, and every other figure (people digest
+    and data version included) is the exact answer's."""
+    batches.store(store, "visits", "b", _clustered_rows(seed))
+    spec = QuerySpec("visits", MEASURES, ("district",))
+    for n in (2, 3):
+        exact = store.aggregate(spec, top_n=n, digest=digest)
+        bound = store.aggregate(spec, top_n=n, digest=digest, near_percent=100)
+
+        def without_tops(result: Any) -> list[Any]:
+            return [
+                (c.key, c.subjects, c.records, dict(c.sums), c.people) for c in (*result.cells, result.total)
+            ]
+
+        assert without_tops(bound) == without_tops(exact)
+        assert bound.data_version == exact.data_version
+        pairs = zip((*bound.cells, bound.total), (*exact.cells, exact.total), strict=True)
+        assert all(b.tops["stay_hours"] >= e.tops["stay_hours"] for b, e in pairs)
+
+
+def test_many_records_a_person_in_a_cell_leaves_the_bound_for_the_ranking(
+    store: SqlStore, batches: Any
+) -> None:
+    """Ten people with twelve short stays each in D01 and nobody near the rule: the bound
+    (records the top two could hold, times the longest stay) is over 85 % of the cell, so the
+    answer is the exact ranking's, tops included."""
+    rows = [_row(f"p{p}", "D01", 4.0 + p % 3, DAY + i) for p in range(10) for i in range(12)]
+    batches.store(store, "visits", "b", rows)
+    spec = QuerySpec("visits", MEASURES, ("district",))
+    exact = store.aggregate(spec, top_n=2)
+    assert exact.cells[0].tops["stay_hours"] * 100 < exact.cells[0].sums["stay_hours"] * 85
+    assert store.aggregate(spec, top_n=2, near_percent=85) == exact
