@@ -276,6 +276,7 @@ class SqlStore:
             top_n=top_n,
             versions=versions,
             older_rows=self._older_contract_rows(spec.dataset),
+            distinct_total=self._db.backend == "postgresql",
         )
         if (
             near_percent is not None
