@@ -279,8 +279,9 @@ def _per_subject(
 def _extremes(t: FromClause, sum_fields: tuple[str, ...]) -> list[ColumnElement[Any]]:
     """Each sum field's largest value, then each one's smallest, per group: with the group's
     records and subjects they bound its top-n per-subject sums (``_sql._bounded``)."""
-    largest = [func.max(micro_units(t.c[f])).label(f"hi{i}") for i, f in enumerate(sum_fields)]
-    smallest = [func.min(micro_units(t.c[f])).label(f"lo{i}") for i, f in enumerate(sum_fields)]
+    # converted once per group, not per row: ROUND(x * 10^6) never reverses the order of two values
+    largest = [micro_units(func.max(t.c[f])).label(f"hi{i}") for i, f in enumerate(sum_fields)]
+    smallest = [micro_units(func.min(t.c[f])).label(f"lo{i}") for i, f in enumerate(sum_fields)]
     return [*largest, *smallest]
 
 
