@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from raw_cells import spread
 
 from gateway.catalogue import Catalogue
@@ -31,6 +36,16 @@ from gateway.query import MeasureRef, QuerySpec, RawCell, RawResult
 def test_round_to_base(value: float, base: int, expected: float) -> None:
     """Values go to the nearest multiple of the base, halves upwards."""
     assert round_to_base(value, base) == expected
+
+
+@given(
+    st.one_of(st.integers(-(10**18), 10**18), st.integers(-(10**6), 10**6).map(float), st.floats(-1e9, 1e9)),
+    st.integers(1, 1000),
+)
+def test_whole_and_fractional_values_round_as_the_exact_definition(value: float, base: int) -> None:
+    """Whole numbers (counts, taken without fractions) and others round as floor(v / b + 1/2) * b
+    computed exactly."""
+    assert round_to_base(value, base) == float(math.floor(Fraction(value) / base + Fraction(1, 2)) * base)
 
 
 @pytest.mark.parametrize(
