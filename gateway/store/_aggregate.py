@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     literal_column,
     select,
     true,
+    tuple_,
 )
 
 from gateway.catalogue import TIME_DIMENSIONS
@@ -66,6 +67,13 @@ class AggregateStatements:
     # its smallest (_extremes); the total's figures without tops
     cells_fast: Select[*tuple[Any, ...]] | None = None
     total_fast: Select[*tuple[Any, ...]] | None = None
+    # the total as the cells' statement's last grouping set: no total_fast, and each cells_fast
+    # row ends with the data version (digest) and then GROUPING(), 1 on the total's row
+    combined: bool = False
+
+
+FastTotal = Literal["distinct", "grouped", "grouping_set"]
+"""How the fast path counts the total's people (``compile_aggregate``)."""
 
 
 def compile_aggregate(
@@ -75,17 +83,19 @@ def compile_aggregate(
     top_n: int = 0,
     versions: Table | None = None,
     older_rows: bool = True,
-    distinct_total: bool = True,
+    fast_total: FastTotal = "distinct",
 ) -> AggregateStatements:
     """The statements for ``spec``. With ``top_n`` > 0 and sums asked for, each row also ends with
     one figure per sum field: the sum of the ``top_n`` largest per-subject sums in that group.
     With ``versions`` (the batches table), for noise keyed on the people (DESIGN §9.6): each row
     then ends with a digest of its people, SUM(DISTINCT subject_h), order-independent and the same
     however the request was worded, and the total with the dataset's data version (its number
-    of stored batches), all read in the same statements. ``distinct_total`` chooses how the fast
+    of stored batches), all read in the same statements. ``fast_total`` chooses how the fast
     path's total counts people: one COUNT(DISTINCT) (PostgreSQL: one process's sort, beside the
-    cells' parallel plan) or a grouping by subject first (SQLite: its sorter groups a million
-    rows in about four fifths of the time its DISTINCT b-tree takes)."""
+    cells' parallel plan), a grouping by subject first (SQLite: its sorter groups a million
+    rows in about four fifths of the time its DISTINCT b-tree takes), or as the last grouping
+    set of the cells' own statement (PostgreSQL, with a link: the semi-join, which costs more
+    than counting the few rows it keeps, then runs once, not once for each statement)."""
     if top_n < 0:
         raise GatewayError("the dominance rule needs a non-negative number of contributors")
     target = _table_for(spec.dataset, "dataset", tables)
@@ -144,7 +154,7 @@ def compile_aggregate(
             )
         )
     return _statements(
-        spec, t, keys, figures, conditions, top_n=top_n, versions=versions, distinct_total=distinct_total
+        spec, t, keys, figures, conditions, top_n=top_n, versions=versions, fast_total=fast_total
     )
 
 
@@ -157,11 +167,12 @@ def _statements(
     *,
     top_n: int,
     versions: Table | None,
-    distinct_total: bool,
+    fast_total: FastTotal,
 ) -> AggregateStatements:
     digest = versions is not None
     cells_fast: Select[*tuple[Any, ...]] | None = None
     total_fast: Select[*tuple[Any, ...]] | None = None
+    combined = False
     if top_n and spec.sum_fields:
         cells = _with_top_contributions(t, keys, conditions, spec.sum_fields, top_n=top_n, digest=digest)
         total = _with_top_contributions(t, [], conditions, spec.sum_fields, top_n=top_n, digest=digest)
@@ -169,15 +180,14 @@ def _statements(
             plain = [*figures, func.sum(distinct(t.c.subject_h)).label("h")] if digest else list(figures)
             extremes = _extremes(t, spec.sum_fields)
             cells_fast = select(*keys, *plain, *extremes).select_from(t).where(*conditions)
-            if keys:
-                cells_fast = cells_fast.group_by(*(k.element for k in keys))
-            if distinct_total:
-                total_fast = select(*plain).select_from(t).where(*conditions)
+            combined = bool(keys) and fast_total == "grouping_set"
+            if combined:
+                grouped = tuple_(*(k.element for k in keys))
+                cells_fast = cells_fast.group_by(func.grouping_sets(grouped, tuple_()))
             else:
-                per_subject = _per_subject(t, [], conditions, spec.sum_fields, digest=digest)
-                people = per_subject.subquery("per_subject")
-                fields = range(len(spec.sum_fields))
-                total_fast = _figures_over(people, people, [], fields, [], digest=digest)
+                if keys:
+                    cells_fast = cells_fast.group_by(*(k.element for k in keys))
+                total_fast = _fast_total(t, spec.sum_fields, plain, conditions, fast_total, digest=digest)
     else:
         if digest:
             figures = [*figures, func.sum(distinct(t.c.subject_h)).label("h")]
@@ -191,8 +201,12 @@ def _statements(
         total = total.add_columns(version.scalar_subquery().label("v"))
         if total_fast is not None:
             total_fast = total_fast.add_columns(version.scalar_subquery().label("v"))
+        if combined and cells_fast is not None:
+            cells_fast = cells_fast.add_columns(version.scalar_subquery().label("v"))
+    if combined and cells_fast is not None:
+        cells_fast = cells_fast.add_columns(func.grouping(keys[0].element).label("g"))
     return AggregateStatements(
-        cells, total, len(keys), spec.sum_fields, top_n, digest, cells_fast, total_fast
+        cells, total, len(keys), spec.sum_fields, top_n, digest, cells_fast, total_fast, combined
     )
 
 
@@ -250,6 +264,22 @@ def _with_top_contributions(
     n = _inline(top_n)
     tops = [func.sum(case((ranked.c[f"n{i}"] <= n, ranked.c[f"c{i}"]), else_=_inline(0))) for i in fields]
     return _figures_over(ranked, ranked, keys, fields, tops, digest=digest)
+
+
+def _fast_total(
+    t: FromClause,
+    sum_fields: tuple[str, ...],
+    plain: list[ColumnElement[Any]],
+    conditions: list[ColumnElement[bool]],
+    how: FastTotal,
+    *,
+    digest: bool,
+) -> Select[*tuple[Any, ...]]:
+    """The total's figures without tops: ``plain`` over the selection, or grouped by subject first."""
+    if how != "grouped":
+        return select(*plain).select_from(t).where(*conditions)
+    people = _per_subject(t, [], conditions, sum_fields, digest=digest).subquery("per_subject")
+    return _figures_over(people, people, [], range(len(sum_fields)), [], digest=digest)
 
 
 def _per_subject(

@@ -35,7 +35,7 @@ from gateway.errors import (
     StoreError,
 )
 from gateway.query._spec import QuerySpec, RawCell, RawResult
-from gateway.store._aggregate import SUM_SCALE, AggregateStatements, compile_aggregate
+from gateway.store._aggregate import SUM_SCALE, AggregateStatements, FastTotal, compile_aggregate
 from gateway.store._audit_rows import from_row, normalise, to_row
 from gateway.store._base import BatchMeta, RecordColumns, StoreOutcome
 from gateway.store._bulk import BulkCopyError, insert_rows
@@ -276,13 +276,9 @@ class SqlStore:
             top_n=top_n,
             versions=versions,
             older_rows=self._older_contract_rows(spec.dataset),
-            distinct_total=self._db.backend == "postgresql",
+            fast_total=_fast_total(self._db.backend, spec),
         )
-        if (
-            near_percent is not None
-            and statements.cells_fast is not None
-            and statements.total_fast is not None
-        ):
+        if near_percent is not None and statements.cells_fast is not None:
             bounded = self._bounded(statements, statements.cells_fast, statements.total_fast, top_n)
             if bounded is not None and not _near(bounded, statements.sum_fields, near_percent):
                 return bounded
@@ -321,20 +317,28 @@ class SqlStore:
         self,
         statements: AggregateStatements,
         cells_fast: Select[*tuple[Any, ...]],
-        total_fast: Select[*tuple[Any, ...]],
+        total_fast: Select[*tuple[Any, ...]] | None,
         top_n: int,
     ) -> RawResult | None:
         """The answer with each tops figure an upper bound of the top-``top_n`` per-subject sums
-        (``_top_bound``), or None when some value is negative (a person's sum is then no longer
+        (``_tops_bound``), or None when some value is negative (a person's sum is then no longer
         at most their records times the largest value)."""
         fields, k, digest = statements.sum_fields, statements.key_count, statements.digest
         lead = 2 + len(fields) + int(digest)  # subjects, records, the sums, the people digest
-        cell_rows, total_row = self._read(cells_fast, total_fast)
+        cell_rows: Sequence[Row[Any]]
+        total_row: Sequence[Any]
+        if total_fast is not None:
+            cell_rows, total_row = self._read(cells_fast, total_fast)
+        else:  # the total is the statement's () grouping set, flagged by its last column
+            rows = self._read_one(cells_fast)
+            cell_rows = [row for row in rows if not row[-1]]
+            (whole,) = [row for row in rows if row[-1]]  # one, even over no rows
+            total_row = (*whole[k : k + lead], *whole[-1 - int(digest) : -1])  # then the version
         cells: list[RawCell] = []
         cell_tops: list[list[int]] = []
         largest = [0] * len(fields)
         for row in cell_rows:
-            figures, extremes = row[k : k + lead], row[k + lead :]
+            figures, extremes = row[k : k + lead], row[k + lead : k + lead + 2 * len(fields)]
             hi, lo = extremes[: len(fields)], extremes[len(fields) :]
             if any(v is not None and int(v) < 0 for v in lo):
                 return None
@@ -360,6 +364,13 @@ class SqlStore:
     ) -> tuple[Sequence[Row[Any]], Row[Any]]:
         def work() -> tuple[Sequence[Row[Any]], Row[Any]]:
             return self._paired.read(cells_statement, total_statement)
+
+        return guarded(work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,))
+
+    def _read_one(self, statement: Select[*tuple[Any, ...]]) -> Sequence[Row[Any]]:
+        def work() -> Sequence[Row[Any]]:
+            with self._db.snapshot() as conn:
+                return conn.execute(statement).all()
 
         return guarded(work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,))
 
@@ -696,6 +707,13 @@ def _batch_row(meta: BatchMeta) -> dict[str, Any]:
         "content_digest": meta.content_digest,
         "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
     }
+
+
+def _fast_total(backend: str, spec: QuerySpec) -> FastTotal:
+    """How the fast path counts the total's people on ``backend`` (see compile_aggregate)."""
+    if backend != "postgresql":
+        return "grouped"
+    return "distinct" if spec.link is None else "grouping_set"
 
 
 def _keys(row: Row[Any], count: int) -> tuple[str, ...]:
