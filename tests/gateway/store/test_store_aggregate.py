@@ -151,8 +151,8 @@ def test_the_dominance_fast_path_counts_as_the_reference(
     store: SqlStore, batches: Any, case: str, digest: bool
 ) -> None:
     """With the dominance bound (a rule at 100 %, so the bound is always what comes back), cells
-    and total match the Python recount, and the people digests and data version are the exact
-    answer's, whichever way the backend counts the total (PostgreSQL: beside the cells, or as
+    and total match the Python recount, the people digests and data version are the exact
+    answer's, and no bounded top-2 is below the exact one, whichever way the backend counts the total (PostgreSQL: beside the cells, or as
     their statement's grand-total grouping set for a link; SQLite: grouped by subject)."""
     visits, contacts = _visits(), _contacts()
     for i in range(0, len(visits), 250):
@@ -164,6 +164,8 @@ def test_the_dominance_fast_path_counts_as_the_reference(
     assert _as_reference(bound) == _reference(spec, visits, contacts)
     assert [c.people for c in (*bound.cells, bound.total)] == [c.people for c in (*exact.cells, exact.total)]
     assert bound.data_version == exact.data_version
+    pairs = zip((*bound.cells, bound.total), (*exact.cells, exact.total), strict=True)
+    assert all(b.tops["stay_hours"] >= e.tops["stay_hours"] for b, e in pairs)  # never below exact
 
 
 def test_subjects_are_counted_once_however_many_records(store: SqlStore, batches: Any) -> None:
