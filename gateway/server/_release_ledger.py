@@ -88,7 +88,7 @@ def ledger_release(
         for predicate, cell in zip(predicates, (*out.cells, out.total), strict=True)
         if any(not v.withheld for v in cell.values)
     )
-    return out, LedgerWrite(agreement_id, spec.dataset, decision_id, seen, cells)
+    return out, LedgerWrite(agreement_id, spec.dataset, decision_id, seen, cells, released_at=raw.watermark)
 
 
 def _dominated_differences(

@@ -58,13 +58,16 @@ COLUMNS_PER_STATEMENT = 64  # distinct counts per statement: each is a sort or h
 class LedgerWrite:
     """The cells one release adds to an agreement's ledger, and the ledger as the check read it:
     ``seen`` is the highest row id then, so a release checked against a ledger that has grown
-    since (a racing query) is not written (see ``write_ledger``)."""
+    since (a racing query) is not written (see ``write_ledger``). ``released_at`` is the answer's
+    data watermark (``RawResult.watermark``): the batches stamped after it were not in the answer,
+    and newcomer checks count their people as new (gateway/store/_watermark.py)."""
 
     agreement_id: str
     dataset: str
     decision_id: str
     seen: int
     cells: tuple[tuple[CellPredicate, Mapping[str, float]], ...]  # predicate, released values
+    released_at: str
 
 
 class LedgerMoved(StoreError):
@@ -102,7 +105,7 @@ def read_ledger(
     return cells, max((int(r.id) for r in rows), default=0)
 
 
-def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at: str) -> bool:
+def write_ledger(conn: Connection, table: Table, write: LedgerWrite) -> bool:
     """Insert the release's new cells, under the audit chain's lock; False (nothing written) if
     rows were added for the agreement and dataset since the check read the ledger."""
     latest = conn.execute(
@@ -149,7 +152,7 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at
             "decision_id": write.decision_id,
             "predicate": predicate.canonical(),
             "released": json.dumps(dict(values), sort_keys=True),
-            "released_at": released_at,
+            "released_at": write.released_at,
         }
     if rows:
         conn.execute(table.insert(), list(rows.values()))
@@ -161,7 +164,7 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at
                 table.c.dataset == write.dataset,
                 table.c.digest.in_(sorted(again)),
             )
-            .values(released_at=released_at)
+            .values(released_at=write.released_at)
         )
     return True
 

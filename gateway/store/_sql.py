@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -57,29 +56,14 @@ from gateway.store._ledger import (
     sum_differences,
     write_ledger,
 )
+from gateway.store._locks import AUDIT_LOCK_KEY, SCHEMA_LOCK_KEY, advisory_lock
 from gateway.store._migrate import MigrateMode, default_migrate_mode, ensure_at_head
 from gateway.store._paired import PairedReader
 from gateway.store._records import check_meta, rows_for
 from gateway.store._schema import DEFAULT_INDEX_PROFILE, Schema, build_schema, reconcile_indexes
+from gateway.store._watermark import Stamper, with_watermark
 
 AUDIT_PAGE = 1000
-
-
-def _advisory_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-# PostgreSQL advisory lock keys (database-wide): one appender extends the chain at a time, and
-# replicas starting together do not race to create the same tables.
-AUDIT_LOCK_KEY = _advisory_key("datashare.audit_log.append")
-SCHEMA_LOCK_KEY = _advisory_key("datashare.schema.create")
-
-
-def advisory_lock(conn: Connection, key: int) -> None:
-    """Hold PostgreSQL's transaction-scoped advisory lock ``key`` (SQLite: the write
-    transaction already excludes every other writer)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def schema_lock(conn: Connection) -> None:
@@ -151,6 +135,7 @@ class SqlStore:
         # ``insert().values(**row)``, which also defeats the compiled cache) cost ~2 ms a batch.
         batches, log = schema.batches, schema.audit_log
         self._insert_batch = batches.insert()
+        self._stamper = Stamper(batches)
         self._insert_audit = log.insert()
         self._batch_seen = select(batches.c.content_digest, batches.c.record_count).where(
             batches.c.batch_id == bindparam("batch_id")
@@ -229,6 +214,7 @@ class SqlStore:
                     return seen
                 conn.execute(self._insert_batch, _batch_row(meta))
                 insert_rows(conn, target.table, rows)
+                self._stamper.stamp(conn, meta.batch_id)  # last: batches stamped in commit order
             return StoreOutcome(stored=True, records=len(rows.values))
 
         def work() -> StoreOutcome:
@@ -274,6 +260,7 @@ class SqlStore:
             versions=versions,
             older_rows=self._older_contract_rows(spec.dataset),
         )
+        statements = with_watermark(statements, self._schema.batches)
         if (
             near_percent is not None
             and statements.cells_fast is not None
@@ -368,13 +355,19 @@ class SqlStore:
                 key=_key,
             )
         )
-        whole = tuple(total_row)
+        row = tuple(total_row)
+        whole, watermark = row[:-1], row[-1]  # with_watermark put it last
         total, extra = whole[: len(whole) - trailing], whole[len(whole) - trailing :]
         tops = fields if total_tops else ()
         if not digest:
-            return RawResult(cells=cells, total=_cell((), total, fields, tops, digest)), extra
+            return RawResult(
+                cells=cells, total=_cell((), total, fields, tops, digest), watermark=str(watermark)
+            ), extra
         return RawResult(
-            cells=cells, total=_cell((), total[:-1], fields, tops, digest), data_version=int(total[-1] or 0)
+            cells=cells,
+            total=_cell((), total[:-1], fields, tops, digest),
+            data_version=int(total[-1] or 0),
+            watermark=str(watermark),
         ), extra
 
     def append_audit(
@@ -407,9 +400,7 @@ class SqlStore:
                         spent = BudgetSpent(period.usage(used))
                         spent.quota = one
                         return spent
-                if ledger is not None and not write_ledger(
-                    conn, ledger_of(self._schema), ledger, normal.timestamp
-                ):
+                if ledger is not None and not write_ledger(conn, ledger_of(self._schema), ledger):
                     return LedgerMoved()
                 last = conn.execute(self._last_audit).first()
                 seq, prev_hash = (
@@ -685,6 +676,7 @@ def _batch_row(meta: BatchMeta) -> dict[str, Any]:
         "contract_version": meta.contract_version,
         "record_count": meta.record_count,
         "content_digest": meta.content_digest,
+        # provisional, never committed: the transaction stamps the batch last (Stamper.stamp)
         "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
     }
 

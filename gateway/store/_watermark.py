@@ -1,0 +1,111 @@
+"""Batch stamps and an answer's data watermark: what "stored after this answer" means (issue 5).
+
+The release ledger keeps, per released cell, the watermark of the answer that released it: the
+newest ``received_at`` among the batches the aggregate read. The newcomer checks then take every
+batch stamped after it as not released (``_ledger.newcomer_statement``: records stored since, and
+a link's "then" side, the other dataset's batches stamped at or before it). That is sound only if
+every batch the aggregate did NOT read is stamped after every batch it did read, whatever order
+batch transactions began, were stamped or committed in, on however many gateway hosts, with
+whatever clocks. The audit entry's time, taken after the aggregate, was not: a batch committed
+between the read and the entry counted as released though the answer never held it, so the
+next answer minus this one would isolate its people.
+
+So batches are stamped in the order they become visible:
+
+- ``received_at`` is written last in the batch's transaction, after its rows (``stamp``): the
+  newest stored stamp plus 1 µs, or the clock if that is later. A clock behind the stored stamps
+  (another host's, or one stepped back) only moves the stamp to just after the newest: a stamp is
+  a place in commit order first, a time of day second.
+- PostgreSQL: under a transaction-scoped advisory lock (``BATCH_LOCK_KEY``, database-wide, so every
+  gateway on the database takes turns), held from the stamp to the commit only, never during the
+  COPY: one index seek, one update by primary key, the commit. A commit is visible before the
+  transaction releases its locks, so the next holder's READ COMMITTED read of the newest stamp
+  sees it, and stamps increase in commit order.
+- SQLite: the write transaction excludes every other writer from BEGIN IMMEDIATE to commit, so
+  the same two statements need no lock.
+
+Then the batches any snapshot sees are a prefix of the stamp order, and an answer's watermark is
+the newest stamp its own snapshot sees (``with_watermark``: a column of the aggregate's total
+statement), ``NOTHING_STORED`` when it sees none. Every batch the answer did not read compares
+newer. (When the cells and the total are read on two connections, ``_paired`` keeps the pair only
+if both read the same rows, so the total's watermark describes the cells' rows too.)
+
+Batches stored by a gateway from before this stamping are kept as they were stamped; migration
+0005, which adds the index the newest-stamp read uses, also stops such a gateway from writing
+to the store (it refuses a revision it does not know).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Label, Table, bindparam, func, select
+
+from gateway.errors import StoreError
+from gateway.store._aggregate import AggregateStatements
+from gateway.store._locks import BATCH_LOCK_KEY, advisory_lock
+
+NOTHING_STORED = ""
+"""The watermark of an answer that read no batch: sorts before every stamp."""
+
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_STEP = dt.timedelta(microseconds=1)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def next_stamp(newest: str | None, now: dt.datetime) -> str:
+    """The stamp of the batch committing next: ``now``, or just after ``newest`` (the newest
+    stored stamp, None for none) when that is not earlier."""
+    stamp = now.astimezone(dt.UTC).replace(tzinfo=None)
+    if newest:
+        try:
+            after = dt.datetime.strptime(newest, _FORMAT) + _STEP
+        except ValueError:
+            raise StoreError("store: the batch register holds a received_at that is not a stamp") from None
+        stamp = max(stamp, after)
+    return stamp.strftime(_FORMAT)
+
+
+class Stamper:
+    """Stamps a batch's ``received_at`` as the last statement of its transaction (see module doc)."""
+
+    def __init__(self, batches: Table, clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self._clock = clock
+        self._newest = select(func.max(batches.c.received_at))
+        self._set = (
+            batches.update()
+            .where(batches.c.batch_id == bindparam("stamped_batch"))
+            .values(received_at=bindparam("stamp"))
+        )
+
+    def stamp(self, conn: Connection, batch_id: str) -> str:
+        """Stamp the batch ``batch_id`` (already inserted in ``conn``'s write transaction); the
+        transaction must commit straight after, as the PostgreSQL lock is held until it ends."""
+        advisory_lock(conn, BATCH_LOCK_KEY)
+        newest = conn.execute(self._newest).scalar_one()
+        stamp = next_stamp(None if newest is None else str(newest), self._clock())
+        conn.execute(self._set, {"stamped_batch": batch_id, "stamp": stamp})
+        return stamp
+
+
+def watermark_column(batches: Table) -> Label[str]:
+    """The newest stamp the statement's snapshot sees, or NOTHING_STORED."""
+    newest = select(func.max(batches.c.received_at)).scalar_subquery()
+    return func.coalesce(newest, NOTHING_STORED).label("watermark")
+
+
+def with_watermark(statements: AggregateStatements, batches: Table) -> AggregateStatements:
+    """The statements with the watermark as the last column of the totals (both of them), read
+    in the same statement as the figures so it describes exactly the batches they counted."""
+    column = watermark_column(batches)
+    fast = statements.total_fast
+    return dataclasses.replace(
+        statements,
+        total=statements.total.add_columns(column),
+        total_fast=None if fast is None else fast.add_columns(column),
+    )
