@@ -43,6 +43,7 @@ from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
 from gateway.store._ledger import (
     COLUMNS_PER_STATEMENT,
+    AsOf,
     LedgerMoved,
     LedgerWrite,
     count_differences,
@@ -436,16 +437,21 @@ class SqlStore:
             work, lambda: StoreError("store: release ledger could not be read"), (SQLAlchemyError,)
         )
 
-    def ledger_differences(self, dataset: str, checks: Sequence[Check]) -> list[int]:
+    def ledger_differences(
+        self, dataset: str, checks: Sequence[Check], as_of: str | None = None
+    ) -> list[int]:
         """For each check, the distinct subjects of its container outside all its parts: the
-        one-part checks of disjoint parts in one grouped statement, the rest one count each."""
+        one-part checks of disjoint parts in one grouped statement, the rest one count each.
+        With ``as_of`` (an answer's watermark), over the data that answer read."""
         self._check_open()
         groups, rest = grouped_pairs(checks)
-        statements = difference_statements(dataset, [checks[n] for n in rest], self._schema.datasets)
-        grouped = grouped_statement(dataset, groups, self._schema.datasets) if groups else None
 
         def work() -> list[int]:
             with self._db.snapshot() as conn:
+                bound = self._bound(conn, as_of)
+                tables = self._schema.datasets
+                statements = difference_statements(dataset, [checks[n] for n in rest], tables, bound)
+                grouped = grouped_statement(dataset, groups, tables, bound) if groups else None
                 counted = dict(zip(rest, count_differences(conn, statements), strict=True))
                 if grouped is not None:
                     counted |= count_grouped(conn, grouped, groups)
@@ -453,16 +459,15 @@ class SqlStore:
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
-    def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
-        """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
+    def ledger_newcomers(
+        self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]], as_of: str | None = None
+    ) -> list[int]:
+        """Per (cell, time): distinct subjects whose part of the cell changed after that time
+        (with ``as_of``, an answer's watermark: changed after it and by ``as_of``)."""
         self._check_open()
         # a statement per 64 cells, as the difference counts (each is a distinct count of its own):
         # the cells a release's checks derive from are counted too, hundreds for a grid asked again
         step = COLUMNS_PER_STATEMENT
-        statements = [
-            newcomer_statement(dataset, repeats[i : i + step], self._schema)
-            for i in range(0, len(repeats), step)
-        ]
         batches = self._schema.batches
         earliest = min((since for _, since in repeats), default="")
         involved = sorted({dataset, *(p.link.dataset for p, _ in repeats if p.link is not None)})
@@ -478,16 +483,22 @@ class SqlStore:
             with self._db.snapshot() as conn:
                 if conn.execute(stored_since).first() is None:
                     return [0] * len(repeats)
+                bound = self._bound(conn, as_of)
+                statements = [
+                    newcomer_statement(dataset, repeats[i : i + step], self._schema, bound)
+                    for i in range(0, len(repeats), step)
+                ]
                 rows = [conn.execute(statement).one() for statement in statements]
             return [int(value or 0) for row in rows for value in row]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
     def ledger_sum_differences(
-        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int
+        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int, as_of: str | None = None
     ) -> list[tuple[float, float]]:
         """Per (check, measure field): the field's sum over the check's difference, and the sum of
-        its ``top_n`` largest per-subject sums (whole micro-units summed in SQL, as cells are)."""
+        its ``top_n`` largest per-subject sums (whole micro-units summed in SQL, as cells are).
+        With ``as_of`` (an answer's watermark), over the data that answer read."""
         self._check_open()
         if not items:
             return []
@@ -497,10 +508,12 @@ class SqlStore:
         # ORed terms) and PostgreSQL's 1664 result columns, and the query failed
         step = COLUMNS_PER_STATEMENT // 2
         chunks = [items[i : i + step] for i in range(0, len(items), step)]
-        statements = [sum_difference_statement(dataset, c, self._schema.datasets, top_n) for c in chunks]
 
         def work() -> list[tuple[float, float]]:
             with self._db.snapshot() as conn:
+                bound = self._bound(conn, as_of)
+                tables = self._schema.datasets
+                statements = [sum_difference_statement(dataset, c, tables, top_n, bound) for c in chunks]
                 return [
                     figure
                     for statement, chunk in zip(statements, chunks, strict=True)
@@ -655,6 +668,16 @@ class SqlStore:
         if row.content_digest != meta.content_digest:
             raise Conflict("batch_id: already used for different content")
         return StoreOutcome(stored=False, records=int(row.record_count))
+
+    def _bound(self, conn: Connection, as_of: str | None) -> AsOf:
+        """What the ledger counts in ``conn``'s snapshot should be held to: the data an answer
+        with watermark ``as_of`` read. None (no bound to add) without one, or when no batch is
+        stamped after it: the snapshot holds exactly that data (one seek of the stamp index)."""
+        if as_of is None:
+            return None
+        batches = self._schema.batches
+        later = select(batches.c.batch_id).where(batches.c.received_at > as_of).limit(1)
+        return None if conn.execute(later).first() is None else (batches, as_of)
 
     def _read_all(self, query: Select[*tuple[Any, ...]]) -> Sequence[RowMapping]:
         with self._db.read() as conn:

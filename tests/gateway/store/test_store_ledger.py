@@ -181,3 +181,51 @@ def test_a_linked_side_stored_after_the_answer_makes_its_people_new(store: SqlSt
     store.append_audit(_draft("dec-1"), ledger=write)
     (cell,), _ = store.release_ledger("ag-1", "visits")
     assert store.ledger_newcomers("visits", [(cell.predicate, cell.released_at)]) == [2]
+
+
+def test_differences_as_of_an_answer_count_only_the_data_it_read(store: SqlStore, batches: Any) -> None:
+    """A difference checked for an answer counts the people that answer read: ten more stored
+    after its read (before the check) do not lift a difference of three to thirteen."""
+    rows = [_visit(f"a{i}", "D01") for i in range(20)] + [_visit(f"b{i}", "D02") for i in range(3)]
+    batches.store(store, "visits", "b1", rows)
+    answer = store.aggregate(QuerySpec("visits", (MeasureRef("subjects"),), ()))
+    batches.store(store, "visits", "b2", [_visit(f"late{i}", "D02") for i in range(10)])
+    check = Check(_p("D01", "D02"), (_p("D01"),), frozenset({0}), "q")
+    assert store.ledger_differences("visits", [check], as_of=answer.watermark) == [3]
+    assert store.ledger_differences("visits", [check]) == [13]  # today's data, for comparison
+    together = [check, Check(_p("D01", "D02"), (_p("D02"),), frozenset({0}), "q")]
+    assert store.ledger_differences("visits", together, as_of=answer.watermark) == [3, 20]
+
+
+def test_a_linked_difference_as_of_an_answer_ignores_links_stored_after_it(
+    store: SqlStore, batches: Any
+) -> None:
+    """The link of a difference is decided by the other dataset's records the answer read: police
+    contacts stored after it do not move people into the linked part."""
+    batches.store(store, "visits", "b1", [_visit(f"a{i}", "D01") for i in range(15)])
+    contact = [{"subject": "a0", "event_day": DAY - 5, "district": "D01", "incident_type": "other"}]
+    batches.store(store, "contacts", "c1", contact)
+    answer = store.aggregate(QuerySpec("visits", (MeasureRef("subjects"),), ()))
+    later = [
+        {"subject": f"a{i}", "event_day": DAY - 5, "district": "D01", "incident_type": "other"}
+        for i in range(1, 12)
+    ]
+    batches.store(store, "contacts", "c2", later)
+    check = Check(_p("D01"), (_p("D01", link=LinkPredicate("contacts", 30, 0)),), frozenset({0}), "q")
+    assert store.ledger_differences("visits", [check], as_of=answer.watermark) == [14]
+    assert store.ledger_differences("visits", [check]) == [3]
+
+
+def test_newcomers_as_of_an_answer_are_those_stored_between_the_two_reads(
+    store: SqlStore, batches: Any
+) -> None:
+    """Newcomers of a cell released at one watermark, for an answer read at a later one: the
+    people stored in between, not those stored after the answer's read."""
+    batches.store(store, "visits", "b1", [_visit(f"a{i}", "D01") for i in range(20)])
+    first = store.aggregate(QuerySpec("visits", (MeasureRef("subjects"),), ()))
+    batches.store(store, "visits", "b2", [_visit(f"b{i}", "D01") for i in range(2)])
+    second = store.aggregate(QuerySpec("visits", (MeasureRef("subjects"),), ()))
+    batches.store(store, "visits", "b3", [_visit(f"c{i}", "D01") for i in range(30)])
+    since = [(_p("D01"), first.watermark)]
+    assert store.ledger_newcomers("visits", since, as_of=second.watermark) == [2]
+    assert store.ledger_newcomers("visits", since) == [32]
