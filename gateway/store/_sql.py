@@ -478,6 +478,8 @@ class SqlStore:
             .where(batches.c.dataset.in_(involved), batches.c.received_at > earliest)
             .limit(1)
         )
+        if as_of is not None:  # and by the answer's read: what is stored after it is not counted
+            stored_since = stored_since.where(batches.c.received_at <= as_of)
 
         def work() -> list[int]:
             with self._db.snapshot() as conn:

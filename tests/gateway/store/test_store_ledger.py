@@ -229,3 +229,5 @@ def test_newcomers_as_of_an_answer_are_those_stored_between_the_two_reads(
     since = [(_p("D01"), first.watermark)]
     assert store.ledger_newcomers("visits", since, as_of=second.watermark) == [2]
     assert store.ledger_newcomers("visits", since) == [32]
+    again = [(_p("D01"), second.watermark)]  # only people stored after the answer: none new to it
+    assert store.ledger_newcomers("visits", again, as_of=second.watermark) == [0]
