@@ -40,12 +40,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Connection, Label, Table, bindparam, func, select
+from sqlalchemy import Connection, Dialect, Label, Table, func, select
 
 from gateway.errors import StoreError
 from gateway.store._aggregate import AggregateStatements
-from gateway.store._locks import BATCH_LOCK_KEY, advisory_lock
+from gateway.store._failures import ScrubbedDatabaseError, describe_failure
+from gateway.store._locks import BATCH_LOCK_KEY
 
 NOTHING_STORED = ""
 """The watermark of an answer that read no batch: sorts before every stamp."""
@@ -72,24 +74,43 @@ def next_stamp(newest: str | None, now: dt.datetime) -> str:
 
 
 class Stamper:
-    """Stamps a batch's ``received_at`` as the last statement of its transaction (see module doc)."""
+    """Stamps a batch's ``received_at`` as the last statement of its transaction (see module doc).
+
+    Through the driver's cursor, as the bulk insert is (``_bulk``): the three small statements
+    cost ~0.55 ms of gateway CPU a batch through SQLAlchemy, ~0.3 ms through the cursor
+    (PostgreSQL, 1,000-row batches; the store step's own CPU is ~3.5 ms). Driver errors are
+    described in identifiers only, as ``_failures`` does for the rest of the store."""
 
     def __init__(self, batches: Table, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self._clock = clock
-        self._newest = select(func.max(batches.c.received_at))
-        self._set = (
-            batches.update()
-            .where(batches.c.batch_id == bindparam("stamped_batch"))
-            .values(received_at=bindparam("stamp"))
-        )
+        self._table = batches.name
 
     def stamp(self, conn: Connection, batch_id: str) -> str:
         """Stamp the batch ``batch_id`` (already inserted in ``conn``'s write transaction); the
         transaction must commit straight after, as the PostgreSQL lock is held until it ends."""
-        advisory_lock(conn, BATCH_LOCK_KEY)
-        newest = conn.execute(self._newest).scalar_one()
+        failure: ScrubbedDatabaseError | None = None
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            stamp = self._stamp(cursor, conn.dialect, batch_id)
+        except conn.dialect.loaded_dbapi.Error as exc:  # not chained: its message may quote a value
+            failure = describe_failure(exc)
+        else:
+            return stamp
+        finally:
+            cursor.close()
+        raise StoreError("store: batch could not be stamped") from failure
+
+    def _stamp(self, cursor: Any, dialect: Dialect, batch_id: str) -> str:
+        postgres = dialect.name == "postgresql"
+        mark = "%s" if postgres else "?"
+        table = dialect.identifier_preparer.quote(self._table)
+        if postgres:  # each statement takes its own snapshot (READ COMMITTED): the next sees
+            # every batch committed by the lock's earlier holders
+            cursor.execute(f"SELECT pg_advisory_xact_lock({mark})", (BATCH_LOCK_KEY,))
+        cursor.execute(f"SELECT max(received_at) FROM {table}")  # noqa: S608 - a quoted table name
+        newest = cursor.fetchone()[0]
         stamp = next_stamp(None if newest is None else str(newest), self._clock())
-        conn.execute(self._set, {"stamped_batch": batch_id, "stamp": stamp})
+        cursor.execute(f"UPDATE {table} SET received_at = {mark} WHERE batch_id = {mark}", (stamp, batch_id))  # noqa: S608
         return stamp
 
 

@@ -192,3 +192,34 @@ def test_concurrent_batches_from_two_gateways_are_stamped_in_commit_order(
     assert answers
     for records, watermark in answers:
         assert records == 2 * sum(1 for s in stamps if s <= watermark)
+
+
+def test_a_batch_that_cannot_be_stamped_is_not_stored_and_its_error_quotes_nothing(
+    tmp_path: Any, catalogue: Catalogue, batches: Any
+) -> None:
+    """When the stamp's update fails in the driver, the batch is not stored, and the store error
+    carries neither the driver's message nor anything chained that holds it."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    store = open_store(url, catalogue)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_stamp BEFORE UPDATE ON batches "
+                    "BEGIN SELECT RAISE(ABORT, 'person-secret-7'); END"
+                )
+            )
+        with pytest.raises(StoreError) as caught:
+            batches.store(store, "visits", "v1", _visits("a", 3))
+        chain, seen = [], caught.value
+        while seen is not None:
+            chain.append(f"{seen} {seen!r}")
+            seen = seen.__cause__ or seen.__context__
+        assert "person-secret-7" not in " ".join(chain)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM batches")).scalar_one() == 0
+            assert conn.execute(text("SELECT count(*) FROM ds_visits")).scalar_one() == 0
+    finally:
+        store.close()
+        engine.dispose()
