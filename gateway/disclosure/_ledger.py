@@ -82,7 +82,7 @@ class LedgerCell:
 
     decision_id: str
     predicate: CellPredicate
-    released_at: str = ""  # when this description was last released (audit timestamp form)
+    released_at: str = ""  # the data watermark of its last release (gateway/store/_watermark.py)
     labels: frozenset[str] = frozenset()  # the measures it released (``subjects``, ``sum:<field>``...)
 
 

@@ -74,3 +74,6 @@ class RawResult:
     cells: tuple[RawCell, ...]  # only groups that hold at least one record
     total: RawCell  # the whole filtered table, key ()
     data_version: int = 0  # the dataset's number of stored batches, when asked for (noise key)
+    # the newest batch stamp the answer's snapshot saw: every batch it did not read is stamped
+    # later (gateway/store/_watermark.py). "" (nothing read) takes all data as new: the safe side
+    watermark: str = ""

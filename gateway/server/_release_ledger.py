@@ -68,7 +68,8 @@ def ledger_release(
             raise LedgerTooBroad(agreement_id)
         withhold: set[int] = set()
         if checks:
-            withhold |= cells_to_withhold(checks, store.ledger_differences(spec.dataset, checks), k=k)
+            differences = store.ledger_differences(spec.dataset, checks, as_of=raw.watermark)
+            withhold |= cells_to_withhold(checks, differences, k=k)
             withhold |= _dominated_differences(
                 store,
                 spec,
@@ -77,9 +78,16 @@ def ledger_release(
                 released=released,
                 ledger=ledger,
                 dominance=dominance,
+                as_of=raw.watermark,
             )
         withhold |= _changed_since_released(
-            store, spec.dataset, _released(predicates, released), ledger, k, checks=checks
+            store,
+            spec.dataset,
+            _released(predicates, released),
+            ledger,
+            k,
+            checks=checks,
+            as_of=raw.watermark,
         )
         if withhold:
             out = disclose(_as_small(spec, raw, grid, frozenset(withhold)))
@@ -88,7 +96,7 @@ def ledger_release(
         for predicate, cell in zip(predicates, (*out.cells, out.total), strict=True)
         if any(not v.withheld for v in cell.values)
     )
-    return out, LedgerWrite(agreement_id, spec.dataset, decision_id, seen, cells)
+    return out, LedgerWrite(agreement_id, spec.dataset, decision_id, seen, cells, released_at=raw.watermark)
 
 
 def _dominated_differences(
@@ -100,6 +108,7 @@ def _dominated_differences(
     released: Released,
     ledger: tuple[LedgerCell, ...],
     dominance: Dominance,
+    as_of: str,
 ) -> frozenset[int]:
     """New cells whose release would make a difference of released sums that the dominance rule
     withholds when asked for directly (a sum of a few people's values), as a people count's
@@ -112,7 +121,9 @@ def _dominated_differences(
     items = sums_to_check(checks, shown, spec.sum_fields)
     if not items:
         return frozenset()
-    figures = store.ledger_sum_differences(spec.dataset, [(checks[n], f) for n, f in items], dominance.n)
+    figures = store.ledger_sum_differences(
+        spec.dataset, [(checks[n], f) for n, f in items], dominance.n, as_of=as_of
+    )
     return sums_to_withhold(checks, items, figures, percent=dominance.percent)
 
 
@@ -124,6 +135,7 @@ def _changed_since_released(
     k: int,
     *,
     checks: tuple[Check, ...] = (),
+    as_of: str,
 ) -> set[int]:
     """Cells described exactly as a released one (the same people by description) whose data
     changed since: the two answers would differ by the records stored in between. Withheld when
@@ -133,7 +145,12 @@ def _changed_since_released(
     the checks count today's data, but the analyst subtracts the figures as released then, so a
     new union of old cells ({D01, D02} after D01 and D02) minus them would be the newcomers of
     those cells. The new cells of such a check are withheld when an old cell's newcomers number
-    1..k-1 (each old cell's change is then 0 or at least k people, and so is their sum)."""
+    1..k-1 (each old cell's change is then 0 or at least k people, and so is their sum).
+
+    Changes are counted up to ``as_of``, the data this answer read (its watermark), not the data
+    stored since. A ledger cell released from newer data than this answer read (a racing release
+    under the agreement, written while this one was checked) differs from it by people this
+    count cannot see: its cells are withheld, on the ledger's word alone."""
     last = {cell.predicate: cell.released_at for cell in ledger}
     asked: dict[tuple[CellPredicate, str], set[int]] = {}
     for number, predicate in enumerate(new):
@@ -145,9 +162,13 @@ def _changed_since_released(
                 asked.setdefault((predicate, last[predicate]), set()).update(check.withhold)
     if not asked:
         return set()
-    repeats = list(asked)
-    counts = store.ledger_newcomers(dataset, repeats)
-    return {n for repeat, count in zip(repeats, counts, strict=True) if 0 < count < k for n in asked[repeat]}
+    newer = {n for (_, since), numbers in asked.items() if since > as_of for n in numbers}
+    repeats = [repeat for repeat in asked if repeat[1] <= as_of]
+    counts = store.ledger_newcomers(dataset, repeats, as_of=as_of) if repeats else []
+    changed = {
+        n for repeat, count in zip(repeats, counts, strict=True) if 0 < count < k for n in asked[repeat]
+    }
+    return newer | changed
 
 
 def _released(predicates: tuple[CellPredicate, ...], released: Released) -> list[CellPredicate | None]:

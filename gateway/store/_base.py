@@ -94,19 +94,25 @@ class Store(Protocol):
         """Cells released under the agreement over ``dataset``, and the ledger's highest row id."""
         ...
 
-    def ledger_differences(self, dataset: str, checks: Sequence[Check]) -> list[int]:
-        """Per check, the distinct subjects of its container outside all of its parts."""
+    def ledger_differences(
+        self, dataset: str, checks: Sequence[Check], as_of: str | None = None
+    ) -> list[int]:
+        """Per check, the distinct subjects of its container outside all of its parts (with
+        ``as_of``, an answer's data watermark: among the records that answer read)."""
         ...
 
-    def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
-        """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
+    def ledger_newcomers(
+        self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]], as_of: str | None = None
+    ) -> list[int]:
+        """Per (cell, time): distinct subjects whose part of the cell changed after that time
+        (with ``as_of``: and by then)."""
         ...
 
     def ledger_sum_differences(
-        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int
+        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int, as_of: str | None = None
     ) -> list[tuple[float, float]]:
         """Per (check, measure field): the field's sum over the check's difference, and the sum of
-        its ``top_n`` largest per-subject sums."""
+        its ``top_n`` largest per-subject sums (with ``as_of``: among the records by then)."""
         ...
 
     def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:

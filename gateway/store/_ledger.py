@@ -53,18 +53,25 @@ from gateway.store._schema import LEDGER_TABLE, DatasetTable, Schema
 
 COLUMNS_PER_STATEMENT = 64  # distinct counts per statement: each is a sort or hash of its own
 
+AsOf = tuple[Table, str] | None
+"""(the batch register, an answer's watermark): count only the records of batches stamped by
+then, the data the answer read (gateway/store/_watermark.py); None: every record stored."""
+
 
 @dataclass(frozen=True)
 class LedgerWrite:
     """The cells one release adds to an agreement's ledger, and the ledger as the check read it:
     ``seen`` is the highest row id then, so a release checked against a ledger that has grown
-    since (a racing query) is not written (see ``write_ledger``)."""
+    since (a racing query) is not written (see ``write_ledger``). ``released_at`` is the answer's
+    data watermark (``RawResult.watermark``): the batches stamped after it were not in the answer,
+    and newcomer checks count their people as new (gateway/store/_watermark.py)."""
 
     agreement_id: str
     dataset: str
     decision_id: str
     seen: int
     cells: tuple[tuple[CellPredicate, Mapping[str, float]], ...]  # predicate, released values
+    released_at: str
 
 
 class LedgerMoved(StoreError):
@@ -102,7 +109,7 @@ def read_ledger(
     return cells, max((int(r.id) for r in rows), default=0)
 
 
-def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at: str) -> bool:
+def write_ledger(conn: Connection, table: Table, write: LedgerWrite) -> bool:
     """Insert the release's new cells, under the audit chain's lock; False (nothing written) if
     rows were added for the agreement and dataset since the check read the ledger."""
     latest = conn.execute(
@@ -149,7 +156,7 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at
             "decision_id": write.decision_id,
             "predicate": predicate.canonical(),
             "released": json.dumps(dict(values), sort_keys=True),
-            "released_at": released_at,
+            "released_at": write.released_at,
         }
     if rows:
         conn.execute(table.insert(), list(rows.values()))
@@ -161,7 +168,7 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite, released_at
                 table.c.dataset == write.dataset,
                 table.c.digest.in_(sorted(again)),
             )
-            .values(released_at=released_at)
+            .values(released_at=write.released_at)
         )
     return True
 
@@ -178,7 +185,7 @@ def _released_values(text: Any) -> dict[str, float]:
 
 
 def newcomer_statement(
-    dataset: str, repeats: Sequence[tuple[CellPredicate, str]], schema: Schema
+    dataset: str, repeats: Sequence[tuple[CellPredicate, str]], schema: Schema, as_of: AsOf = None
 ) -> Select[Any]:
     """One statement: per (cell, time), the distinct subjects whose part of the cell changed
     after that time: a record in the cell stored since (its batch's received_at), or, for a
@@ -193,7 +200,13 @@ def newcomer_statement(
         if predicate.link is not None:
             earlier.setdefault((predicate.link, since), f"_then{len(earlier)}")
     row = _with_links(
-        target.table.alias("t"), target, links, schema.datasets, earlier=earlier, batches=schema.batches
+        _rows(target.table, "t", as_of),
+        target,
+        links,
+        schema.datasets,
+        earlier=earlier,
+        batches=schema.batches,
+        as_of=as_of,
     )
     b = schema.batches.alias("b")
     counts: list[ColumnElement[Any]] = []
@@ -214,7 +227,11 @@ def newcomer_statement(
 
 
 def sum_difference_statement(
-    dataset: str, items: Sequence[tuple[Check, str]], tables: Mapping[str, DatasetTable], top_n: int
+    dataset: str,
+    items: Sequence[tuple[Check, str]],
+    tables: Mapping[str, DatasetTable],
+    top_n: int,
+    as_of: AsOf = None,
 ) -> Select[Any]:
     """One statement: for each (check, measure field), the field's sum over the records of the
     check's container outside all its parts, and the sum of the ``top_n`` largest per-subject
@@ -225,9 +242,9 @@ def sum_difference_statement(
     target = tables.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
-    t = target.table.alias("t")
+    t = _rows(target.table, "t", as_of)
     links = _links_of([p for check, _ in items for p in (check.container, *check.parts)])
-    row = _with_links(t, target, links, tables)
+    row = _with_links(t, target, links, tables, as_of=as_of)
     columns: list[ColumnElement[Any]] = []
     where: list[ColumnElement[bool]] = []
     for i, (check, field) in enumerate(items):
@@ -257,7 +274,7 @@ def sum_differences(conn: Connection, statement: Select[Any], items: int) -> lis
 
 
 def difference_statements(
-    dataset: str, checks: Sequence[Check], tables: Mapping[str, DatasetTable]
+    dataset: str, checks: Sequence[Check], tables: Mapping[str, DatasetTable], as_of: AsOf = None
 ) -> list[tuple[Select[Any], list[tuple[int, int]]]]:
     """Statements counting, for each check, people of the container and of the union of its
     parts; with each statement, per check (column of the container, column of the parts).
@@ -269,9 +286,9 @@ def difference_statements(
     target = tables.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
-    t = target.table.alias("t")
+    t = _rows(target.table, "t", as_of)
     links = _links_of([p for check in checks for p in (check.container, *check.parts)])
-    row = _with_links(t, target, links, tables)
+    row = _with_links(t, target, links, tables, as_of=as_of)
     out: list[tuple[Select[Any], list[tuple[int, int]]]] = []
     counts: list[ColumnElement[Any]] = []
     where: list[ColumnElement[bool]] = []
@@ -310,9 +327,11 @@ def _with_links(
     *,
     earlier: Mapping[tuple[LinkPredicate, str], str] | None = None,
     batches: Table | None = None,
+    as_of: AsOf = None,
 ) -> FromClause:
     """``t``, or its rows with a 0/1 column per link (see difference_statements), and one per
-    (link, time) in ``earlier``: the link as the other dataset's records stored by then decide it."""
+    (link, time) in ``earlier``: the link as the other dataset's records stored by then decide it.
+    With ``as_of``, the links' own columns are decided by the records stored by then too."""
     flagged: list[tuple[LinkPredicate, str, str | None]] = [
         (link, name, None) for link, name in links.items()
     ]
@@ -322,7 +341,7 @@ def _with_links(
     joined: FromClause = t
     flags: list[ColumnElement[Any]] = []
     for link, name, since in flagged:
-        before = None if since is None or batches is None else (batches, since)
+        before = as_of if since is None else None if batches is None else (batches, since)
         near = _linked_pairs(target, link, tables, name, before)
         joined = joined.outerjoin(
             near, and_(near.c.subject == t.c.subject, near.c.event_day == t.c.event_day)
@@ -332,7 +351,7 @@ def _with_links(
 
 
 def grouped_statement(
-    dataset: str, groups: Sequence[PairGroup], tables: Mapping[str, DatasetTable]
+    dataset: str, groups: Sequence[PairGroup], tables: Mapping[str, DatasetTable], as_of: AsOf = None
 ) -> CompoundSelect[Any]:
     """One statement for the one-part checks of ``groups`` (see ``grouped_pairs``): each row is
     labelled with its container and part, then people counted per container (part -1) and per
@@ -340,10 +359,10 @@ def grouped_statement(
     target = tables.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
-    t = target.table.alias("t")
+    t = _rows(target.table, "t", as_of)
     predicates = [p for container, pairs in groups for p in (container, *(part for _, part in pairs))]
     links = _links_of(predicates)
-    row = _with_links(t, target, links, tables)
+    row = _with_links(t, target, links, tables, as_of=as_of)
     everything = set(target.dimension_names)
     free = [everything - {name for name, _ in container.dims} for container, _ in groups]
     common = set.intersection(*free) if free else set()
@@ -470,7 +489,7 @@ def _linked_pairs(
         raise GatewayError("a ledger check links to a dataset the store does not hold")
     o = other.table.alias(f"o{name}")
     side_rows = select(o.c.subject, o.c.event_day).where(*_box(o, link.dims, link.months))
-    if before is not None:  # only the other side's records stored by then
+    if before is not None:  # only the other side's records stored by then (or read by an answer)
         batches, since = before
         ob = batches.alias(f"ob{name}")
         side_rows = side_rows.join_from(o, ob, ob.c.batch_id == o.c.batch_id).where(ob.c.received_at <= since)
@@ -487,6 +506,16 @@ def _linked_pairs(
         )
     )
     return select(d.c.subject, d.c.event_day).distinct().where(near).subquery(f"pairs{name}")
+
+
+def _rows(table: Table, name: str, as_of: AsOf) -> FromClause:
+    """``table`` as ``name``; with ``as_of``, only its records of batches stamped by then."""
+    if as_of is None:
+        return table.alias(name)
+    batches, watermark = as_of
+    b = batches.alias(f"{name}_batches")
+    read = select(b.c.batch_id).where(b.c.received_at <= watermark)
+    return select(table).where(table.c.batch_id.in_(read)).subquery(name)
 
 
 def _inline(value: int) -> ColumnElement[int]:

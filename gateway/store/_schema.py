@@ -159,6 +159,9 @@ def build_schema(
         Column("content_digest", String(64), nullable=False),
         Column("received_at", String(40), nullable=False),
     )
+    # every batch commit reads the newest stamp under the batch lock, and every aggregate the
+    # newest its snapshot sees (gateway/store/_watermark.py): one seek each, however many batches
+    Index("ix_batches_received_at", batches.c.received_at)
     audit_log = _audit_table(metadata)
     checkpoints = _checkpoint_table(metadata)
     _ledger_table(metadata)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -44,6 +43,7 @@ from gateway.store._engine import Database, StoreSettings, open_database
 from gateway.store._failures import guarded
 from gateway.store._ledger import (
     COLUMNS_PER_STATEMENT,
+    AsOf,
     LedgerMoved,
     LedgerWrite,
     count_differences,
@@ -57,29 +57,14 @@ from gateway.store._ledger import (
     sum_differences,
     write_ledger,
 )
+from gateway.store._locks import AUDIT_LOCK_KEY, SCHEMA_LOCK_KEY, advisory_lock
 from gateway.store._migrate import MigrateMode, default_migrate_mode, ensure_at_head
 from gateway.store._paired import PairedReader
 from gateway.store._records import check_meta, rows_for
 from gateway.store._schema import DEFAULT_INDEX_PROFILE, Schema, build_schema, reconcile_indexes
+from gateway.store._watermark import Stamper, with_watermark
 
 AUDIT_PAGE = 1000
-
-
-def _advisory_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-# PostgreSQL advisory lock keys (database-wide): one appender extends the chain at a time, and
-# replicas starting together do not race to create the same tables.
-AUDIT_LOCK_KEY = _advisory_key("datashare.audit_log.append")
-SCHEMA_LOCK_KEY = _advisory_key("datashare.schema.create")
-
-
-def advisory_lock(conn: Connection, key: int) -> None:
-    """Hold PostgreSQL's transaction-scoped advisory lock ``key`` (SQLite: the write
-    transaction already excludes every other writer)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def schema_lock(conn: Connection) -> None:
@@ -151,6 +136,7 @@ class SqlStore:
         # ``insert().values(**row)``, which also defeats the compiled cache) cost ~2 ms a batch.
         batches, log = schema.batches, schema.audit_log
         self._insert_batch = batches.insert()
+        self._stamper = Stamper(batches)
         self._insert_audit = log.insert()
         self._batch_seen = select(batches.c.content_digest, batches.c.record_count).where(
             batches.c.batch_id == bindparam("batch_id")
@@ -229,6 +215,7 @@ class SqlStore:
                     return seen
                 conn.execute(self._insert_batch, _batch_row(meta))
                 insert_rows(conn, target.table, rows)
+                self._stamper.stamp(conn, meta.batch_id)  # last: batches stamped in commit order
             return StoreOutcome(stored=True, records=len(rows.values))
 
         def work() -> StoreOutcome:
@@ -278,6 +265,7 @@ class SqlStore:
             older_rows=self._older_contract_rows(spec.dataset),
             fast_total=_fast_total(self._db.backend, spec),
         )
+        statements = with_watermark(statements, self._schema.batches)
         if near_percent is not None and statements.cells_fast is not None:
             bounded = self._bounded(statements, statements.cells_fast, statements.total_fast, top_n)
             if bounded is not None and not _near(bounded, statements.sum_fields, near_percent):
@@ -325,15 +313,15 @@ class SqlStore:
         at most their records times the largest value)."""
         fields, k, digest = statements.sum_fields, statements.key_count, statements.digest
         lead = 2 + len(fields) + int(digest)  # subjects, records, the sums, the people digest
-        cell_rows: Sequence[Row[Any]]
-        total_row: Sequence[Any]
         if total_fast is not None:
             cell_rows, total_row = self._read(cells_fast, total_fast)
-        else:  # the total is the statement's () grouping set, flagged by its last column
+            total_figures = tuple(total_row)[:lead]
+        else:  # the total is the statement's () grouping set, the row GROUPING() flags
             rows = self._read_one(cells_fast)
-            cell_rows = [row for row in rows if not row[-1]]
-            (whole,) = [row for row in rows if row[-1]]  # one, even over no rows
-            total_row = (*whole[k : k + lead], *whole[-1 - int(digest) : -1])  # then the version
+            cell_rows = [row for row in rows if not row._mapping["g"]]
+            (total_row,) = [row for row in rows if row._mapping["g"]]  # one, even over no rows
+            total_figures = tuple(total_row)[k : k + lead]
+        total = total_row._mapping  # then by name: the data version, the watermark
         cells: list[RawCell] = []
         cell_tops: list[list[int]] = []
         largest = [0] * len(fields)
@@ -346,17 +334,16 @@ class SqlStore:
             cell_tops.append(tops)
             largest = [max(m, int(v or 0)) for m, v in zip(largest, hi, strict=True)]
             cells.append(_cell(_keys(row, k), _with_tops(figures, tops, fields), fields, fields, digest))
-        total = tuple(total_row)
-        figures, version = (total[:-1], total[-1]) if digest else (total, None)
         # n people's total is at most the sum over the cells of their n largest sums in each
         bound = [
             min(over_all, sum(tops[i] for tops in cell_tops))
-            for i, over_all in enumerate(_tops_bound(figures, largest, top_n))
+            for i, over_all in enumerate(_tops_bound(total_figures, largest, top_n))
         ]
         return RawResult(
             cells=tuple(sorted(cells, key=_key)),
-            total=_cell((), _with_tops(figures, bound, fields), fields, fields, digest),
-            data_version=int(version or 0),
+            total=_cell((), _with_tops(total_figures, bound, fields), fields, fields, digest),
+            data_version=int((total["v"] if digest else 0) or 0),
+            watermark=str(total["watermark"]),
         )
 
     def _read(
@@ -391,10 +378,13 @@ class SqlStore:
         cells = tuple(
             sorted((_cell(_keys(row, k), row[k:], fields, top_fields, digest) for row in cell_rows), key=_key)
         )
-        total = tuple(total_row)
-        figures, version = (total[:-1], total[-1]) if digest else (total, None)
+        total = total_row._mapping
+        figures = tuple(total_row)[: 2 + len(fields) + len(top_fields) + int(digest)]
         total_cell = _cell((), figures, fields, top_fields, digest)
-        return RawResult(cells=cells, total=total_cell, data_version=int(version or 0))
+        version = total["v"] if digest else 0
+        return RawResult(
+            cells=cells, total=total_cell, data_version=int(version or 0), watermark=str(total["watermark"])
+        )
 
     def append_audit(
         self,
@@ -426,9 +416,7 @@ class SqlStore:
                         spent = BudgetSpent(period.usage(used))
                         spent.quota = one
                         return spent
-                if ledger is not None and not write_ledger(
-                    conn, ledger_of(self._schema), ledger, normal.timestamp
-                ):
+                if ledger is not None and not write_ledger(conn, ledger_of(self._schema), ledger):
                     return LedgerMoved()
                 last = conn.execute(self._last_audit).first()
                 seq, prev_hash = (
@@ -464,16 +452,21 @@ class SqlStore:
             work, lambda: StoreError("store: release ledger could not be read"), (SQLAlchemyError,)
         )
 
-    def ledger_differences(self, dataset: str, checks: Sequence[Check]) -> list[int]:
+    def ledger_differences(
+        self, dataset: str, checks: Sequence[Check], as_of: str | None = None
+    ) -> list[int]:
         """For each check, the distinct subjects of its container outside all its parts: the
-        one-part checks of disjoint parts in one grouped statement, the rest one count each."""
+        one-part checks of disjoint parts in one grouped statement, the rest one count each.
+        With ``as_of`` (an answer's watermark), over the data that answer read."""
         self._check_open()
         groups, rest = grouped_pairs(checks)
-        statements = difference_statements(dataset, [checks[n] for n in rest], self._schema.datasets)
-        grouped = grouped_statement(dataset, groups, self._schema.datasets) if groups else None
 
         def work() -> list[int]:
             with self._db.snapshot() as conn:
+                bound = self._bound(conn, as_of)
+                tables = self._schema.datasets
+                statements = difference_statements(dataset, [checks[n] for n in rest], tables, bound)
+                grouped = grouped_statement(dataset, groups, tables, bound) if groups else None
                 counted = dict(zip(rest, count_differences(conn, statements), strict=True))
                 if grouped is not None:
                     counted |= count_grouped(conn, grouped, groups)
@@ -481,8 +474,11 @@ class SqlStore:
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
-    def ledger_newcomers(self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]]) -> list[int]:
-        """Per (cell, time): distinct subjects whose part of the cell changed after that time."""
+    def ledger_newcomers(
+        self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]], as_of: str | None = None
+    ) -> list[int]:
+        """Per (cell, time): distinct subjects whose part of the cell changed after that time
+        (with ``as_of``, an answer's watermark: changed after it and by ``as_of``)."""
         self._check_open()
         batches = self._schema.batches
         earliest = min((since for _, since in repeats), default="")
@@ -494,6 +490,8 @@ class SqlStore:
             .where(batches.c.dataset.in_(involved), batches.c.received_at > earliest)
             .limit(1)
         )
+        if as_of is not None:  # and by the answer's read: what is stored after it is not counted
+            stored_since = stored_since.where(batches.c.received_at <= as_of)
 
         def work() -> list[int]:
             with self._db.snapshot() as conn:
@@ -503,20 +501,23 @@ class SqlStore:
                 # took 0.25 s of CPU, spent on every repeat though nothing had been stored since.
                 # A statement per 64 cells, as the difference counts (each is a distinct count
                 # of its own): the cells a release's checks derive from are counted too
+                bound = self._bound(conn, as_of)
                 step = COLUMNS_PER_STATEMENT
-                rows = [
-                    conn.execute(newcomer_statement(dataset, repeats[i : i + step], self._schema)).one()
+                statements = (
+                    newcomer_statement(dataset, repeats[i : i + step], self._schema, bound)
                     for i in range(0, len(repeats), step)
-                ]
+                )
+                rows = [conn.execute(statement).one() for statement in statements]
             return [int(value or 0) for row in rows for value in row]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
     def ledger_sum_differences(
-        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int
+        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int, as_of: str | None = None
     ) -> list[tuple[float, float]]:
         """Per (check, measure field): the field's sum over the check's difference, and the sum of
-        its ``top_n`` largest per-subject sums (whole micro-units summed in SQL, as cells are)."""
+        its ``top_n`` largest per-subject sums (whole micro-units summed in SQL, as cells are).
+        With ``as_of`` (an answer's watermark), over the data that answer read."""
         self._check_open()
         if not items:
             return []
@@ -526,10 +527,12 @@ class SqlStore:
         # ORed terms) and PostgreSQL's 1664 result columns, and the query failed
         step = COLUMNS_PER_STATEMENT // 2
         chunks = [items[i : i + step] for i in range(0, len(items), step)]
-        statements = [sum_difference_statement(dataset, c, self._schema.datasets, top_n) for c in chunks]
 
         def work() -> list[tuple[float, float]]:
             with self._db.snapshot() as conn:
+                bound = self._bound(conn, as_of)
+                tables = self._schema.datasets
+                statements = [sum_difference_statement(dataset, c, tables, top_n, bound) for c in chunks]
                 return [
                     figure
                     for statement, chunk in zip(statements, chunks, strict=True)
@@ -685,6 +688,16 @@ class SqlStore:
             raise Conflict("batch_id: already used for different content")
         return StoreOutcome(stored=False, records=int(row.record_count))
 
+    def _bound(self, conn: Connection, as_of: str | None) -> AsOf:
+        """What the ledger counts in ``conn``'s snapshot should be held to: the data an answer
+        with watermark ``as_of`` read. None (no bound to add) without one, or when no batch is
+        stamped after it: the snapshot holds exactly that data (one seek of the stamp index)."""
+        if as_of is None:
+            return None
+        batches = self._schema.batches
+        later = select(batches.c.batch_id).where(batches.c.received_at > as_of).limit(1)
+        return None if conn.execute(later).first() is None else (batches, as_of)
+
     def _read_all(self, query: Select[*tuple[Any, ...]]) -> Sequence[RowMapping]:
         with self._db.read() as conn:
             return conn.execute(query).mappings().all()
@@ -705,6 +718,7 @@ def _batch_row(meta: BatchMeta) -> dict[str, Any]:
         "contract_version": meta.contract_version,
         "record_count": meta.record_count,
         "content_digest": meta.content_digest,
+        # provisional, never committed: the transaction stamps the batch last (Stamper.stamp)
         "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
     }
 

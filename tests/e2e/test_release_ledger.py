@@ -280,6 +280,55 @@ def test_asking_again_after_a_few_newcomers_cannot_single_them_out(running: Runn
     assert _total(running) == (False, 45)
 
 
+def test_people_stored_while_an_answer_is_checked_are_newcomers_when_asked_again(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three people stored after the aggregate read the data, before its audit entry and ledger
+    rows were written, were not in the answer: asked again, the difference would be those three,
+    so the second answer is withheld as if they had come after the first answer."""
+    _push(running, ed_rows("D01", 30))
+    store = running.gateway.shared.store
+    read = store.aggregate
+    late: list[int] = []
+
+    def read_then_store_late(*args: Any, **kwargs: Any) -> Any:
+        raw = read(*args, **kwargs)
+        if not late:  # the first answer only: between its read and its audit entry
+            late.append(3)
+            _push(running, ed_rows("D01", 3, prefix="late"))
+        return raw
+
+    monkeypatch.setattr(store, "aggregate", read_then_store_late)
+    assert _total(running) == (False, 30)
+    assert late and running.stored_rows("ed_visits") == 33
+    assert _total(running) == (True, 0)
+
+
+def test_people_stored_while_an_answer_is_checked_do_not_hide_a_small_difference(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """{D01} released, then {D01,D02} asked, with D02 holding three people when the aggregate
+    reads and ten more stored before the ledger counts the difference: the answer minus {D01}
+    would be the three, so it is withheld. The checks count the data the answer read, not the
+    data stored since (fourteen people would have let it through)."""
+    _push(running, ed_rows("D01", 30), ed_rows("D02", 3))
+    assert _total(running, filters=_districts(["D01"])) == (False, 30)
+    store = running.gateway.shared.store
+    read = store.aggregate
+    late: list[int] = []
+
+    def read_then_store_late(*args: Any, **kwargs: Any) -> Any:
+        raw = read(*args, **kwargs)
+        if not late:
+            late.append(10)
+            _push(running, ed_rows("D02", 10, prefix="late"))
+        return raw
+
+    monkeypatch.setattr(store, "aggregate", read_then_store_late)
+    assert _total(running, filters=_districts(["D01", "D02"])) == (True, 0)
+    assert late and running.stored_rows("ed_visits") == 43
+
+
 def test_asking_again_after_one_newcomer_in_a_linked_cell_is_withheld(running: Running) -> None:
     """The same with a link: one more person with a police contact cannot be isolated by asking
     the linked question again."""

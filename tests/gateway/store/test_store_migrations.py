@@ -53,7 +53,8 @@ def _visits(n: int) -> list[dict[str, Any]]:
 
 def _make_old_store(url: str, catalogue: Catalogue, batches: Any, rows: list[dict[str, Any]]) -> None:
     """The layout stores had before migrations came in: no alembic_version, no release ledger,
-    no budget index on the audit log, no audit checkpoints nor event schema v2 columns, dataset tables without subject_h and with a foreign key to
+    no budget index on the audit log, no audit checkpoints nor event schema v2 columns, no index
+    on the batches' stamps, dataset tables without subject_h and with a foreign key to
     batches (on both backends); and data in it, written as the store wrote it then."""
     old = build_schema(catalogue, backend="sqlite")  # the foreign key included
     engine = create_engine(url, poolclass=NullPool)
@@ -62,6 +63,7 @@ def _make_old_store(url: str, catalogue: Catalogue, batches: Any, rows: list[dic
             old.metadata.create_all(conn)
             conn.exec_driver_sql("DROP TABLE release_ledger")
             conn.exec_driver_sql("DROP INDEX ix_audit_log_budget")
+            conn.exec_driver_sql("DROP INDEX ix_batches_received_at")
             conn.exec_driver_sql("DROP TABLE audit_checkpoints")  # and the audit log of event schema v1
             for column in ("schema_version", "erased", "masked", "digests"):
                 conn.exec_driver_sql(f"ALTER TABLE audit_log DROP COLUMN {column}")

@@ -4,6 +4,7 @@ aggregates the database computes and what disclosure control releases from them 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -119,7 +120,10 @@ def test_raw_aggregates_are_identical_on_both_backends(
     spec = BATTERY[case]
     a, b = lite.aggregate(spec), pg.aggregate(spec)
     if "quarter-hours" in request.node.callspec.id:
-        assert a == b
+        # everything but the watermark, the newest batch stamp each database gave: the time
+        # each stored the same batches, not a figure
+        assert dataclasses.replace(a, watermark="") == dataclasses.replace(b, watermark="")
+        assert a.watermark and b.watermark
         return
     # Found by this test: each database adds a group's doubles in its own order, so sums of
     # arbitrary doubles can differ in the last bits, and a rounded release could then tip at an
