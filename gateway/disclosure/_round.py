@@ -13,11 +13,11 @@ def round_to_base(value: float, base: int) -> float:
     """``value`` to the nearest multiple of ``base``; halves go up (towards +infinity)."""
     if base < 1:
         raise GatewayError("the rounding base must be a positive whole number")
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        # counts, the most of what is rounded: floor(v / b + 1/2) * b in whole numbers, the same
-        # exact result without a Fraction (a grid of 720 cells rounds over a thousand values)
-        return float((2 * int(value) + base) // (2 * base) * base)
-    return float(math.floor(_exact(value) / base + Fraction(1, 2)) * base)
+    # floor(a/b / base + 1/2) * base over the value's exact integer ratio a/b, in whole numbers:
+    # the same exact result as with Fractions, which reduce after every step (a grid of 720
+    # cells rounds over a thousand values an answer)
+    a, b = _ratio(value)
+    return float((2 * a + b * base) // (2 * b * base) * base)
 
 
 def round_mean(total: float, records: int) -> float:
@@ -25,6 +25,15 @@ def round_mean(total: float, records: int) -> float:
     if records < 1:
         raise GatewayError("a mean was asked of a group without records")
     return float(Fraction(math.floor(_exact(total) / records * 10 + Fraction(1, 2)), 10))
+
+
+def _ratio(value: float) -> tuple[int, int]:
+    """The exact ``(numerator, denominator)`` of a float or an int (not converted: a large int
+    has no exact float)."""
+    try:
+        return value.as_integer_ratio()
+    except (ValueError, OverflowError, TypeError, AttributeError) as exc:
+        raise GatewayError("a raw aggregate is not a finite number") from exc
 
 
 def _exact(value: float) -> Fraction:
