@@ -13,6 +13,7 @@ through its unique index.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,8 +62,9 @@ then, the data the answer read (gateway/store/_watermark.py); None: every record
 @dataclass(frozen=True)
 class LedgerWrite:
     """The cells one release adds to an agreement's ledger, and the ledger as the check read it:
-    ``seen`` is the highest row id then, so a release checked against a ledger that has grown
-    since (a racing query) is not written (see ``write_ledger``). ``released_at`` is the answer's
+    ``seen`` is its version then (``ledger_version``), so a release checked against a ledger that
+    another release has written to since (a racing query) is not written (see ``write_ledger``).
+    ``released_at`` is the answer's
     data watermark (``RawResult.watermark``): the batches stamped after it were not in the answer,
     and newcomer checks count their people as new (gateway/store/_watermark.py)."""
 
@@ -91,7 +93,7 @@ def ledger_of(schema: Schema) -> Table:
 def read_ledger(
     conn: Connection, table: Table, agreement_id: str, dataset: str
 ) -> tuple[tuple[LedgerCell, ...], int]:
-    """The agreement's ledger cells for ``dataset``, and the highest row id among them (0: none)."""
+    """The agreement's ledger cells for ``dataset``, and the ledger's version (0: no cells)."""
     rows = conn.execute(
         select(
             table.c.id, table.c.decision_id, table.c.predicate, table.c.released_at, table.c.released
@@ -106,27 +108,34 @@ def read_ledger(
         )
         for r in rows
     )
-    return cells, max((int(r.id) for r in rows), default=0)
+    return cells, ledger_version(rows)
+
+
+def ledger_version(rows: Sequence[Any]) -> int:
+    """0 for an empty ledger, else a 63-bit digest of every row's id, release watermark and
+    released values. Any write changes it, an insert or an update alike: two racing repeats of
+    the same question insert no row (their cells are there already) and only move
+    ``released_at``; compared by the highest id, both passed, so two answers from different
+    data left the ledger and the people between them were never counted."""
+    if not rows:
+        return 0
+    digest = hashlib.sha256()
+    for r in sorted(rows, key=lambda r: int(r.id)):
+        digest.update(f"{int(r.id)}\x1f{r.released_at}\x1f{r.released}\x1e".encode())
+    return int.from_bytes(digest.digest()[:8], "big") >> 1 or 1
 
 
 def write_ledger(conn: Connection, table: Table, write: LedgerWrite) -> bool:
     """Insert the release's new cells, under the audit chain's lock; False (nothing written) if
-    rows were added for the agreement and dataset since the check read the ledger."""
-    latest = conn.execute(
-        select(func.max(table.c.id)).where(
+    any release wrote to the agreement's ledger for the dataset since the check read it."""
+    current = conn.execute(
+        select(table.c.id, table.c.digest, table.c.released_at, table.c.released).where(
             table.c.agreement_id == write.agreement_id, table.c.dataset == write.dataset
         )
-    ).scalar_one()
-    if int(latest or 0) != write.seen:
+    ).all()
+    if ledger_version(current) != write.seen:
         return False
-    present = {
-        str(r.digest): _released_values(r.released)
-        for r in conn.execute(
-            select(table.c.digest, table.c.released).where(
-                table.c.agreement_id == write.agreement_id, table.c.dataset == write.dataset
-            )
-        )
-    }
+    present = {str(r.digest): _released_values(r.released) for r in current}
     rows: dict[str, dict[str, Any]] = {}
     again: set[str] = set()
     for predicate, values in write.cells:
@@ -167,6 +176,8 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite) -> bool:
                 table.c.agreement_id == write.agreement_id,
                 table.c.dataset == write.dataset,
                 table.c.digest.in_(sorted(again)),
+                # never back: newcomers count from the newest data a cell was released from
+                table.c.released_at < write.released_at,
             )
             .values(released_at=write.released_at)
         )

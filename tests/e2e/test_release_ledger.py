@@ -329,6 +329,35 @@ def test_people_stored_while_an_answer_is_checked_do_not_hide_a_small_difference
     assert late and running.stored_rows("ed_visits") == 43
 
 
+def test_two_repeats_racing_across_a_late_batch_are_not_both_released(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D01 released with 30 people, 10 more stored. A asks again and reads 40 people and the
+    ledger; then 3 more are stored and B asks again and is answered (13 newcomers since the 30).
+    A's ledger write must not pass: a repeat inserts no ledger row, only moves its release
+    watermark, and had A been released too, its 40 beside B's 43 would give the three away.
+    A is checked again against B's write and withheld, as the two asked one after the other."""
+    _push(running, ed_rows("D01", 30))
+    assert _total(running, filters=_districts(["D01"])) == (False, 30)
+    _push(running, ed_rows("D01", 10, prefix="more"))
+    store = running.gateway.shared.store
+    read_ledger = store.release_ledger
+    racing: list[tuple[bool, float]] = []
+
+    def read_then_race(*args: Any, **kwargs: Any) -> Any:
+        ledger = read_ledger(*args, **kwargs)
+        if not racing:  # A's first check only: B runs to the end between A's read and its write
+            racing.append((True, -1.0))
+            _push(running, ed_rows("D01", 3, prefix="late"))
+            racing[0] = _total(running, filters=_districts(["D01"]))
+        return ledger
+
+    monkeypatch.setattr(store, "release_ledger", read_then_race)
+    first = _total(running, filters=_districts(["D01"]))
+    assert racing == [(False, 45)]  # B: 43 people, rounded to 5
+    assert first == (True, 0)  # A: its 40 beside B's 43 would isolate the late three
+
+
 def test_asking_again_after_one_newcomer_in_a_linked_cell_is_withheld(running: Running) -> None:
     """The same with a link: one more person with a police contact cannot be isolated by asking
     the linked question again."""

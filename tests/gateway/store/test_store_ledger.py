@@ -74,6 +74,40 @@ def test_a_release_checked_against_an_older_ledger_writes_nothing(store: SqlStor
     assert [c.predicate for c in store.release_ledger("ag-1", "visits")[0]] == [_p("D01")]
 
 
+def test_a_release_checked_before_a_racing_repeat_writes_nothing(store: SqlStore) -> None:
+    """A repeat of released cells adds no row, only moves their release watermark: a release
+    checked before such a repeat was written is refused all the same, and nothing is written."""
+    first = LedgerWrite("ag-1", "visits", "dec-1", 0, ((_p("D01"), {"subjects": 30.0}),), AT)
+    store.append_audit(_draft("dec-1"), ledger=first)
+    _, seen = store.release_ledger("ag-1", "visits")
+    later = "2026-03-01T10:30:00.000000Z"
+    store.append_audit(
+        _draft("dec-2"),
+        ledger=LedgerWrite("ag-1", "visits", "dec-2", seen, ((_p("D01"), {"subjects": 45.0}),), later),
+    )
+    racing = LedgerWrite("ag-1", "visits", "dec-3", seen, ((_p("D01"), {"subjects": 40.0}),), AT)
+    with pytest.raises(LedgerMoved):
+        store.append_audit(_draft("dec-3"), ledger=racing)
+    assert [e.decision_id for e in store.audit_entries()] == ["dec-1", "dec-2"]
+    ((cell,), _) = store.release_ledger("ag-1", "visits")
+    assert cell.released_at == later
+
+
+def test_a_cell_released_again_from_older_data_keeps_the_newer_watermark(store: SqlStore) -> None:
+    """Newcomers count from the newest data a cell was released from: written again with an older
+    watermark, the cell keeps the newer one."""
+    later = "2026-03-01T10:30:00.000000Z"
+    store.append_audit(
+        _draft("dec-1"),
+        ledger=LedgerWrite("ag-1", "visits", "dec-1", 0, ((_p("D01"), {"subjects": 30.0}),), later),
+    )
+    _, seen = store.release_ledger("ag-1", "visits")
+    older = LedgerWrite("ag-1", "visits", "dec-2", seen, ((_p("D01"), {"subjects": 30.0}),), AT)
+    store.append_audit(_draft("dec-2"), ledger=older)
+    ((cell,), _) = store.release_ledger("ag-1", "visits")
+    assert cell.released_at == later
+
+
 def test_no_ledger_rows_without_the_audit_entry(store: SqlStore, sql: Callable[..., list[Any]]) -> None:
     """When the audit entry cannot be written, the ledger rows of its release are not either."""
     sql("DROP TABLE audit_log")
