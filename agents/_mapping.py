@@ -140,6 +140,11 @@ class Mapper:
         """Map one row onto the end of `columns` (see `new_columns`); on Rejected nothing is added."""
         self._append(row, columns)
 
+    @property
+    def append_fn(self) -> AppendFn:
+        """The compiled `append` itself, for a loop over rows: one Python call a row, not two."""
+        return self._append
+
     def new_columns(self) -> BatchColumns:
         """Empty columns for a batch: tokens, days, one per dimension, one per measure (contract order)."""
         return [[] for _ in range(2 + len(self.contract.dimensions) + len(self.contract.measures))]
