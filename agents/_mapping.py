@@ -352,7 +352,7 @@ class _Compiler:
                 f"    raise Rejected({f}, 'not a number') from None",
                 "if _x != _x or _x in (_INF, -_INF):",
                 f"    raise Rejected({f}, 'not a finite number')",
-                f"{var} = min(max(_x, {low}), {high})",
+                f"{var} = {low} if _x < {low} else {high} if _x > {high} else _x",
             )
             self.namespace["_INF"] = math.inf
             return var
@@ -360,7 +360,11 @@ class _Compiler:
             parse = self.parser(spec.format, cached=False)
             start = self.date(spec.name, spec.start_column, parse)
             end = self.date(spec.name, spec.end_column, parse)
-            self.emit(f"{var} = min(max(({end} - {start}).total_seconds() / 3600.0, {low}), {high})")
+            # clamped by comparisons, as min(max(...)) would, without its two builtin calls
+            self.emit(
+                f"_h = ({end} - {start}).total_seconds() / 3600.0",
+                f"{var} = {low} if _h < {low} else {high} if _h > {high} else _h",
+            )
             return var
         raise ConfigError(f"{where}.transform: {spec.name} is a measure; use number or hours_between")
 
