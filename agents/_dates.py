@@ -38,7 +38,8 @@ class DateParser:
 
     def __init__(self, fmt: str) -> None:
         self.format = fmt
-        self._iso = _ISO.get(fmt)
+        # the ISO fast path's pattern, or None; the mapper inlines that path (agents/_mapping.py)
+        self.iso_pattern = _ISO.get(fmt)
         self._last: tuple[str, datetime] | None = None
         self._pattern, order = _compile(fmt)
         # positions in [*parsed groups, 1, 0] of year, month, day, hour, minute, second
@@ -57,7 +58,7 @@ class DateParser:
         return value
 
     def _parse(self, text: str) -> datetime:
-        if self._iso is not None and self._iso.fullmatch(text):
+        if self.iso_pattern is not None and self.iso_pattern.fullmatch(text):
             return datetime.fromisoformat(text)
         if self._pattern is None:
             return datetime.strptime(text, self.format)

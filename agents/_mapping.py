@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +48,7 @@ FIRST_EVENT_YEAR, LAST_EVENT_YEAR = 1900, 2199  # what the gateway accepts; anyt
 MAX_AGE = 130  # older than anyone alive: a date-of-birth typo, not a person
 _ASCII_KEEP = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _ASCII_DROP = str.maketrans("", "", "".join(chr(c) for c in range(128) if chr(c) not in _ASCII_KEEP))
+_ASCII_DROP_BYTES = bytes(c for c in range(128) if chr(c) not in _ASCII_KEEP)
 _BAND_RANGE = re.compile(r"^\s*(\d{1,3})\s*[-\u2013]\s*(\d{1,3})\s*$")
 _BAND_OPEN = re.compile(r"^\s*(\d{1,3})\s*\+\s*$")
 _BAND_SINGLE = re.compile(r"^\s*(\d{1,3})\s*$")
@@ -138,6 +140,11 @@ class Mapper:
         """Map one row onto the end of `columns` (see `new_columns`); on Rejected nothing is added."""
         self._append(row, columns)
 
+    @property
+    def append_fn(self) -> AppendFn:
+        """The compiled `append` itself, for a loop over rows: one Python call a row, not two."""
+        return self._append
+
     def new_columns(self) -> BatchColumns:
         """Empty columns for a batch: tokens, days, one per dimension, one per measure (contract order)."""
         return [[] for _ in range(2 + len(self.contract.dimensions) + len(self.contract.measures))]
@@ -192,12 +199,13 @@ class _Compiler:
         self.namespace: dict[str, object] = {
             "Rejected": Rejected,
             "_normalise": normalise_identifier,
-            "_ASCII_DROP": _ASCII_DROP,
-            "_SEP": ID_SEPARATOR,
+            "_ASCII_DROP_BYTES": _ASCII_DROP_BYTES,
+            "_SEP_BYTES": ID_SEPARATOR.encode(),
         }
         self.lines: list[str] = []
         self.parsers: dict[str, DateParser] = {}
         self.parsed: dict[tuple[str, bool], str] = {}
+        self.iso_checks: dict[str, str] = {}  # parser name -> its ISO pattern's fullmatch
         self.dates: dict[tuple[str, str], str] = {}
 
     def const(self, value: object) -> str:
@@ -218,6 +226,10 @@ class _Compiler:
         # dates of birth repeat across a person's records, event times hardly ever
         name = self.const(lru_cache(maxsize=1 << 16)(parser.parse) if cached else parser.parse)
         self.parsed[(fmt, cached)] = name
+        if not cached and parser.iso_pattern is not None:
+            # DateParser's ISO fast path written inline: two Python calls fewer per date, ~0.3 µs
+            self.iso_checks[name] = self.const(parser.iso_pattern.fullmatch)
+            self.namespace["_fromiso"] = datetime.fromisoformat
         return name
 
     def date(self, field: str, column: str, parse: str) -> str:
@@ -231,12 +243,14 @@ class _Compiler:
         var = f"_dt{len(self.dates)}"
         self.dates[(column, parse)] = var
         f, c = self.const(field), self.const(column)
+        iso = self.iso_checks.get(parse)
+        call = f"_fromiso(_s) if {iso}(_s) else {parse}(_s)" if iso else f"{parse}(_s)"
         self.emit(
             f"_s = row[{c}].strip()",
             "if not _s:",
             f"    raise Rejected({f}, 'missing date')",
             "try:",
-            f"    {var} = {parse}(_s)",
+            f"    {var} = {call}",
             "except ValueError:",
             f"    raise Rejected({f}, 'not a valid date in the configured format') from None",
         )
@@ -248,17 +262,19 @@ class _Compiler:
         parts = []
         for index, column in enumerate(spec.columns):
             c = self.const(column)
+            # ASCII ids (nearly all) are normalised as bytes: bytes.translate deletes in C where
+            # str.translate looks each character up in a dict, ~0.4 µs a record; the UTF-8 the
+            # HMAC reads is the same either way (normalise_identifier, test_agent_mapping)
             self.emit(
                 f"_r = row[{c}]",
-                f"_p{index} = _r.translate(_ASCII_DROP).upper() if _r.isascii() else _normalise(_r)",
+                f"_p{index} = _r.encode().translate(None, _ASCII_DROP_BYTES).upper() if _r.isascii() "
+                "else _normalise(_r).encode('utf-8')",
                 f"if not _p{index}:",
                 f"    raise Rejected({f}, 'missing identifier')",
             )
             parts.append(f"_p{index}")
-        joined = parts[0] if len(parts) == 1 else f"_SEP.join(({', '.join(parts)},))"
-        self.emit(
-            f"_mac = {keyed}.copy()", f"_mac.update({joined}.encode('utf-8'))", "_token = _mac.digest()"
-        )
+        joined = parts[0] if len(parts) == 1 else f"_SEP_BYTES.join(({', '.join(parts)},))"
+        self.emit(f"_mac = {keyed}.copy()", f"_mac.update({joined})", "_token = _mac.digest()")
 
     def event(self, spec: DateField, granularity: str) -> None:
         event = self.date(EVENT_DATE, spec.column, self.parser(spec.format, cached=False))
@@ -336,7 +352,7 @@ class _Compiler:
                 f"    raise Rejected({f}, 'not a number') from None",
                 "if _x != _x or _x in (_INF, -_INF):",
                 f"    raise Rejected({f}, 'not a finite number')",
-                f"{var} = min(max(_x, {low}), {high})",
+                f"{var} = {low} if _x < {low} else {high} if _x > {high} else _x",
             )
             self.namespace["_INF"] = math.inf
             return var
@@ -344,7 +360,11 @@ class _Compiler:
             parse = self.parser(spec.format, cached=False)
             start = self.date(spec.name, spec.start_column, parse)
             end = self.date(spec.name, spec.end_column, parse)
-            self.emit(f"{var} = min(max(({end} - {start}).total_seconds() / 3600.0, {low}), {high})")
+            # clamped by comparisons, as min(max(...)) would, without its two builtin calls
+            self.emit(
+                f"_h = ({end} - {start}).total_seconds() / 3600.0",
+                f"{var} = {low} if _h < {low} else {high} if _h > {high} else _h",
+            )
             return var
         raise ConfigError(f"{where}.transform: {spec.name} is a measure; use number or hours_between")
 

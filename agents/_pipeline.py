@@ -90,7 +90,7 @@ def iter_stretches(
     """The source cut into stretches of `batch_size` accepted records (the last may be shorter or
     hold only rejects). Cuts depend only on the rows and the start, so a re-read cuts the same."""
     current = Stretch(encode_position(start), start, mapper.new_columns())
-    append = mapper.append
+    append = mapper.append_fn
     read = rejected = 0
     try:
         for line, row in stream:

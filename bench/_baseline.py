@@ -36,6 +36,7 @@ from agents._pb import ingest_pb2
 from bench._bare_client import IN_FLIGHT, MEASURE, NONCE_BYTES
 from bench._child import run_child
 from bench._workspace import free_port
+from gateway.store._bulk import use_bytes_dumper
 from gateway.store.testing import fresh_postgres_schema
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,10 +113,12 @@ class PostgresSink:
 
     def insert(self, rows: list[tuple[object, ...]]) -> None:
         with self._lock:
-            with self._conn.cursor() as cur, cur.copy(self._copy) as copy:
-                copy.set_types(self._types)
-                for row in rows:
-                    copy.write_row(row)
+            with self._conn.cursor() as cur:
+                use_bytes_dumper(cur)  # as the store does (gateway/store/_bulk.py)
+                with cur.copy(self._copy) as copy:
+                    copy.set_types(self._types)
+                    for row in rows:
+                        copy.write_row(row)
             self._conn.commit()
 
     def count(self) -> int:

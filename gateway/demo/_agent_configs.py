@@ -88,7 +88,7 @@ def write_agent_configs(
     *,
     address: str = "127.0.0.1:50051",
     server_name: str | None = None,
-    batch_size: int = 1000,
+    batch_size: int = 10000,  # the agent's own default (agents/_config.py DEFAULT_BATCH_SIZE)
 ) -> dict[str, Path]:
     """Write one agent config per demo agency into pki_root; returns {agency: config path}.
 

@@ -66,6 +66,19 @@ def _pg_type(kind: type[TypeEngine[Any]]) -> str:
     raise TypeError(f"no binary COPY type for {kind.__name__}")
 
 
+def use_bytes_dumper(cursor: Any) -> None:
+    """Dump ``bytes`` to a declared ``bytea`` column with psycopg's own bytes dumper (C).
+
+    ``set_types`` picks each column's dumper by type OID, and the one psycopg registers last
+    for ``bytea`` is its DB-API ``Binary`` wrapper's, written in Python: half the cost of
+    ``write_row`` per row (0.9 -> 0.36 µs, 10,000 rows of the visits table, issue 7).
+    Registering the bytes dumper again, on this cursor only, makes it the OID's dumper; the
+    bytes written are the same."""
+    from psycopg.types.string import BytesBinaryDumper  # PostgreSQL path only
+
+    cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
+
+
 def _copy(conn: Connection, statement: str, types: Sequence[str], rows: Rows) -> None:
     import psycopg  # only the PostgreSQL path needs the driver itself
 
@@ -73,11 +86,13 @@ def _copy(conn: Connection, statement: str, types: Sequence[str], rows: Rows) ->
     if driver is None:  # pragma: no cover - a live pooled connection always has one
         raise BulkCopyError(RuntimeError("no driver connection"))
     try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types(list(types))
-            write = copy.write_row
-            for row in rows.values:
-                write(row)
+        with driver.cursor() as cursor:
+            use_bytes_dumper(cursor)
+            with cursor.copy(statement) as copy:
+                copy.set_types(list(types))
+                write = copy.write_row
+                for row in rows.values:
+                    write(row)
     except psycopg.Error as exc:  # COPY bypasses SQLAlchemy's error wrapping
         raise BulkCopyError(exc) from None
     except (TypeError, ValueError, OverflowError) as exc:

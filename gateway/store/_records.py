@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.errors import InvalidRequest
 from gateway.store._base import BatchMeta, RecordColumns
-from gateway.store._schema import BATCH_ID_MAX, NAME_MAX, SUBJECT_BYTES, DatasetTable, subject_h
+from gateway.store._schema import BATCH_ID_MAX, NAME_MAX, SUBJECT_BYTES, DatasetTable, subject_hs
 
 _EPOCH = dt.date(1970, 1, 1)
 # ``YYYY-MM`` by day number, shared by every batch: strftime per distinct day per batch was a
@@ -72,7 +72,7 @@ def rows_for(meta: BatchMeta, records: RecordColumns, target: DatasetTable) -> R
     columns: list[Sequence[Any]] = [
         batch_ids,
         records.subjects,
-        list(map(subject_h, subjects)),
+        subject_hs(subjects, SUBJECT_BYTES),  # every subject is SUBJECT_BYTES long, checked above
         records.event_days,
         months,
         *(records.dimensions[d] for d in target.dimension_names),

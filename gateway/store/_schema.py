@@ -56,7 +56,9 @@ each table). Migration 0003 drops it from PostgreSQL stores made before.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import sys
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -97,6 +99,22 @@ SUBJECT_H_BYTES = 4
 def subject_h(subject: bytes) -> int:
     """The noise-key digest column of one stored subject."""
     return int.from_bytes(subject[:SUBJECT_H_BYTES], "big")
+
+
+# an unsigned array type of exactly SUBJECT_H_BYTES per item, where the platform has one
+_WORD = next((code for code in "IL" if array(code).itemsize == SUBJECT_H_BYTES), None)
+
+
+def subject_hs(subjects: Sequence[bytes], width: int) -> list[int]:
+    """subject_h of each subject, all ``width`` bytes long (the caller has checked): read as
+    big-endian words of one joined buffer, in C; a Python call per subject cost ~0.25 µs of the
+    gateway's ~4 µs a record (issue 7)."""
+    if _WORD is None or width % SUBJECT_H_BYTES:
+        return list(map(subject_h, subjects))
+    words = array(_WORD, b"".join(subjects))
+    if sys.byteorder == "little":
+        words.byteswap()
+    return words[:: width // SUBJECT_H_BYTES].tolist()
 
 
 IndexProfile = Literal["ingest", "query"]

@@ -8,7 +8,7 @@ import pytest
 from agent_testkit import Workspace, write_secret
 
 from agents import ConfigError, FileKeySource, load_config
-from agents._config import DateField, LookupField, MapField
+from agents._config import DEFAULT_BATCH_SIZE, DateField, LookupField, MapField
 from agents.cli import main
 
 
@@ -81,6 +81,14 @@ def test_bad_settings_name_file_and_key(workspace: Workspace, old: str, new: str
     with pytest.raises(ConfigError, match=message) as caught:
         load_config(workspace.config)
     assert str(caught.value).startswith(str(workspace.config.resolve()))
+
+
+def test_batch_size_defaults_to_10000_records(workspace: Workspace) -> None:
+    """A config without batch_size seals batches of 10,000 records (issue 7: the gateway's
+    per-batch work dominated at 1,000)."""
+    _edit(workspace, "batch_size = 1000\n", "")
+
+    assert load_config(workspace.config).agent.batch_size == DEFAULT_BATCH_SIZE == 10000
 
 
 def test_tab_delimiter_is_allowed(workspace: Workspace) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from agents import ConfigError, SourceError, load_config
 from agents._config import CsvSourceSettings
-from agents._source import BadRow, CsvSource
+from agents._source import BadRow, CsvSource, row_builder
 
 COLUMNS = ["id", "note"]
 
@@ -191,3 +191,21 @@ def test_a_settled_file_without_a_final_line_break_is_read_whole(tmp_path: Path)
     os.utime(path, (old, old))
 
     assert _rows(path)[-1] == (3, {"id": "2", "note": "b"})
+
+
+def test_rows_hold_the_mapped_columns_by_name_whatever_the_names(tmp_path: Path) -> None:
+    """Each row maps every requested column, in any order and with any header text (quotes,
+    braces, code-like names), to its own field and to nothing else."""
+    header = ['x"}, __import__("os")', "plain", "{b}"]
+    path = tmp_path / "odd.csv"
+    _write(path, ['"x""}, __import__(""os"")",plain,{b}\n', "1,2,3\n"])
+
+    with CsvSource(CsvSourceSettings(path=path)).open([header[2], header[0]]) as stream:
+        rows = [row for _line, row in stream]
+
+    assert rows == [{header[2]: "3", header[0]: "1"}]
+
+
+def test_row_builder_of_one_column() -> None:
+    """One mapped column gives a one-entry row."""
+    assert row_builder([("id", 1)])(["a", "b", "c"]) == {"id": "b"}

@@ -321,3 +321,65 @@ def test_measures_sharing_date_columns_each_get_their_own_interval(workspace: Wo
         attendance_id="2024-03-15 11:00",  # t: triage
     )
     assert mapper.map(row)[3] == (2.0, 8.0, 1.0)
+
+
+IDS = [
+    "AB123456C",
+    " ab-12 34 5c ",
+    "zb-413116-a",
+    "Jos\u00e9\u00a0Mar\u00eda-7",
+    "\uff21\uff22\uff11\uff12",
+    "x\u0301y",
+]
+
+
+@pytest.mark.parametrize("raw", IDS)
+def test_mapper_token_is_the_documented_pseudonym(workspace: Workspace, raw: str) -> None:
+    """The compiled mapper's token (ASCII ids are normalised as bytes) is Pseudonymiser's
+    HMAC-SHA256(K_link, normalise(id)), for ASCII and non-ASCII ids alike."""
+    token = _mapper(workspace).map(ed_row(patient_national_id=raw))[0]
+
+    assert token == Pseudonymiser(KEY).token_for(raw)
+
+
+@pytest.mark.parametrize(("first", "second"), [("AB", "C"), ("a-b", " c"), ("Jos\u00e9", "m-7")])
+def test_mapper_token_of_several_id_columns_is_the_documented_pseudonym(
+    workspace: Workspace, first: str, second: str
+) -> None:
+    """With two id columns the mapper joins the normalised ids as Pseudonymiser does."""
+    text = workspace.config.read_text()
+    workspace.config.write_text(
+        text.replace('columns = ["patient_national_id"]', 'columns = ["patient_national_id", "patient_name"]')
+    )
+
+    token = _mapper(workspace).map(ed_row(patient_national_id=first, patient_name=second))[0]
+
+    assert token == Pseudonymiser(KEY).token_for(first, second)
+
+
+@pytest.mark.parametrize(
+    ("arrival", "departure", "hours"),
+    [
+        ("2024-03-15 10:00", "2024-03-15 14:30", 4.5),  # ISO: the inlined fast path
+        ("2024-3-15 9:00", "2024-03-15 14:30", 5.5),  # not zero-padded: DateParser's own path
+    ],
+)
+def test_event_dates_parse_on_both_paths(
+    workspace: Workspace, arrival: str, departure: str, hours: float
+) -> None:
+    """A zero-padded ISO date and a plain numeric one under the same format map alike."""
+    _token, day, _codes, values = _mapper(workspace).map(
+        ed_row(arrival_time=arrival, departure_time=departure)
+    )
+
+    assert (day, values) == (_days(date(2024, 3, 15)), (hours,))
+
+
+@pytest.mark.parametrize(
+    "arrival", ["2024-02-30 10:00", "2024-03-15T10:00", "2024-03-15 10:00:00", "2024-W11-5 10:0"]
+)
+def test_iso_like_dates_outside_the_format_are_rejected(workspace: Workspace, arrival: str) -> None:
+    """Text that fromisoformat would take but the format does not describe (or an impossible day)
+    is rejected naming the field, as strptime would reject it."""
+    with pytest.raises(Rejected, match=r"^event_date: not a valid date in the configured format$"):
+        _mapper(workspace).map(ed_row(arrival_time=arrival))

@@ -11,6 +11,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents import Contract, Sealer, SigningKey, batch_id
+from agents._config import MAX_BATCH_SIZE
 from agents._mapping import MappedRecord
 from agents._pb import ingest_pb2
 
@@ -151,3 +152,13 @@ def test_empty_batch_is_not_sealed(agency_keys: AgencyKeys) -> None:
     """The agent never sends an empty batch."""
     with pytest.raises(ValueError, match="at least one record"):
         _sealer(agency_keys).seal([], start=START)
+
+
+def test_largest_batch_stays_well_under_grpc_default_message_limit(agency_keys: AgencyKeys) -> None:
+    """A sealed batch of MAX_BATCH_SIZE records, each as large as the contract allows (the widest
+    varints, the last code of every domain), is under a third of gRPC's default 4 MiB limit."""
+    widest: MappedRecord = (bytes([255]) * 32, -(2**31), (2, 6, 2, 2), (72.0,))
+
+    sealed = _sealer(agency_keys).seal([widest] * MAX_BATCH_SIZE, start=START)
+
+    assert sealed.message.ByteSize() < 4 * 1024 * 1024 / 3

@@ -267,3 +267,17 @@ def test_a_measure_of_the_wrong_kind_fails_the_batch_whole(store: SqlStore, batc
     with pytest.raises(StoreError, match=r"^store: batch could not be written$"):
         store.store_batch(batches.meta("visits", "b-1", 10), batches.columns("visits", rows))
     assert _counts(sql) == (0, 0)
+
+
+def test_subjects_of_every_byte_value_are_stored_exactly(store: SqlStore, batches: Any, sql: Any) -> None:
+    """Subjects holding every byte value (0x00 to 0xff) read back byte for byte after the bulk
+    insert (binary COPY with psycopg's bytes dumper on PostgreSQL)."""
+    rows = _rows(8)
+    columns = batches.columns("visits", rows)
+    subjects = [bytes((i * 32 + j) % 256 for j in range(32)) for i in range(8)]
+    columns = dataclasses.replace(columns, subjects=subjects)
+
+    assert store.store_batch(batches.meta("visits", "bytes", 8), columns).stored
+    stored = sorted(bytes(r[0]) for r in sql("SELECT subject FROM ds_visits"))
+
+    assert stored == sorted(subjects)

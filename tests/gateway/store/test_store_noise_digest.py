@@ -3,11 +3,12 @@ people give the same digest however the request is worded, on SQLite and Postgre
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gateway.query import MeasureRef, QuerySpec
 from gateway.store import SqlStore
-from gateway.store._schema import subject_h
+from gateway.store._schema import subject_h, subject_hs
 
 MEASURES = (MeasureRef("subjects"), MeasureRef("sum", "stay_hours"))
 
@@ -46,3 +47,12 @@ def test_the_digest_is_the_people_not_the_wording(store: SqlStore, batches: Any)
     assert len({(r.cells[1].people, r.total.people) for r in answers}) == 1
     assert answers[0].cells[0].people != answers[0].cells[1].people
     assert store.aggregate(plain).cells[0].people == 0  # not asked for, not read
+
+
+def test_subject_hs_is_subject_h_of_each_subject() -> None:
+    """The whole-batch form gives each subject's own subject_h, in order, high bits included."""
+    subjects = [bytes([255] * 32), bytes(32), bytes([0x80, 0, 0, 1]) + bytes(28)]
+    subjects += [os.urandom(32) for _ in range(500)]
+
+    assert subject_hs(subjects, 32) == [subject_h(s) for s in subjects]
+    assert subject_hs([b"\x01\x02\x03\x04\x05"], 5) == [0x01020304]  # a width the words do not divide
