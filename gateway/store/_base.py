@@ -104,8 +104,8 @@ class Store(Protocol):
     def ledger_newcomers(
         self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]], as_of: str | None = None
     ) -> list[int]:
-        """Per (cell, time): distinct subjects whose part of the cell changed after that time
-        (with ``as_of``: and by then)."""
+        """Per (cell, time): distinct subjects new to the cell since that time, every record of
+        theirs in it changed after then (with ``as_of``: changed by then)."""
         ...
 
     def ledger_sum_differences(

@@ -198,10 +198,16 @@ def _released_values(text: Any) -> dict[str, float]:
 def newcomer_statement(
     dataset: str, repeats: Sequence[tuple[CellPredicate, str]], schema: Schema, as_of: AsOf = None
 ) -> Select[Any]:
-    """One statement: per (cell, time), the distinct subjects whose part of the cell changed
-    after that time: a record in the cell stored since (its batch's received_at), or, for a
-    linked cell, a record that the link keeps now but did not keep on the other dataset's
-    records stored by then (only the other side grew)."""
+    """One statement: per (cell, time), the distinct subjects new to the cell since that time:
+    every record of theirs in the cell changed after it, none was in the cell then. A record
+    changed when it was stored since (its batch's received_at) or, for a linked cell, when the
+    link keeps it now but did not on the other dataset's records stored by then (only the other
+    side grew). Data is only appended and links only grow, so an unchanged record in the cell now
+    was in it then: a returning person (one more record) leaves the cell's count as it was, and
+    counted as new would pad a few true newcomers up to k.
+
+    Per subject, the smallest 0/1 "changed" over their records in the cell is 1 exactly when they
+    are new to it; only subjects with a record stored since (here or on a linked side) can be."""
     target = schema.datasets.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
@@ -220,21 +226,42 @@ def newcomer_statement(
         as_of=as_of,
     )
     b = schema.batches.alias("b")
-    counts: list[ColumnElement[Any]] = []
-    changed_links: list[ColumnElement[bool]] = []
+    newest: list[ColumnElement[Any]] = []
     for i, (predicate, since) in enumerate(repeats):
         changed = b.c.received_at > since
         if predicate.link is not None:
-            newly_linked = row.c[earlier[(predicate.link, since)]] == _inline(0)
-            changed = or_(changed, newly_linked)
-            changed_links.append(newly_linked)
-        counts.append(_people(row, and_(condition(row, predicate, links, target), changed)).label(f"n{i}"))
+            changed = or_(changed, row.c[earlier[(predicate.link, since)]] == _inline(0))
+        in_cell = condition(row, predicate, links, target)
+        flag = case((changed, _inline(1)), else_=_inline(0))
+        newest.append(func.min(case((in_cell, flag))).label(f"m{i}"))
+    involved = sorted({dataset, *(link.dataset for link in links)})
     earliest = min(since for _, since in repeats)
-    return (
-        select(*counts)
+    per_subject = (
+        select(*newest)
         .select_from(row.join(b, b.c.batch_id == row.c.batch_id))
-        .where(or_(b.c.received_at > earliest, *changed_links))
+        .where(row.c.subject.in_(_stored_since(schema, involved, earliest, as_of)))
+        .group_by(row.c.subject)
+        .subquery("per_subject")
     )
+    new: list[ColumnElement[Any]] = [
+        func.count(case((per_subject.c[f"m{i}"] == _inline(1), _inline(1)))).label(f"n{i}")
+        for i in range(len(repeats))
+    ]
+    return select(*new).select_from(per_subject)
+
+
+def _stored_since(schema: Schema, datasets: Sequence[str], since: str, as_of: AsOf) -> CompoundSelect[Any]:
+    """The subjects with a record in ``datasets`` stored after ``since`` (and by ``as_of``): a
+    record changed since in a cell is one of theirs, or linked through one of theirs."""
+    batches = schema.batches
+    parts: list[Select[Any]] = []
+    for name in datasets:
+        recent = select(batches.c.batch_id).where(batches.c.dataset == name, batches.c.received_at > since)
+        if as_of is not None:
+            recent = recent.where(batches.c.received_at <= as_of[1])
+        table = schema.datasets[name].table
+        parts.append(select(table.c.subject).where(table.c.batch_id.in_(recent)))
+    return union_all(*parts)
 
 
 def sum_difference_statement(

@@ -477,8 +477,8 @@ class SqlStore:
     def ledger_newcomers(
         self, dataset: str, repeats: Sequence[tuple[CellPredicate, str]], as_of: str | None = None
     ) -> list[int]:
-        """Per (cell, time): distinct subjects whose part of the cell changed after that time
-        (with ``as_of``, an answer's watermark: changed after it and by ``as_of``)."""
+        """Per (cell, time): distinct subjects new to the cell since that time, every record of
+        theirs in it changed after then (with ``as_of``, an answer's watermark: by ``as_of``)."""
         self._check_open()
         batches = self._schema.batches
         earliest = min((since for _, since in repeats), default="")

@@ -280,6 +280,17 @@ def test_asking_again_after_a_few_newcomers_cannot_single_them_out(running: Runn
     assert _total(running) == (False, 45)
 
 
+def test_returning_people_cannot_pad_a_few_newcomers_up_to_k(running: Running) -> None:
+    """A total of thirty released, then a batch where seven of them come back (another visit) with
+    three new people: the answer would grow by the three alone, so asking again is withheld. The
+    returning seven are not new to the cell and must not count toward k."""
+    _push(running, ed_rows("D01", 30))
+    assert _total(running) == (False, 30)
+    returning = [Row(r.person, r.event_day + 5, r.dims, r.measures) for r in ed_rows("D01", 7)]
+    _push(running, returning + ed_rows("D01", 3, prefix="new"))
+    assert _total(running) == (True, 0)
+
+
 def test_people_stored_while_an_answer_is_checked_are_newcomers_when_asked_again(
     running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,16 +3,17 @@ release detected, and the differencing counts exact distinct-subject counts (lin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from gateway.audit._types import AuditDraft
+from gateway.catalogue import Catalogue
 from gateway.disclosure._ledger import CellPredicate, Check, LinkPredicate
 from gateway.errors import AuditWriteError
 from gateway.query import LinkSpec, MeasureRef, QuerySpec
-from gateway.store import SqlStore
+from gateway.store import INDEX_PROFILES, SqlStore, open_store
 from gateway.store._ledger import LedgerMoved, LedgerWrite
 
 DAY = 20_000
@@ -42,6 +43,25 @@ def _visit(subject: str, district: str, day: int = DAY) -> dict[str, Any]:
         "presentation": "other",
         "stay_hours": 1.0,
     }
+
+
+@pytest.fixture(params=INDEX_PROFILES)
+def indexed(request: pytest.FixtureRequest, store_url: str, catalogue: Catalogue) -> Iterator[SqlStore]:
+    """The conftest store, once per index profile: the counts must not depend on the indexes."""
+    opened = open_store(store_url, catalogue, indexes=request.param)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _released(store: SqlStore, predicate: CellPredicate, spec: QuerySpec) -> tuple[str, str]:
+    """Release ``predicate`` from an answer to ``spec`` read now: the ledger's (cell, time)."""
+    answer = store.aggregate(spec)
+    write = LedgerWrite("ag-1", "visits", "dec-1", 0, ((predicate, {"subjects": 1.0}),), answer.watermark)
+    store.append_audit(_draft("dec-1"), ledger=write)
+    (cell,), _ = store.release_ledger("ag-1", "visits")
+    return cell.predicate, cell.released_at
 
 
 def _p(*districts: str, link: LinkPredicate | None = None) -> CellPredicate:
@@ -265,3 +285,43 @@ def test_newcomers_as_of_an_answer_are_those_stored_between_the_two_reads(
     assert store.ledger_newcomers("visits", since) == [32]
     again = [(_p("D01"), second.watermark)]  # only people stored after the answer: none new to it
     assert store.ledger_newcomers("visits", again, as_of=second.watermark) == [0]
+
+
+def test_newcomers_are_people_new_to_the_cell_not_people_with_a_new_record_in_it(
+    indexed: SqlStore, batches: Any
+) -> None:
+    """Thirty people in D01 released; then seven of them come back (another visit), three new
+    people come, and two people of D02 have their first D01 visit: D01's newcomers are the five
+    not in it before. Counting the returning seven too made ten, at k, and the repeat minus the
+    earlier answer then isolated the three."""
+    rows = [_visit(f"a{i}", "D01") for i in range(30)] + [_visit(f"b{i}", "D02") for i in range(12)]
+    batches.store(indexed, "visits", "b1", rows)
+    spec = QuerySpec("visits", (MeasureRef("subjects"),), (), filters=(("district", ("D01",)),))
+    d01 = _released(indexed, _p("D01"), spec)
+    later = [_visit(f"a{i}", "D01", DAY + 5) for i in range(7)] + [_visit(f"new{i}", "D01") for i in range(3)]
+    later += [_visit(f"b{i}", "D01", DAY + 5) for i in range(2)] + [_visit("b3", "D02", DAY + 5)]
+    batches.store(indexed, "visits", "b2", later)
+    assert indexed.ledger_newcomers("visits", [d01]) == [5]
+    assert indexed.ledger_newcomers("visits", [(_p("D02"), d01[1])]) == [0]  # b3 came back to D02
+
+
+def test_a_linked_cell_counts_people_newly_linked_not_linked_people_with_a_new_record(
+    indexed: SqlStore, batches: Any
+) -> None:
+    """Ten people with a police contact released in the linked cell; then seven of them have
+    another visit the contact still links, two unlinked people get a contact, and one new person
+    comes with visit and contact: the newcomers are the three not linked before."""
+    batches.store(indexed, "visits", "b1", [_visit(f"a{i}", "D01") for i in range(12)])
+    contacts = [
+        {"subject": f"a{i}", "event_day": DAY - 5, "district": "D01", "incident_type": "other"}
+        for i in range(12)
+    ]
+    batches.store(indexed, "contacts", "c1", contacts[:10])
+    link = LinkPredicate("contacts", 30, 0)
+    spec = QuerySpec("visits", (MeasureRef("subjects"),), (), link=LinkSpec("contacts", 30, 0))
+    released = _released(indexed, _p(link=link), spec)
+    again = [_visit(f"a{i}", "D01", DAY + 3) for i in range(7)] + [_visit("new0", "D01")]
+    batches.store(indexed, "visits", "b2", again)
+    new_contact = {"subject": "new0", "event_day": DAY - 1, "district": "D01", "incident_type": "other"}
+    batches.store(indexed, "contacts", "c2", [*contacts[10:], new_contact])
+    assert indexed.ledger_newcomers("visits", [released]) == [3]
