@@ -23,6 +23,7 @@ from gateway.server._context import RequestContext, current
 from gateway.server._privacy import Privacy, privacy_terms
 from gateway.server._recorder import AuditSubject, outcome_of, refusal
 from gateway.server._release_ledger import LedgerTooBroad, ledger_release
+from gateway.server._release_locks import ReleaseLocks
 from gateway.server._state import PolicyState, Shared, policy_input
 from gateway.store._ledger import LedgerMoved, LedgerWrite
 
@@ -35,6 +36,7 @@ LEDGER_ATTEMPTS = 8
 class QueryService(query_pb2_grpc.QueryServicer):
     def __init__(self, shared: Shared) -> None:
         self._s = shared
+        self._releases = ReleaseLocks()
 
     def ListDatasets(
         self, request: query_pb2.ListDatasetsRequest, context: grpc.ServicerContext
@@ -155,9 +157,10 @@ class QueryService(query_pb2_grpc.QueryServicer):
             )
 
         quotas = tuple(q for q in (quota, None if privacy is None else privacy.quota) if q is not None)
-        released = self._record_release(
-            ctx, base, decision=decision, policy=policy, quotas=quotas, privacy=privacy, check=check
-        )
+        with self._releases.hold(request.agreement_id, spec.dataset):  # see _release_locks
+            released = self._record_release(
+                ctx, base, decision=decision, policy=policy, quotas=quotas, privacy=privacy, check=check
+            )
         self._count_cells(released)
         info = ReleaseInfo(
             k=k,
