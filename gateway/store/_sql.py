@@ -263,7 +263,7 @@ class SqlStore:
             top_n=top_n,
             versions=versions,
             older_rows=self._older_contract_rows(spec.dataset),
-            fast_total=_fast_total(self._db.backend, spec),
+            fast_total=_total_counting(self._db.backend, spec),
         )
         statements = with_watermark(statements, self._schema.batches)
         if near_percent is not None and statements.cells_fast is not None:
@@ -723,7 +723,7 @@ def _batch_row(meta: BatchMeta) -> dict[str, Any]:
     }
 
 
-def _fast_total(backend: str, spec: QuerySpec) -> FastTotal:
+def _total_counting(backend: str, spec: QuerySpec) -> FastTotal:
     """How the fast path counts the total's people on ``backend`` (see compile_aggregate)."""
     if backend != "postgresql":
         return "grouped"
