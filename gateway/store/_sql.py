@@ -62,6 +62,7 @@ from gateway.store._migrate import MigrateMode, default_migrate_mode, ensure_at_
 from gateway.store._paired import PairedReader
 from gateway.store._records import check_meta, rows_for
 from gateway.store._schema import DEFAULT_INDEX_PROFILE, Schema, build_schema, reconcile_indexes
+from gateway.store._statistics import PlannerStatistics
 from gateway.store._watermark import Stamper, with_watermark
 
 AUDIT_PAGE = 1000
@@ -130,6 +131,7 @@ class SqlStore:
         self._checkpoint_policy = checkpoints
         self._closed = False
         self._paired = PairedReader(database)  # an aggregate's cells and total, side by side
+        self._statistics = PlannerStatistics(database)  # ANALYZE as ingest grows a table
         # per dataset: (batches stored, domains) -> whether rows outside the domains exist
         self._outside_domain: dict[str, tuple[tuple[int, Any], bool]] = {}
         # Built once and executed with parameters: building a statement per call (and
@@ -220,9 +222,13 @@ class SqlStore:
 
         def work() -> StoreOutcome:
             try:
-                return insert()
+                outcome = insert()
             except IntegrityError as exc:
                 refused = exc
+            else:
+                if outcome.stored:
+                    self._statistics.stored(target.table, outcome.records)
+                return outcome
             # PostgreSQL: another replica may have stored this batch id between our check and
             # insert. Look again outside the except block, so a Conflict does not carry the
             # driver's error (which quotes the key) as its context.
@@ -624,6 +630,7 @@ class SqlStore:
 
     def close(self) -> None:
         self._closed = True
+        self._statistics.close()
         self._paired.close()
         self._db.engine.dispose()
 
