@@ -32,14 +32,12 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
-    not_,
     or_,
     select,
     true,
     union_all,
 )
 
-from gateway.disclosure._grid import month_keys
 from gateway.disclosure._ledger import (
     CellPredicate,
     Check,
@@ -50,6 +48,7 @@ from gateway.disclosure._ledger import (
 )
 from gateway.errors import GatewayError, StoreError
 from gateway.store._aggregate import SQLITE_MATERIALIZED, SUM_SCALE, current_domain, micro_units
+from gateway.store._cell_union import month_runs, union_condition
 from gateway.store._schema import LEDGER_TABLE, DatasetTable, Schema
 
 COLUMNS_PER_STATEMENT = 64  # distinct counts per statement: each is a sort or hash of its own
@@ -274,7 +273,14 @@ def sum_difference_statement(
     """One statement: for each (check, measure field), the field's sum over the records of the
     check's container outside all its parts, and the sum of the ``top_n`` largest per-subject
     sums among them (the dominance rule's figures), as whole micro-units like the aggregate's.
-    Per-subject sums are grouped once for every item, then each item ranks its own column."""
+
+    Each distinct container and union of parts is a 0/1 flag worked out once per row, and each
+    field's micro-units once, below a fence (OFFSET 0) that keeps PostgreSQL from copying them
+    into every use; per-subject sums are grouped once for every item. The top one or two are
+    found through the maxima (two passes over the per-subject sums for every item), as the
+    aggregate finds a cell's; three and more rank each item's column. Written per item instead,
+    32 items of a linked question asked after a 720-cell grid took 26 s at 1M rows: the shared
+    container's condition evaluated in every item's sum, and a sort of the sums per item."""
     if top_n < 1:
         raise GatewayError("the dominance rule needs at least one contributor")
     target = tables.get(dataset)
@@ -283,18 +289,41 @@ def sum_difference_statement(
     t = _rows(target.table, "t", as_of)
     links = _links_of([p for check, _ in items for p in (check.container, *check.parts)])
     row = _with_links(t, target, links, tables, as_of=as_of)
+    flags: dict[object, int] = {}
+    conditions: list[ColumnElement[bool]] = []
+    containers: list[ColumnElement[bool]] = []
+    fields = sorted({field for _, field in items})
+    for check, _ in items:
+        if ("c", check.container) not in flags:
+            flags["c", check.container] = len(conditions)
+            conditions.append(condition(row, check.container, links, target))
+            containers.append(conditions[-1])
+        if check.parts and ("p", check.parts) not in flags:
+            flags["p", check.parts] = len(conditions)
+            conditions.append(union_condition(row, check.parts, links, target))
+    # dataset columns are NOT NULL and link columns 0 or 1: a condition is never NULL, its flag exact
+    flagged = (
+        select(
+            row.c.subject.label("s"),
+            *(micro_units(row.c[field]).label(f"v{n}") for n, field in enumerate(fields)),
+            *(case((when, _inline(1)), else_=_inline(0)).label(f"f{n}") for n, when in enumerate(conditions)),
+        )
+        .select_from(row)
+        .where(or_(*containers))
+        .offset(0)
+        .subquery("flagged")
+    )
     columns: list[ColumnElement[Any]] = []
-    where: list[ColumnElement[bool]] = []
     for i, (check, field) in enumerate(items):
-        inside = condition(row, check.container, links, target)
+        inside = flagged.c[f"f{flags['c', check.container]}"] == _inline(1)
         if check.parts:
-            inside = and_(inside, not_(or_(*(condition(row, p, links, target) for p in check.parts))))
-        columns.append(func.sum(case((inside, micro_units(row.c[field])))).label(f"d{i}"))
-        where.append(inside)
-    per = select(row.c.subject, *columns).select_from(row).where(or_(*where)).group_by(row.c.subject)
-    people = per.cte("per_subject")
+            inside = and_(inside, flagged.c[f"f{flags['p', check.parts]}"] == _inline(0))
+        columns.append(func.sum(flagged.c[f"v{fields.index(field)}"]).filter(inside).label(f"d{i}"))
+    people = select(flagged.c.s, *columns).group_by(flagged.c.s).cte("per_subject")
     if SQLITE_MATERIALIZED:
         people = people.prefix_with("MATERIALIZED", dialect="sqlite")
+    if top_n <= 2:
+        return _top_two(people, len(items), top_n)
     figures: list[ColumnElement[Any]] = []
     for i in range(len(items)):
         value = people.c[f"d{i}"]
@@ -303,6 +332,29 @@ def sum_difference_statement(
         figures.append(select(func.sum(value)).scalar_subquery().label(f"s{i}"))
         figures.append(select(func.sum(top.c.x)).scalar_subquery().label(f"t{i}"))
     return select(*figures)
+
+
+def _top_two(people: FromClause, items: int, top_n: int) -> Select[Any]:
+    """Per item ``d<i>`` of ``people``: its sum and the sum of its ``top_n`` (1 or 2) largest
+    values. The largest is the MAX; the top two are the MAX and the largest value below it, or
+    the MAX again when two people share it (as a ranking counts ties)."""
+    maxima = select(
+        *(func.sum(people.c[f"d{i}"]).label(f"s{i}") for i in range(items)),
+        *(func.max(people.c[f"d{i}"]).label(f"m{i}") for i in range(items)),
+    ).cte("maxima")
+    if top_n == 1:
+        return select(*(c for i in range(items) for c in (maxima.c[f"s{i}"], maxima.c[f"m{i}"])))
+    second: list[ColumnElement[Any]] = []
+    for i in range(items):
+        value, largest = people.c[f"d{i}"], maxima.c[f"m{i}"]
+        shared = func.count().filter(value == largest) >= _inline(2)
+        below = func.max(value).filter(value < largest)
+        top = func.max(largest)  # one row of maxima: its value, as the grouping needs
+        second += [
+            func.max(maxima.c[f"s{i}"]),
+            top + case((shared, top), else_=func.coalesce(below, _inline(0))),
+        ]
+    return select(*second).select_from(people.join(maxima, true()))
 
 
 def sum_differences(conn: Connection, statement: Select[Any], items: int) -> list[tuple[float, float]]:
@@ -331,19 +383,27 @@ def difference_statements(
     counts: list[ColumnElement[Any]] = []
     where: list[ColumnElement[bool]] = []
     pairs: list[tuple[int, int]] = []
+    # a container or a union of parts several checks share is counted once: each count is a
+    # sort of its own, and the checks of a question against one released total share it
+    # (61 checks of a linked question asked after a 720-cell grid, at 1M rows: 61 sorts)
+    numbers: dict[object, int] = {}
     for check in checks:
         if len(counts) + 2 > COLUMNS_PER_STATEMENT and counts:
             out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
-            counts, where, pairs = [], [], []
-        container = condition(row, check.container, links, target)
-        counts.append(_people(row, container).label(f"c{len(counts)}"))
-        if check.parts:  # an overlap check has none: the cell's own people must number k
-            parts = or_(*(condition(row, p, links, target) for p in check.parts))
-            counts.append(_people(row, parts).label(f"c{len(counts)}"))
-        else:
-            counts.append(_inline(0).label(f"c{len(counts)}"))
-        where.append(container)
-        pairs.append((len(counts) - 2, len(counts) - 1))
+            counts, where, pairs, numbers = [], [], [], {}
+        if ("c", check.container) not in numbers:
+            container = condition(row, check.container, links, target)
+            numbers["c", check.container] = len(counts)
+            counts.append(_people(row, container).label(f"c{len(counts)}"))
+            where.append(container)
+        if ("p", check.parts) not in numbers:
+            numbers["p", check.parts] = len(counts)
+            if check.parts:
+                parts = union_condition(row, check.parts, links, target)
+                counts.append(_people(row, parts).label(f"c{len(counts)}"))
+            else:  # an overlap check has none: the cell's own people must number k
+                counts.append(_inline(0).label(f"c{len(counts)}"))
+        pairs.append((numbers["c", check.container], numbers["p", check.parts]))
     if counts:
         out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
     return out
@@ -497,7 +557,9 @@ def condition(
 
 
 def _people(t: FromClause, when: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.count(distinct(case((when, t.c.subject))))
+    # FILTER, not COUNT(DISTINCT CASE ...): PostgreSQL sorts every input of a distinct count,
+    # the NULLs of the rows outside too, so each count of a small part sorted the whole table
+    return func.count(distinct(t.c.subject)).filter(when)
 
 
 def _box(
@@ -505,7 +567,7 @@ def _box(
 ) -> list[ColumnElement[bool]]:
     parts: list[ColumnElement[bool]] = [t.c[name].in_(list(values)) for name, values in dims]
     if months is not None:
-        ranges = [t.c.event_month.between(first, last) for first, last in _runs(months)]
+        ranges = [t.c.event_month.between(first, last) for first, last in month_runs(months)]
         parts.append(or_(*ranges) if ranges else literal_column("1") == literal_column("0"))
     return parts
 
@@ -558,14 +620,3 @@ def _rows(table: Table, name: str, as_of: AsOf) -> FromClause:
 
 def _inline(value: int) -> ColumnElement[int]:
     return literal_column(str(int(value)))
-
-
-def _runs(months: Sequence[str]) -> list[tuple[str, str]]:
-    """Sorted months as inclusive runs of consecutive months: fewer, index-friendly ranges."""
-    runs: list[tuple[str, str]] = []
-    for month in sorted(months):
-        if runs and month_keys(runs[-1][1], month)[1:] == (month,):
-            runs[-1] = (runs[-1][0], month)
-        else:
-            runs.append((month, month))
-    return runs

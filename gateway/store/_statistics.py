@@ -112,4 +112,3 @@ class PlannerStatistics:
             return
         with self._guard:  # rows stored while it ran count towards the next one
             self._stored[table] -= ours
-        log.debug("planner_statistics_refreshed", table=table.name)
