@@ -318,7 +318,7 @@ def sum_difference_statement(
         inside = flagged.c[f"f{flags['c', check.container]}"] == _inline(1)
         if check.parts:
             inside = and_(inside, flagged.c[f"f{flags['p', check.parts]}"] == _inline(0))
-        columns.append(func.sum(flagged.c[f"v{fields.index(field)}"]).filter(inside).label(f"d{i}"))
+        columns.append(func.sum(case((inside, flagged.c[f"v{fields.index(field)}"]))).label(f"d{i}"))
     people = select(flagged.c.s, *columns).group_by(flagged.c.s).cte("per_subject")
     if SQLITE_MATERIALIZED:
         people = people.prefix_with("MATERIALIZED", dialect="sqlite")
@@ -347,8 +347,8 @@ def _top_two(people: FromClause, items: int, top_n: int) -> Select[Any]:
     second: list[ColumnElement[Any]] = []
     for i in range(items):
         value, largest = people.c[f"d{i}"], maxima.c[f"m{i}"]
-        shared = func.count().filter(value == largest) >= _inline(2)
-        below = func.max(value).filter(value < largest)
+        shared = func.count(case((value == largest, _inline(1)))) >= _inline(2)
+        below = func.max(case((value < largest, value)))
         top = func.max(largest)  # one row of maxima: its value, as the grouping needs
         second += [
             func.max(maxima.c[f"s{i}"]),
@@ -396,14 +396,19 @@ def difference_statements(
             numbers["c", check.container] = len(counts)
             counts.append(_people(row, container).label(f"c{len(counts)}"))
             where.append(container)
-        if ("p", check.parts) not in numbers:
-            numbers["p", check.parts] = len(counts)
+        # the parts' people among the container's records only, as the check counted alone would:
+        # a part reaching outside its container (an older contract's cell) otherwise counted
+        # people of the other checks' containers too, and the figure hung on the batching
+        key = ("p", check.container, check.parts)
+        if key not in numbers:
+            numbers[key] = len(counts)
             if check.parts:
-                parts = union_condition(row, check.parts, links, target)
+                container = condition(row, check.container, links, target)
+                parts = and_(union_condition(row, check.parts, links, target), container)
                 counts.append(_people(row, parts).label(f"c{len(counts)}"))
             else:  # an overlap check has none: the cell's own people must number k
                 counts.append(_inline(0).label(f"c{len(counts)}"))
-        pairs.append((numbers["c", check.container], numbers["p", check.parts]))
+        pairs.append((numbers["c", check.container], numbers[key]))
     if counts:
         out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
     return out
@@ -557,9 +562,8 @@ def condition(
 
 
 def _people(t: FromClause, when: ColumnElement[bool]) -> ColumnElement[int]:
-    # FILTER, not COUNT(DISTINCT CASE ...): PostgreSQL sorts every input of a distinct count,
-    # the NULLs of the rows outside too, so each count of a small part sorted the whole table
-    return func.count(distinct(t.c.subject)).filter(when)
+    # CASE rather than FILTER, which SQLite has only since 3.30 (the store runs on older ones)
+    return func.count(distinct(case((when, t.c.subject))))
 
 
 def _box(

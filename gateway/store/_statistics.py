@@ -24,7 +24,6 @@ import threading
 
 import structlog
 from sqlalchemy import Table, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.store._engine import Database
 
@@ -107,7 +106,7 @@ class PlannerStatistics:
                 if row is None or not needs_analysis(float(row[0]), ours):
                     return
                 conn.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {name}")  # a name from our own schema
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the thread must go on for the next batch
             log.warning("planner_statistics_failed", table=table.name, error=type(exc).__name__)
             return
         with self._guard:  # rows stored while it ran count towards the next one

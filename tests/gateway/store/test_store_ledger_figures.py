@@ -180,3 +180,23 @@ def test_a_released_grid_is_one_box(catalogue: Catalogue) -> None:
     assert len(boxes) == 1
     assert boxes[0].axes[0] == frozenset(DISTRICTS)
     assert boxes[0].axes[-1] == frozenset(MONTHS)
+
+
+def test_a_check_counts_the_same_alone_as_beside_others(store: SqlStore, batches: Any) -> None:
+    """A part reaching outside its container (as an older contract's cell can) counts people of
+    that container only: a check's figure is the same whichever checks share its statement."""
+    rng = random.Random(7)
+    batches.store(store, "visits", "b1", _records(rng, 60, (1.0, 8.0)))
+    d01 = CellPredicate("visits", (("district", ("D01",)),))
+    d02 = CellPredicate("visits", (("district", ("D02",)),))
+    reaching = Check(
+        d01, (CellPredicate("visits", (("district", ("D01", "D02")), ("sex", ("F",)))),), frozenset(), "q"
+    )
+    beside = Check(
+        d02, (CellPredicate("visits", (("district", ("D02",)), ("sex", ("M",)))),), frozenset(), "q"
+    )
+
+    alone = store.ledger_differences("visits", [reaching]) + store.ledger_differences("visits", [beside])
+
+    assert store.ledger_differences("visits", [reaching, beside]) == alone
+    assert alone[0] > 0  # some D01 people have no F record there: the case is not empty
