@@ -100,18 +100,28 @@ def _names(predicates: Sequence[CellPredicate], target: DatasetTable) -> list[st
 def _render(
     row: FromClause, box: Box, names: Sequence[str], links: Mapping[LinkPredicate, str]
 ) -> ColumnElement[bool]:
-    parts: list[ColumnElement[bool]] = [
-        row.c[name].in_(sorted(values))
+    dims = [
+        (name, sorted(values))
         for name, values in zip(names, box.axes[:-1], strict=True)
         if values is not None
     ]
     months = box.axes[-1]
-    if months is not None:
-        ranges = [row.c.event_month.between(first, last) for first, last in month_runs(months)]
-        parts.append(or_(*ranges) if ranges else literal_column("1") == literal_column("0"))
+    parts = box_conditions(row, dims, None if months is None else sorted(months))
     if box.link is not None:
         parts.append(row.c[links[box.link]] == literal_column("1"))
     return and_(true(), *parts)
+
+
+def box_conditions(
+    t: FromClause, dims: Sequence[tuple[str, Sequence[str]]], months: Sequence[str] | None
+) -> list[ColumnElement[bool]]:
+    """The conditions of a box on ``t``: each dimension to its values, the months (None: any
+    month; none at all: no record) as runs of consecutive months."""
+    parts: list[ColumnElement[bool]] = [t.c[name].in_(list(values)) for name, values in dims]
+    if months is not None:
+        ranges = [t.c.event_month.between(first, last) for first, last in month_runs(months)]
+        parts.append(or_(*ranges) if ranges else literal_column("1") == literal_column("0"))
+    return parts
 
 
 def month_runs(months: frozenset[str] | Sequence[str]) -> list[tuple[str, str]]:

@@ -48,7 +48,7 @@ from gateway.disclosure._ledger import (
 )
 from gateway.errors import GatewayError, StoreError
 from gateway.store._aggregate import SQLITE_MATERIALIZED, SUM_SCALE, current_domain, micro_units
-from gateway.store._cell_union import month_runs, union_condition
+from gateway.store._cell_union import box_conditions, union_condition
 from gateway.store._schema import LEDGER_TABLE, DatasetTable, Schema
 
 COLUMNS_PER_STATEMENT = 64  # distinct counts per statement: each is a sort or hash of its own
@@ -391,8 +391,8 @@ def difference_statements(
         if len(counts) + 2 > COLUMNS_PER_STATEMENT and counts:
             out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
             counts, where, pairs, numbers = [], [], [], {}
+        container = condition(row, check.container, links, target)
         if ("c", check.container) not in numbers:
-            container = condition(row, check.container, links, target)
             numbers["c", check.container] = len(counts)
             counts.append(_people(row, container).label(f"c{len(counts)}"))
             where.append(container)
@@ -403,7 +403,6 @@ def difference_statements(
         if key not in numbers:
             numbers[key] = len(counts)
             if check.parts:
-                container = condition(row, check.container, links, target)
                 parts = and_(union_condition(row, check.parts, links, target), container)
                 counts.append(_people(row, parts).label(f"c{len(counts)}"))
             else:  # an overlap check has none: the cell's own people must number k
@@ -478,14 +477,19 @@ def grouped_statement(
         containers.append(
             (
                 and_(
-                    true(), *_box(row, container.dims, container.months), *own, *_flag(row, container, links)
+                    true(),
+                    *box_conditions(row, container.dims, container.months),
+                    *own,
+                    *_flag(row, container, links),
                 ),
                 c,
             )
         )
         for _, part in pairs:
             # inside its container, a part needs only what narrows it (see condition())
-            parts.append((and_(true(), *_box(row, part.dims, part.months), *_flag(row, part, links)), number))
+            parts.append(
+                (and_(true(), *box_conditions(row, part.dims, part.months), *_flag(row, part, links)), number)
+            )
             number += 1
     labelled = (
         select(case(*containers).label("c"), case(*parts).label("p"), row.c.subject.label("s"))
@@ -554,7 +558,7 @@ def condition(
     """The records a cell predicate selects, on ``t``: the dataset's rows, with a 0/1 column per
     link (named in ``links``) when any predicate has one. A dimension the predicate leaves free is
     held to its current domain, as the aggregate holds it (_aggregate.current_domain)."""
-    parts = _box(t, predicate.dims, predicate.months)
+    parts = box_conditions(t, predicate.dims, predicate.months)
     parts += current_domain(t, target, exclude={name for name, _ in predicate.dims})
     if predicate.link is not None:
         parts.append(t.c[links[predicate.link]] == _inline(1))
@@ -564,16 +568,6 @@ def condition(
 def _people(t: FromClause, when: ColumnElement[bool]) -> ColumnElement[int]:
     # CASE rather than FILTER, which SQLite has only since 3.30 (the store runs on older ones)
     return func.count(distinct(case((when, t.c.subject))))
-
-
-def _box(
-    t: FromClause, dims: Sequence[tuple[str, Sequence[str]]], months: Sequence[str] | None
-) -> list[ColumnElement[bool]]:
-    parts: list[ColumnElement[bool]] = [t.c[name].in_(list(values)) for name, values in dims]
-    if months is not None:
-        ranges = [t.c.event_month.between(first, last) for first, last in month_runs(months)]
-        parts.append(or_(*ranges) if ranges else literal_column("1") == literal_column("0"))
-    return parts
 
 
 def _linked_pairs(
@@ -592,7 +586,7 @@ def _linked_pairs(
     if other is None:
         raise GatewayError("a ledger check links to a dataset the store does not hold")
     o = other.table.alias(f"o{name}")
-    side_rows = select(o.c.subject, o.c.event_day).where(*_box(o, link.dims, link.months))
+    side_rows = select(o.c.subject, o.c.event_day).where(*box_conditions(o, link.dims, link.months))
     if before is not None:  # only the other side's records stored by then (or read by an answer)
         batches, since = before
         ob = batches.alias(f"ob{name}")

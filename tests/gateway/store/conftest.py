@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gateway.catalogue import Catalogue
-from gateway.store import BatchMeta, RecordColumns, SqlStore, open_store
+from gateway.store import INDEX_PROFILES, BatchMeta, RecordColumns, SqlStore, open_store
 from gateway.store.testing import fresh_postgres_schema
 
 POSTGRES_URL = os.environ.get(
@@ -79,6 +79,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def store(store_url: str, catalogue: Catalogue) -> Iterator[SqlStore]:
     opened = open_store(store_url, catalogue)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(params=INDEX_PROFILES)
+def indexed(request: pytest.FixtureRequest, store_url: str, catalogue: Catalogue) -> Iterator[SqlStore]:
+    """The store, once per index profile: what a test asks must not depend on the indexes."""
+    opened = open_store(store_url, catalogue, indexes=request.param)
     try:
         yield opened
     finally:

@@ -5,30 +5,25 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
 import store_rows
 
-from gateway.catalogue import Catalogue
 from gateway.errors import InvalidRequest
 from gateway.query import LinkSpec, MeasureRef, QuerySpec, RawResult
-from gateway.store import INDEX_PROFILES, SqlStore, open_store
+from gateway.store import SqlStore
 
 MEASURES = (MeasureRef("subjects"), MeasureRef("records"), MeasureRef("sum", "stay_hours"))
 FIRST_DAY = store_rows.FIRST_DAY
 DAYS = 366
 
 
-@pytest.fixture(params=INDEX_PROFILES)
-def store(request: pytest.FixtureRequest, store_url: str, catalogue: Catalogue) -> Iterator[SqlStore]:
+@pytest.fixture
+def store(indexed: SqlStore) -> SqlStore:
     """The conftest store, once per index profile: answers must not depend on the indexes."""
-    opened = open_store(store_url, catalogue, indexes=request.param)
-    try:
-        yield opened
-    finally:
-        opened.close()
+    return indexed
 
 
 def _visits(seed: int = 7, n: int = 700, people: int = 90) -> list[dict[str, Any]]:

@@ -3,17 +3,16 @@ release detected, and the differencing counts exact distinct-subject counts (lin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from gateway.audit._types import AuditDraft
-from gateway.catalogue import Catalogue
 from gateway.disclosure._ledger import CellPredicate, Check, LinkPredicate
 from gateway.errors import AuditWriteError
 from gateway.query import LinkSpec, MeasureRef, QuerySpec
-from gateway.store import INDEX_PROFILES, SqlStore, open_store
+from gateway.store import SqlStore
 from gateway.store._ledger import LedgerMoved, LedgerWrite
 
 DAY = 20_000
@@ -45,14 +44,16 @@ def _visit(subject: str, district: str, day: int = DAY) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(params=INDEX_PROFILES)
-def indexed(request: pytest.FixtureRequest, store_url: str, catalogue: Catalogue) -> Iterator[SqlStore]:
-    """The conftest store, once per index profile: the counts must not depend on the indexes."""
-    opened = open_store(store_url, catalogue, indexes=request.param)
-    try:
-        yield opened
-    finally:
-        opened.close()
+LINK = LinkPredicate("contacts", 30, 0)
+LINKED_PEOPLE = QuerySpec("visits", (MeasureRef("subjects"),), (), link=LinkSpec("contacts", 30, 0))
+
+
+def _contacts(n: int) -> list[dict[str, Any]]:
+    """Police contacts of a0..a<n-1>, five days before DAY: within LINK's window."""
+    return [
+        {"subject": f"a{i}", "event_day": DAY - 5, "district": "D01", "incident_type": "other"}
+        for i in range(n)
+    ]
 
 
 def _released(store: SqlStore, predicate: CellPredicate, spec: QuerySpec) -> tuple[str, str]:
@@ -144,17 +145,12 @@ def test_differences_count_distinct_people_outside_every_part(store: SqlStore, b
     rows += [_visit("a0", "D02"), _visit("c0", "D03"), _visit("c0", "D03", DAY + 1)]
     rows += [_visit(f"d{i}", "D04") for i in range(5)]
     batches.store(store, "visits", "b1", rows)
-    contacts = [
-        {"subject": f"a{i}", "event_day": DAY - 5, "district": "D01", "incident_type": "other"}
-        for i in range(10)
-    ]
-    batches.store(store, "contacts", "c1", contacts)
-    link = LinkPredicate("contacts", 30, 0)
+    batches.store(store, "contacts", "c1", _contacts(10))
     checks = [
         Check(_p("D01", "D02"), (_p("D01"),), frozenset({0}), "q"),  # b0..b2 (a0 is in D01 too)
         Check(_p(), (_p("D01"), _p("D02")), frozenset({0}), "q"),  # c0 and d0..d4
         Check(_p("D03"), (_p("D03"),), frozenset({0}), "q"),  # nobody
-        Check(_p("D01"), (_p("D01", link=link),), frozenset({0}), "q"),  # a10, a11
+        Check(_p("D01"), (_p("D01", link=LINK),), frozenset({0}), "q"),  # a10, a11
     ]
     assert store.ledger_differences("visits", checks) == [3, 6, 0, 2]
 
@@ -219,18 +215,13 @@ def test_a_linked_side_stored_after_the_answer_makes_its_people_new(store: SqlSt
     """A linked cell: police contacts stored between the answer's read and its audit entry link
     two more people; they were not in the answer, so they are newcomers of the linked cell."""
     batches.store(store, "visits", "b1", [_visit(f"a{i}", "D01") for i in range(12)])
-    contacts = [
-        {"subject": f"a{i}", "event_day": DAY - 5, "district": "D01", "incident_type": "other"}
-        for i in range(12)
-    ]
+    contacts = _contacts(12)
     batches.store(store, "contacts", "c1", contacts[:10])
-    link = LinkPredicate("contacts", 30, 0)
-    spec = QuerySpec("visits", (MeasureRef("subjects"),), (), link=LinkSpec("contacts", 30, 0))
-    answer = store.aggregate(spec)
+    answer = store.aggregate(LINKED_PEOPLE)
     assert answer.total.subjects == 10
     batches.store(store, "contacts", "c2", contacts[10:])
     write = LedgerWrite(
-        "ag-1", "visits", "dec-1", 0, ((_p(link=link), {"subjects": 10.0}),), answer.watermark
+        "ag-1", "visits", "dec-1", 0, ((_p(link=LINK), {"subjects": 10.0}),), answer.watermark
     )
     store.append_audit(_draft("dec-1"), ledger=write)
     (cell,), _ = store.release_ledger("ag-1", "visits")
@@ -265,7 +256,7 @@ def test_a_linked_difference_as_of_an_answer_ignores_links_stored_after_it(
         for i in range(1, 12)
     ]
     batches.store(store, "contacts", "c2", later)
-    check = Check(_p("D01"), (_p("D01", link=LinkPredicate("contacts", 30, 0)),), frozenset({0}), "q")
+    check = Check(_p("D01"), (_p("D01", link=LINK),), frozenset({0}), "q")
     assert store.ledger_differences("visits", [check], as_of=answer.watermark) == [14]
     assert store.ledger_differences("visits", [check]) == [3]
 
@@ -312,14 +303,9 @@ def test_a_linked_cell_counts_people_newly_linked_not_linked_people_with_a_new_r
     another visit the contact still links, two unlinked people get a contact, and one new person
     comes with visit and contact: the newcomers are the three not linked before."""
     batches.store(indexed, "visits", "b1", [_visit(f"a{i}", "D01") for i in range(12)])
-    contacts = [
-        {"subject": f"a{i}", "event_day": DAY - 5, "district": "D01", "incident_type": "other"}
-        for i in range(12)
-    ]
+    contacts = _contacts(12)
     batches.store(indexed, "contacts", "c1", contacts[:10])
-    link = LinkPredicate("contacts", 30, 0)
-    spec = QuerySpec("visits", (MeasureRef("subjects"),), (), link=LinkSpec("contacts", 30, 0))
-    released = _released(indexed, _p(link=link), spec)
+    released = _released(indexed, _p(link=LINK), LINKED_PEOPLE)
     again = [_visit(f"a{i}", "D01", DAY + 3) for i in range(7)] + [_visit("new0", "D01")]
     batches.store(indexed, "visits", "b2", again)
     new_contact = {"subject": "new0", "event_day": DAY - 1, "district": "D01", "incident_type": "other"}
