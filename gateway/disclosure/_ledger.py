@@ -266,7 +266,14 @@ def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple
     pairwise disjoint, each row lies in one part at most: the rows, each labelled with its
     container and part, counted per container and per (container, part), answer every such
     check at once (a grid asked again by fewer dimensions gives one check per old cell, hundreds
-    of them). Containers must be pairwise disjoint too, so that each row has one label."""
+    of them). Containers must be pairwise disjoint too, so that each row has one label.
+
+    A container's parts are taken finest first (most dimensions constrained, then fewest months;
+    check order among equals), each one that is disjoint from those already taken: a part
+    overlapping the others (a new query's total or margin beside its own cells, all checked
+    against one released total) is counted alone, and no longer sends every check of its
+    container to be counted alone with it (61 sorts over a million rows, 3.9 s, for a linked
+    question asked after a 720-cell grid)."""
     by_container: dict[CellPredicate, list[tuple[int, CellPredicate]]] = {}
     for number, check in enumerate(checks):
         if len(check.parts) == 1:
@@ -274,17 +281,26 @@ def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple
     groups: list[PairGroup] = []
     terms = 0
     for container, pairs in by_container.items():
-        parts = [part for _, part in pairs]
-        if len(pairs) < 2 or terms + 1 + len(pairs) > GROUPED_TERMS_MAX:
-            continue
-        if not all(disjoint(a, b) for a, b in itertools.combinations(parts, 2)):
-            continue
         if any(not disjoint(container, other) for other, _ in groups):
             continue
-        groups.append((container, tuple(pairs)))
-        terms += 1 + len(pairs)
+        taken: list[tuple[int, CellPredicate]] = []
+        for number, part in sorted(pairs, key=_coarseness):
+            if terms + 2 + len(taken) > GROUPED_TERMS_MAX:
+                break
+            if all(disjoint(part, other) for _, other in taken):
+                taken.append((number, part))
+        if len(taken) < 2:
+            continue
+        groups.append((container, tuple(taken)))
+        terms += 1 + len(taken)
     grouped = {number for _, pairs in groups for number, _ in pairs}
     return tuple(groups), tuple(n for n in range(len(checks)) if n not in grouped)
+
+
+def _coarseness(pair: tuple[int, CellPredicate]) -> tuple[int, int, int]:
+    number, part = pair
+    months = len(part.months) if part.months is not None else 1 << 30
+    return -len(part.dims), months, number
 
 
 def disjoint(a: CellPredicate, b: CellPredicate) -> bool:

@@ -122,7 +122,11 @@ def _dominated_differences(
     if not items:
         return frozenset()
     figures = store.ledger_sum_differences(
-        spec.dataset, [(checks[n], f) for n, f in items], dominance.n, as_of=as_of
+        spec.dataset,
+        [(checks[n], f) for n, f in items],
+        dominance.n,
+        as_of=as_of,
+        near_percent=dominance.percent,
     )
     return sums_to_withhold(checks, items, figures, percent=dominance.percent)
 

@@ -361,7 +361,10 @@ def time_key(event_month: ColumnElement[str], unit: str) -> ColumnElement[str]:
 
 
 def current_domain(t: FromClause, target: DatasetTable, *, exclude: set[str]) -> list[ColumnElement[bool]]:
-    """Each dimension of the dataset (but ``exclude``, constrained otherwise) to its current domain."""
+    """Each dimension of the dataset (but ``exclude``, constrained otherwise) to its current domain;
+    none when every stored row is known to be in them (DatasetTable.rows_in_domain)."""
+    if target.rows_in_domain:
+        return []
     return [
         t.c[d.name].in_(list(d.domain))
         for d in target.dataset.dimensions

@@ -109,10 +109,17 @@ class Store(Protocol):
         ...
 
     def ledger_sum_differences(
-        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int, as_of: str | None = None
+        self,
+        dataset: str,
+        items: Sequence[tuple[Check, str]],
+        top_n: int,
+        as_of: str | None = None,
+        near_percent: int | None = None,
     ) -> list[tuple[float, float]]:
         """Per (check, measure field): the field's sum over the check's difference, and the sum of
-        its ``top_n`` largest per-subject sums (with ``as_of``: among the records by then)."""
+        its ``top_n`` largest per-subject sums (with ``as_of``: among the records by then). With
+        ``near_percent``, the second may be an upper bound of it where that bound holds at most
+        ``near_percent`` % of the sum (the dominance rule answers the same on either)."""
         ...
 
     def queries_allowed(self, agreement_id: str, since: str, until: str) -> int:

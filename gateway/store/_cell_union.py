@@ -46,22 +46,47 @@ def union_condition(
     selects (gateway/store/_ledger.py), written as few boxes."""
     names = _names(predicates, target)
     boxes = merge_boxes([box_of(p, names, target) for p in predicates])
+    if target.rows_in_domain:  # cells joined into a whole domain (a grid's districts) are free on it
+        boxes = merge_boxes([_free_whole_domains(box, names, target) for box in boxes])
     return or_(*(_render(row, box, names, links) for box in boxes))
 
 
 def box_of(predicate: CellPredicate, names: Sequence[str], target: DatasetTable) -> Box:
     """``predicate`` as a box over the dimensions ``names`` (then the months)."""
-    constrained = dict(predicate.dims)
+    constrained = dict(narrowing(predicate.dims, target))
     domains = {d.name: d.domain for d in target.dataset.dimensions}
     axes: list[Values] = []
     for name in names:
         if name in constrained:
             axes.append(frozenset(constrained[name]))
         else:
-            domain = domains.get(name)
+            domain = None if target.rows_in_domain else domains.get(name)
             axes.append(frozenset(domain) if domain else None)
     axes.append(None if predicate.months is None else frozenset(predicate.months))
     return Box(predicate.link, tuple(axes))
+
+
+def narrowing(
+    dims: Sequence[tuple[str, Sequence[str]]], target: DatasetTable
+) -> list[tuple[str, Sequence[str]]]:
+    """``dims`` without those allowing a dimension's whole current domain, when every stored row
+    is known to be in the domains (DatasetTable.rows_in_domain): they select every row then. A
+    grid's released cells merge into such a box (every district, every month), and each IN
+    list cost a comparison per value per row: at 1M rows, a check's statements read the table
+    at a fifth of the speed for lists that held everywhere."""
+    if not target.rows_in_domain:
+        return list(dims)
+    domains = {d.name: frozenset(d.domain) for d in target.dataset.dimensions if d.domain}
+    return [(name, values) for name, values in dims if not (name in domains and domains[name] <= set(values))]
+
+
+def _free_whole_domains(box: Box, names: Sequence[str], target: DatasetTable) -> Box:
+    domains = {d.name: frozenset(d.domain) for d in target.dataset.dimensions if d.domain}
+    axes = [
+        None if values is not None and name in domains and domains[name] <= values else values
+        for name, values in zip(names, box.axes[:-1], strict=True)
+    ]
+    return Box(box.link, (*axes, box.axes[-1]))
 
 
 def merge_boxes(boxes: Sequence[Box]) -> list[Box]:

@@ -128,6 +128,10 @@ class DatasetTable:
     table: Table  # with the chosen profile's indexes attached
     # every index name any profile gives this table: the ones create_schema may create or drop
     managed_indexes: frozenset[str] = frozenset()
+    # True only on a copy the store makes for its own statements (SqlStore._ledger_tables), once
+    # it has found no stored row with a dimension value outside the current domains: a condition
+    # holding a dimension to its whole domain then holds on every row and is left out
+    rows_in_domain: bool = False
 
     @property
     def subject_indexed(self) -> bool:

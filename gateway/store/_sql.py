@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -53,6 +53,7 @@ from gateway.store._ledger import (
     ledger_of,
     newcomer_statement,
     read_ledger,
+    sum_bounds,
     sum_difference_statement,
     sum_differences,
     write_ledger,
@@ -61,7 +62,7 @@ from gateway.store._locks import AUDIT_LOCK_KEY, SCHEMA_LOCK_KEY, advisory_lock
 from gateway.store._migrate import MigrateMode, default_migrate_mode, ensure_at_head
 from gateway.store._paired import PairedReader
 from gateway.store._records import check_meta, rows_for
-from gateway.store._schema import DEFAULT_INDEX_PROFILE, Schema, build_schema, reconcile_indexes
+from gateway.store._schema import DEFAULT_INDEX_PROFILE, DatasetTable, Schema, build_schema, reconcile_indexes
 from gateway.store._statistics import PlannerStatistics
 from gateway.store._watermark import Stamper, with_watermark
 
@@ -279,6 +280,16 @@ class SqlStore:
         exact = bool(statements.top_n)
         return self._aggregate_rows(statements.cells, statements.total, statements, tops=exact)
 
+    def _ledger_tables(self, dataset: str) -> Mapping[str, DatasetTable]:
+        """The dataset tables for the ledger's counts of ``dataset``: marked rows_in_domain when no
+        stored row of it lies outside the current domains. Asked after the answer whose cells are
+        checked was read, so every record the counts see (the answer's, by its watermark) was
+        stored before the look."""
+        target = self._schema.datasets.get(dataset)
+        if target is None or self._older_contract_rows(dataset):
+            return self._schema.datasets
+        return {**self._schema.datasets, dataset: dataclasses.replace(target, rows_in_domain=True)}
+
     def _older_contract_rows(self, dataset: str) -> bool:
         """Whether any stored row of ``dataset`` holds a dimension value outside the catalogue's
         current domain (rows kept from an older contract). Remembered per (dataset, number of
@@ -466,11 +477,11 @@ class SqlStore:
         With ``as_of`` (an answer's watermark), over the data that answer read."""
         self._check_open()
         groups, rest = grouped_pairs(checks)
+        tables = self._ledger_tables(dataset)
 
         def work() -> list[int]:
             with self._db.snapshot() as conn:
                 bound = self._bound(conn, as_of)
-                tables = self._schema.datasets
                 statements = difference_statements(dataset, [checks[n] for n in rest], tables, bound)
                 grouped = grouped_statement(dataset, groups, tables, bound) if groups else None
                 counted = dict(zip(rest, count_differences(conn, statements), strict=True))
@@ -519,11 +530,22 @@ class SqlStore:
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
 
     def ledger_sum_differences(
-        self, dataset: str, items: Sequence[tuple[Check, str]], top_n: int, as_of: str | None = None
+        self,
+        dataset: str,
+        items: Sequence[tuple[Check, str]],
+        top_n: int,
+        as_of: str | None = None,
+        near_percent: int | None = None,
     ) -> list[tuple[float, float]]:
         """Per (check, measure field): the field's sum over the check's difference, and the sum of
         its ``top_n`` largest per-subject sums (whole micro-units summed in SQL, as cells are).
-        With ``as_of`` (an answer's watermark), over the data that answer read."""
+        With ``as_of`` (an answer's watermark), over the data that answer read.
+
+        With ``near_percent`` (the dominance rule's percentage), an item's top-n figure may be an
+        upper bound instead (``sum_bound_statements``: the container's own top n) wherever that
+        bound already holds at most ``near_percent`` % of the difference's sum, as the aggregate
+        bounds a cell's: the rule then gives the same answer on either. The others, and any
+        item whose container holds a negative value, get the exact figures."""
         self._check_open()
         if not items:
             return []
@@ -532,17 +554,35 @@ class SqlStore:
         # grouped for the counts, so hundreds reach here) broke SQLite's expression depth (1000
         # ORed terms) and PostgreSQL's 1664 result columns, and the query failed
         step = COLUMNS_PER_STATEMENT // 2
-        chunks = [items[i : i + step] for i in range(0, len(items), step)]
+        tables = self._ledger_tables(dataset)
+
+        def exact(
+            conn: Connection, bound: AsOf, chosen: Sequence[tuple[Check, str]]
+        ) -> list[tuple[float, float]]:
+            chunks = [chosen[i : i + step] for i in range(0, len(chosen), step)]
+            return [
+                figure
+                for chunk in chunks
+                for figure in sum_differences(
+                    conn, sum_difference_statement(dataset, chunk, tables, top_n, bound), len(chunk)
+                )
+            ]
 
         def work() -> list[tuple[float, float]]:
             with self._db.snapshot() as conn:
                 bound = self._bound(conn, as_of)
-                tables = self._schema.datasets
-                statements = [sum_difference_statement(dataset, c, tables, top_n, bound) for c in chunks]
+                if near_percent is None:
+                    return exact(conn, bound, items)
+                bounded = sum_bounds(conn, dataset, items, tables, top_n=top_n, as_of=bound)
+                near = [
+                    n
+                    for n, figure in enumerate(bounded)
+                    if figure is None or dominated(*figure, near_percent)
+                ]
+                figures = dict(zip(near, exact(conn, bound, [items[n] for n in near]), strict=True))
                 return [
-                    figure
-                    for statement, chunk in zip(statements, chunks, strict=True)
-                    for figure in sum_differences(conn, statement, len(chunk))
+                    figures[n] if figure is None or n in figures else figure
+                    for n, figure in enumerate(bounded)
                 ]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))

@@ -228,6 +228,19 @@ def test_one_part_checks_of_disjoint_parts_are_grouped_and_the_rest_counted_one_
     assert rest == (2, 3, 4)
 
 
+def test_a_part_overlapping_the_others_is_counted_alone_and_the_rest_stay_grouped() -> None:
+    """A new question's total checked beside its own cells against one released total: the cells
+    (disjoint) are one group and the total, overlapping each of them, is the only check left, in
+    whichever order the checks come."""
+    cells = [_p({"district": (d,)}, (m,)) for d in ("D01", "D02") for m in ("2025-01", "2025-02")]
+    whole = _p(None, ("2025-01", "2025-02"))
+    checks = [Check(_p(), (cell,), frozenset({n}), "q") for n, cell in enumerate(cells)]
+    checks.insert(0, Check(_p(), (whole,), frozenset({4}), "q"))  # asked first, still left out
+    groups, rest = grouped_pairs(checks)
+    assert [(container, [n for n, _ in pairs]) for container, pairs in groups] == [(_p(), [1, 2, 3, 4])]
+    assert rest == (0,)
+
+
 def test_disjoint_needs_a_dimension_or_the_months_with_no_value_in_common() -> None:
     """Different districts, or months apart, are disjoint; a free dimension overlaps everything."""
     assert disjoint(_p({"district": ("D01",)}), _p({"district": ("D02",)}))

@@ -5,6 +5,7 @@ _cell_union.py) holds exactly the records the cells hold."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import random
@@ -12,11 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy import literal_column, select
 
 from gateway.catalogue import Catalogue
-from gateway.disclosure._ledger import CellPredicate, Check
+from gateway.disclosure._dominance import dominated
+from gateway.disclosure._ledger import CellPredicate, Check, grouped_pairs
 from gateway.store import SqlStore
-from gateway.store._cell_union import Box, box_of, merge_boxes
+from gateway.store._cell_union import Box, box_of, merge_boxes, narrowing, union_condition
 from gateway.store._schema import build_schema
 
 EPOCH = dt.date(1970, 1, 1)
@@ -135,6 +138,20 @@ def test_ledger_counts_and_sums_equal_counting_the_records_one_by_one(
         expected = [_expected_sums(records, check, top_n) for check in checks]
         flat = [figure for pair in figures for figure in pair]
         assert flat == pytest.approx([figure for pair in expected for figure in pair], abs=1e-6), top_n
+        _assert_bounded_alike(store, items, top_n, expected)
+
+
+def _assert_bounded_alike(
+    store: SqlStore, items: list[tuple[Check, str]], top_n: int, expected: list[tuple[float, float]]
+) -> None:
+    """With the rule's percentage given, each sum is still exact and each top-n figure is at least
+    the exact one, and the rule withholds exactly where the exact figures would have it withhold."""
+    for percent in (50, 85, 100):
+        bounded = store.ledger_sum_differences("visits", items, top_n, near_percent=percent)
+        for (total, top), (exact_total, exact_top) in zip(bounded, expected, strict=True):
+            assert total == pytest.approx(exact_total, abs=1e-6)
+            assert top >= exact_top - 1e-6
+            assert dominated(total, top, percent) == dominated(exact_total, exact_top, percent)
 
 
 def _within(part: CellPredicate, container: CellPredicate) -> bool:
@@ -200,3 +217,96 @@ def test_a_check_counts_the_same_alone_as_beside_others(store: SqlStore, batches
 
     assert store.ledger_differences("visits", [reaching, beside]) == alone
     assert alone[0] > 0  # some D01 people have no F record there: the case is not empty
+
+
+def _expected_within(records: list[dict[str, Any]], check: Check) -> int:
+    """People of the container with no record of theirs in it inside a part: what a check counts
+    alone, parts reaching outside the container included."""
+    inside = [r for r in records if _in(r, check.container)]
+    return len({r["subject"] for r in inside}) - len(
+        {r["subject"] for r in inside if any(_in(r, p) for p in check.parts)}
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_part_checks_counted_together_equal_each_counted_alone(
+    store: SqlStore, batches: Any, seed: int
+) -> None:
+    """Checks grouped into one statement (one part each, the parts of a container disjoint) beside
+    a part overlapping them, a part reaching outside its container and a second container: every
+    figure is the one the check counts alone, and the sums are exact beside their bounds."""
+    rng = random.Random(seed)
+    records = _records(rng, 80, (0.0, 1.5, 8.0, 72.0))
+    batches.store(store, "visits", "b1", records)
+    everything = CellPredicate("visits", (("sex", ("F", "M")),))
+    other = CellPredicate("visits", (("sex", ("X",)),))
+    # counted first, a part of the other container reaching into this one's D03 January cell
+    reaching = CellPredicate("visits", (("district", ("D03",)), ("sex", ("M", "X"))), (MONTHS[0],))
+    beside = CellPredicate("visits", (("district", ("D01",)), ("sex", ("X",))))
+    checks = [Check(other, (beside,), frozenset({91}), "q"), Check(other, (reaching,), frozenset({92}), "q")]
+    cells = [c for c in _grid_cells(everything) if rng.random() < 0.7 or ("district", ("D03",)) in c.dims]
+    checks += [Check(everything, (cell,), frozenset({n}), "q") for n, cell in enumerate(cells)]
+    overlapping = CellPredicate("visits", (("district", ("D01", "D02")), ("sex", ("F",))))
+    checks.append(Check(everything, (overlapping,), frozenset({90}), "q"))
+    groups, rest = grouped_pairs(checks)
+    assert len(groups) == 2  # the two parts in one container, the grid cells in the other
+    assert len(rest) == 1  # the part overlapping the grid cells, counted alone
+
+    assert store.ledger_differences("visits", checks) == [_expected_within(records, c) for c in checks]
+    items = [(check, "stay_hours") for check in checks]
+    expected = [_expected_sums(records, check, 2) for check, _ in items]
+    _assert_bounded_alike(store, items, 2, expected)
+
+
+def test_records_outside_the_current_domains_or_below_zero_are_counted_as_before(
+    store: SqlStore, batches: Any, sql: Any
+) -> None:
+    """Records kept with a district the contract no longer has are in no container, whether the
+    container lists every current district or none; with a negative value stored, the sums'
+    bounds give way to the exact figures."""
+    rng = random.Random(5)
+    records = _records(rng, 40, (1.0, 8.0, 24.0))
+    batches.store(store, "visits", "b1", records)
+    fresh = (
+        "randomblob(32)"
+        if store.backend == "sqlite"
+        else "decode(md5(random()::text) || md5(random()::text), 'hex')"
+    )
+    for value in ("'D99'", "'D99'", "'D99'"):
+        sql(
+            "INSERT INTO ds_visits (batch_id, subject, subject_h, event_day, event_month, district, age_band,"
+            f" sex, presentation, stay_hours) SELECT batch_id, {fresh}, subject_h, event_day, event_month,"
+            f" {value}, age_band, sex, presentation, 72 FROM ds_visits LIMIT 1"
+        )
+    sql("UPDATE ds_visits SET stay_hours = -5 WHERE district = 'D02'")
+    people = len({r["subject"] for r in records})
+    whole = CellPredicate("visits")
+    listed = CellPredicate("visits", (("district", DISTRICTS),))
+    checks = [Check(whole, (), frozenset({0}), "q"), Check(listed, (), frozenset({1}), "q")]
+    assert store.ledger_differences("visits", checks) == [people, people]
+    shifted = [{**r, "stay_hours": -5.0} if r["district"] == "D02" else r for r in records]
+    part = CellPredicate("visits", (("district", ("D01",)),))
+    items = [(Check(whole, (part,), frozenset({0}), "q"), "stay_hours")]
+    exact = [_expected_sums(shifted, check, 2) for check, _ in items]
+    for percent in (50, 85):
+        figures = store.ledger_sum_differences("visits", items, 2, near_percent=percent)
+        assert figures == [pytest.approx(pair, abs=1e-6) for pair in exact]
+
+
+def test_a_whole_domain_is_no_condition_only_when_every_stored_row_is_in_the_domains(
+    catalogue: Catalogue,
+) -> None:
+    """Every district listed, or joined from a grid's cells, is no condition once the store has
+    found no row outside the domains (a released grid then constrains nothing but its months);
+    otherwise the list stays."""
+    target = build_schema(catalogue).datasets["visits"]
+    relaxed = dataclasses.replace(target, rows_in_domain=True)
+    dims = [("district", DISTRICTS), ("sex", ("F",))]
+    assert narrowing(dims, target) == dims
+    assert narrowing(dims, relaxed) == [("sex", ("F",))]
+    grid = _grid_cells(CellPredicate("visits"))
+    statement = select(literal_column("1")).where(union_condition(target.table, grid, {}, relaxed))
+    assert "district" not in str(statement)  # every month still: the grid's months are its own
+    assert "district" in str(
+        select(literal_column("1")).where(union_condition(target.table, grid, {}, target))
+    )
