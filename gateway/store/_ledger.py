@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ from gateway.disclosure._ledger import (
     LinkPredicate,
     PairGroup,
     from_canonical,
+    grouped_pairs,
 )
 from gateway.errors import GatewayError, StoreError
 from gateway.store._aggregate import SQLITE_MATERIALIZED, SUM_SCALE, current_domain, micro_units
@@ -354,8 +355,9 @@ def _outside_parts(flagged: FromClause, flags: Mapping[object, int], check: Chec
     return inside
 
 
-BOUND_ITEMS_PER_STATEMENT = 128
-"""Items whose parts one statement sums (``sum_bounds``): a CASE each, over few rows."""
+BOUND_ITEMS_PER_STATEMENT = COLUMNS_PER_STATEMENT // 2
+"""Items whose parts one statement sums (``sum_bounds``), as many as the exact statement takes:
+the WHERE ORs all their parts, and SQLite allows an expression 1,000 deep."""
 
 
 def sum_bounds(
@@ -375,16 +377,37 @@ def sum_bounds(
     (few, where the parts are a new question's cells). With no negative value in the container,
     each person's sum outside the parts is at most their sum over the whole container, so the
     difference's top n are at most the container's own top n (the top two; with n of three and
-    more, n times the largest): one grouping by person per container, not per item. Worked out
-    exactly, per item, 61 items of a linked question asked after a 720-cell grid took 15 s at 1M
-    rows; this way they read the table three times."""
+    more, n times the largest): one grouping by person per container, not per item. The one-part
+    checks ``grouped_pairs`` groups are read through the records' labels (``_labelled``), a
+    grouping by label; the others through a CASE per container or item. Worked out exactly, per
+    item, 61 items of a linked question asked after a 720-cell grid took 15 s at 1M rows."""
     if top_n < 1:
         raise GatewayError("the dominance rule needs at least one contributor")
     target = tables.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
-    keys = list(dict.fromkeys((check.container, field) for check, field in items))
-    whole: dict[tuple[CellPredicate, str], tuple[int, int | None, int]] = {}  # sum, least, top
+    checks = list(dict.fromkeys(check for check, _ in items))
+    groups, _ = grouped_pairs(checks)
+    labels = {checks[n]: (c, number) for c, number, n in _numbered(groups)}
+    figures: dict[tuple[Check, str], tuple[int, int | None, int, int]] = {}  # sum, least, top, in parts
+    labelled_items = [(check, field) for check, field in items if check in labels]
+    wholes: dict[tuple[int, str], tuple[int, int | None, int]] = {}
+    if labelled_items:
+        fields = sorted({field for _, field in labelled_items})
+        wholes, parts = _grouped_sums(conn, dataset, groups, tables, fields, top_n=top_n, as_of=as_of)
+        for check, field in labelled_items:
+            c, number = labels[check]
+            total, least, top = wholes.get((c, field), (0, None, 0))
+            figures[check, field] = (total, least, top, parts.get((c, number, field), 0))
+    others = [(check, field) for check, field in items if check not in labels]
+    # a grouped container's figures serve its other checks too (a new question's total beside
+    # its cells): it is grouped by person once
+    whole: dict[tuple[CellPredicate, str], tuple[int, int | None, int]] = {  # sum, least, top
+        (groups[c][0], field): figure for (c, field), figure in wholes.items()
+    }
+    keys = [
+        key for key in dict.fromkeys((check.container, field) for check, field in others) if key not in whole
+    ]
     step = COLUMNS_PER_STATEMENT // 2
     for i in range(0, len(keys), step):
         chunk = keys[i : i + step]
@@ -392,27 +415,99 @@ def sum_bounds(
         tops = conn.execute(_container_tops(target, chunk, tables, top_n, as_of)).one()
         for j, key in enumerate(chunk):
             least = sums[2 * j + 1]
-            largest = int(tops[2 * j + 1] or 0)
             whole[key] = (
                 int(sums[2 * j] or 0),
                 None if least is None else int(least),
-                largest if top_n <= 2 else largest * top_n,
+                int(tops[2 * j + 1] or 0),
             )
-    inside: list[int] = []
-    for i in range(0, len(items), BOUND_ITEMS_PER_STATEMENT):
-        chunk_items = items[i : i + BOUND_ITEMS_PER_STATEMENT]
+    for i in range(0, len(others), BOUND_ITEMS_PER_STATEMENT):
+        chunk_items = others[i : i + BOUND_ITEMS_PER_STATEMENT]
         statement = _part_sums(target, chunk_items, tables, as_of)
-        inside += (
+        inside = (
             [0] * len(chunk_items)
             if statement is None
             else [int(v or 0) for v in conn.execute(statement).one()]
         )
+        for (check, field), in_parts in zip(chunk_items, inside, strict=True):
+            figures[check, field] = (*whole[check.container, field], in_parts)
     out: list[tuple[float, float] | None] = []
-    for (check, field), in_parts in zip(items, inside, strict=True):
-        total, least, top = whole[check.container, field]
-        negative = least is not None and least < 0
-        out.append(None if negative else ((total - in_parts) / SUM_SCALE, top / SUM_SCALE))
+    for check, field in items:
+        total, least, top, in_parts = figures[check, field]
+        if least is not None and least < 0:
+            out.append(None)
+        else:
+            out.append(((total - in_parts) / SUM_SCALE, (top if top_n <= 2 else top * top_n) / SUM_SCALE))
     return out
+
+
+def _numbered(groups: Sequence[PairGroup]) -> Iterator[tuple[int, int, int]]:
+    """(container number, part number, check number) of every grouped check, numbered as
+    ``_labelled`` labels them."""
+    number = 0
+    for c, (_, pairs) in enumerate(groups):
+        for check, _ in pairs:
+            yield c, number, check
+            number += 1
+
+
+def _grouped_sums(
+    conn: Connection,
+    dataset: str,
+    groups: Sequence[PairGroup],
+    tables: Mapping[str, DatasetTable],
+    fields: Sequence[str],
+    *,
+    top_n: int,
+    as_of: AsOf,
+) -> tuple[dict[tuple[int, str], tuple[int, int | None, int]], dict[tuple[int, int, str], int]]:
+    """Per (container number, field): its sum, smallest value and top one or two per-subject
+    sums (the largest alone for n of 1 or of three and more); per (container, part, field): the
+    sum over the part's records inside the container."""
+    people, parted = _labelled(dataset, groups, tables, as_of, fields)
+    wholes: dict[tuple[int, str], tuple[int, int | None, int]] = {}
+    for n, field in enumerate(fields):
+        value = people.c[f"v{n}"]
+        per_subject = (
+            select(people.c._c, func.sum(value).label("d"), func.min(value).label("lo"))
+            .where(people.c._c.is_not(None))
+            .group_by(people.c._c, people.c._s)
+            .cte("per_subject")
+        )
+        if SQLITE_MATERIALIZED:  # read twice below: grouped once
+            per_subject = per_subject.prefix_with("MATERIALIZED", dialect="sqlite")
+        maxima = (
+            select(per_subject.c._c, func.max(per_subject.c.d).label("m"))
+            .group_by(per_subject.c._c)
+            .subquery("maxima")
+        )
+        d, m = per_subject.c.d, maxima.c.m
+        top: ColumnElement[Any] = func.max(
+            m
+        )  # one maxima row per container: its value, as the grouping needs
+        if top_n == 2:
+            shared = func.count(case((d == m, _inline(1)))) >= _inline(2)
+            top = top + case((shared, top), else_=func.coalesce(func.max(case((d < m, d))), _inline(0)))
+        statement = (
+            select(per_subject.c._c, func.sum(d), func.min(per_subject.c.lo), top)
+            .select_from(per_subject.join(maxima, maxima.c._c == per_subject.c._c))
+            .group_by(per_subject.c._c)
+        )
+        for c, total, least, largest in conn.execute(statement).all():
+            wholes[int(c), field] = (
+                int(total or 0),
+                None if least is None else int(least),
+                int(largest or 0),
+            )
+    part_sums = (
+        select(parted.c._c, parted.c._p, *(func.sum(parted.c[f"v{n}"]) for n in range(len(fields))))
+        .where(parted.c._p.is_not(None))
+        .group_by(parted.c._c, parted.c._p)
+    )
+    parts: dict[tuple[int, int, str], int] = {}
+    for c, number, *sums in conn.execute(part_sums).all():
+        for field, total in zip(fields, sums, strict=True):
+            parts[int(c), int(number), field] = int(total or 0)
+    return wholes, parts
 
 
 def _container_rows(
@@ -451,8 +546,8 @@ def _container_tops(
     top_n: int,
     as_of: AsOf,
 ) -> Select[Any]:
-    """Per (container, field), as ``_top_two`` writes them: the sum, and the top one or two of
-    the per-subject sums over the container."""
+    """Per (container, field), as ``_top_two`` writes them: the sum, and the top ``top_n``
+    per-subject sums over the container (with n of three and more, the largest alone)."""
     row, links = _container_rows(target, [c for c, _ in keys], tables, as_of)
     conditions = {c: condition(row, c, links, target) for c, _ in keys}
     per_key = [
@@ -468,7 +563,7 @@ def _container_tops(
     )
     if SQLITE_MATERIALIZED:
         people = people.prefix_with("MATERIALIZED", dialect="sqlite")
-    return _top_two(people, len(keys), min(top_n, 2))
+    return _top_two(people, len(keys), top_n if top_n <= 2 else 1)
 
 
 def _part_sums(
@@ -620,13 +715,44 @@ def grouped_statement(
 ) -> CompoundSelect[Any]:
     """One statement for the one-part checks of ``groups`` (see ``grouped_pairs``): people counted
     per container (part -1) over its records, and per (container, part) over the part's records
-    inside its own container, read from the records of some part alone.
+    inside its own container (``_labelled``).
+
+    |C| and, per part, the people with a record in it: what each check counted alone counts (a
+    person with records in P and elsewhere in C is not outside P; counting "people with a record
+    outside P" instead was larger, and let |C| - |P| in 1..k-1 through)."""
+    people, parted = _labelled(dataset, groups, tables, as_of)
+    in_container = (
+        select(people.c._c, _inline(-1).label("_p"), func.count(distinct(people.c._s)))
+        .where(people.c._c.is_not(None))
+        .group_by(people.c._c)
+    )
+    in_part = (
+        select(parted.c._c, parted.c._p, func.count(distinct(parted.c._s)))
+        .where(parted.c._p.is_not(None))
+        .group_by(parted.c._c, parted.c._p)
+    )
+    return union_all(in_container, in_part)
+
+
+def _labelled(
+    dataset: str,
+    groups: Sequence[PairGroup],
+    tables: Mapping[str, DatasetTable],
+    as_of: AsOf,
+    fields: Sequence[str] = (),
+) -> tuple[FromClause, FromClause]:
+    """The records of the groups' containers, each labelled with its container's number (``_c``:
+    NULL outside them all) and its subject (``_s``); and the records of some part, labelled with
+    their container and with the number of the part they are in inside it (``_p``, parts
+    numbered in group order: NULL in none). Each field's micro-units ride along as ``v<n>``.
 
     Containers are disjoint and so are a group's parts, and a part is labelled only inside its own
-    container: each row has one container label at most and one part label at most. Labelling
-    every row with both at once evaluated each part's condition on every row, and the link on
-    every row even for containers that need none: a linked question asked after a 720-cell grid
-    (60 parts, 1M rows) spent 2.8 s of its 3.8 s of counts there."""
+    container: each record has one container label at most and one part label at most. The
+    containers are read from the table alone unless one needs a link, and a record is tried
+    against its own container's parts only. Labelling every row with both at once, against
+    every part, cost a linked question asked after a 720-cell grid (60 parts, 1M rows) 2.8 s of
+    its 3.8 s of counts, and a grid asked again by year (720 parts under 60 containers) ran past
+    the statement timeout."""
     target = tables.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
@@ -634,40 +760,36 @@ def grouped_statement(
     every_part = [part for _, pairs in groups for _, part in pairs]
     links = _links_of([*containers, *every_part])
     row = _with_links(_rows(target.table, "t", as_of), target, links, tables, as_of=as_of)
-    base, base_links = _container_rows(target, containers, tables, as_of)
+    # the containers are read from ``row`` when one needs a link: a second link join, built apart,
+    # would name its CTEs as ``row``'s do and the statement would not compile
+    base, base_links = (row, links) if _links_of(containers) else (_rows(target.table, "t", as_of), {})
     everything = set(target.dimension_names)
     free = [everything - {name for name, _ in container.dims} for container in containers]
     common = set.intersection(*free) if free else set()
 
     def label(on: FromClause, on_links: Mapping[LinkPredicate, str]) -> ColumnElement[Any]:
-        # the dimensions every container leaves free are held to their domain once, in WHERE
-        return case(
-            *(
-                (
-                    and_(
-                        true(),
-                        *box_conditions(on, narrowing(container.dims, target), container.months),
-                        *current_domain(on, target, exclude=(everything - free[c]) | common),
-                        *_flag(on, container, on_links),
-                    ),
-                    c,
-                )
-                for c, container in enumerate(containers)
+        def holds(c: int, skip: str | None) -> ColumnElement[bool]:
+            # the dimensions every container leaves free are held to their domain once, in WHERE
+            container = containers[c]
+            return and_(
+                true(),
+                *_box_without(on, container, target, skip),
+                *current_domain(on, target, exclude=(everything - free[c]) | common),
+                *_flag(on, container, on_links),
             )
-        )
 
-    held = current_domain(base, target, exclude=everything - common)
+        return _labelling(on, list(enumerate(containers)), target, holds)
+
+    def values(on: FromClause) -> list[ColumnElement[Any]]:
+        return [micro_units(on.c[field]).label(f"v{n}") for n, field in enumerate(fields)]
+
     people = (
-        select(label(base, base_links).label("_c"), base.c.subject.label("_s"))
+        select(label(base, base_links).label("_c"), base.c.subject.label("_s"), *values(base))
         .select_from(base)
-        .where(*held)
+        .where(*current_domain(base, target, exclude=everything - common))
         .subquery("people")
     )
-    in_container = (
-        select(people.c._c, _inline(-1).label("_p"), func.count(distinct(people.c._s)))
-        .where(people.c._c.is_not(None))
-        .group_by(people.c._c)
-    )
+    # fenced (OFFSET 0): PostgreSQL would otherwise copy the container CASE into every use of _c
     near = (
         select(*row.c, label(row, links).label("_c"))
         .select_from(row)
@@ -675,27 +797,87 @@ def grouped_statement(
             *current_domain(row, target, exclude=everything - common),
             union_condition(row, every_part, links, target),
         )
+        .offset(0)
         .subquery("near")
     )
-    # |C| and, per part, the people with a record in it: what each check counted alone counts
-    # (a person with records in P and elsewhere in C is not outside P; counting "people with a
-    # record outside P" instead was larger, and let |C| - |P| in 1..k-1 through)
-    labels: list[tuple[ColumnElement[bool], int]] = []
+    by_container: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+    numbered = [(number, part) for number, (_, part) in enumerate(p for _, pairs in groups for p in pairs)]
     for c, (_, pairs) in enumerate(groups):
-        for _, part in pairs:
+        own = numbered[: len(pairs)]
+        numbered = numbered[len(pairs) :]
+        parts = dict(own)
+
+        def inside(
+            number: int, skip: str | None, parts: Mapping[int, CellPredicate] = parts
+        ) -> ColumnElement[bool]:
             # inside its container, a part needs only what narrows it (see condition())
-            inside = [
-                near.c._c == _inline(c),
-                *box_conditions(near, narrowing(part.dims, target), part.months),
-            ]
-            labels.append((and_(*inside, *_flag(near, part, links)), len(labels)))
-    parted = select(near.c._c, case(*labels).label("_p"), near.c.subject.label("_s")).subquery("parted")
-    in_part = (
-        select(parted.c._c, parted.c._p, func.count(distinct(parted.c._s)))
-        .where(parted.c._p.is_not(None))
-        .group_by(parted.c._c, parted.c._p)
+            part = parts[number]
+            return and_(true(), *_box_without(near, part, target, skip), *_flag(near, part, links))
+
+        by_container.append((near.c._c == _inline(c), _labelling(near, own, target, inside)))
+    parted = select(
+        near.c._c, case(*by_container).label("_p"), near.c.subject.label("_s"), *values(near)
+    ).subquery("parted")
+    return people, parted
+
+
+def _labelling(
+    on: FromClause,
+    numbered: Sequence[tuple[int, CellPredicate]],
+    target: DatasetTable,
+    holds: Callable[[int, str | None], ColumnElement[bool]],
+) -> ColumnElement[Any]:
+    """A CASE giving each row the number of the (disjoint) cell it lies in, NULL in none;
+    ``holds(number, skip)`` is a cell's condition, leaving out the axis ``skip`` names.
+
+    When every cell asks one value of some axis (a dimension, or one month), the CASE first tests
+    that axis's value and then only the cells asking it: a grid's 60 district x year cells are 20
+    equality tests and three ranges instead of up to 60 conditions, on every row."""
+    axis = _splitting_axis([cell for _, cell in numbered], target)
+    if axis is None:
+        return case(*((holds(number, None), number) for number, cell in numbered))
+    column = on.c.event_month if axis == MONTHS_AXIS else on.c[axis]
+    by_value: dict[str, list[int]] = {}
+    for number, cell in numbered:
+        by_value.setdefault(_axis_values(cell, target, axis)[0], []).append(number)
+    return case(
+        *(
+            (column == value, case(*((holds(number, axis), number) for number in numbers)))
+            for value, numbers in by_value.items()
+        )
     )
-    return union_all(in_container, in_part)
+
+
+MONTHS_AXIS = ""  # no dimension has an empty name
+
+
+def _axis_values(cell: CellPredicate, target: DatasetTable, axis: str) -> Sequence[str]:
+    if axis == MONTHS_AXIS:
+        return cell.months or ()
+    return dict(narrowing(cell.dims, target)).get(axis, ())
+
+
+def _splitting_axis(cells: Sequence[CellPredicate], target: DatasetTable) -> str | None:
+    """The axis on which every cell asks exactly one value, the one with the most values (at
+    least two); None when there is none."""
+    names = {name for cell in cells for name, _ in cell.dims}
+    best: tuple[int, str] | None = None
+    for axis in [*sorted(names), MONTHS_AXIS]:
+        values = [_axis_values(cell, target, axis) for cell in cells]
+        if all(len(v) == 1 for v in values):
+            distinct_values = len({v[0] for v in values})
+            if distinct_values >= 2 and (best is None or distinct_values > best[0]):
+                best = (distinct_values, axis)
+    return None if best is None else best[1]
+
+
+def _box_without(
+    on: FromClause, cell: CellPredicate, target: DatasetTable, skip: str | None
+) -> list[ColumnElement[bool]]:
+    """The cell's box conditions on ``on``, leaving out the axis ``skip`` (a dimension's name, or
+    MONTHS_AXIS for the months) when the caller has tested it already."""
+    dims = [(name, values) for name, values in narrowing(cell.dims, target) if name != skip]
+    return box_conditions(on, dims, None if skip == MONTHS_AXIS else cell.months)
 
 
 def count_grouped(

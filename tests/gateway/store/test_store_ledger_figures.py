@@ -17,7 +17,14 @@ from sqlalchemy import literal_column, select
 
 from gateway.catalogue import Catalogue
 from gateway.disclosure._dominance import dominated
-from gateway.disclosure._ledger import CellPredicate, Check, grouped_pairs
+from gateway.disclosure._ledger import (
+    CellPredicate,
+    Check,
+    LedgerCell,
+    LinkPredicate,
+    grouped_pairs,
+    plan_checks,
+)
 from gateway.store import SqlStore
 from gateway.store._cell_union import Box, box_of, merge_boxes, narrowing, union_condition
 from gateway.store._schema import build_schema
@@ -310,3 +317,42 @@ def test_a_whole_domain_is_no_condition_only_when_every_stored_row_is_in_the_dom
     assert "district" in str(
         select(literal_column("1")).where(union_condition(target.table, grid, {}, target))
     )
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_linked_checks_counted_together_equal_each_counted_alone(
+    store: SqlStore, batches: Any, seed: int
+) -> None:
+    """A linked district x month grid released, then the same linked question by district: its
+    checks (linked containers, linked parts, grouped) count and sum what each counts alone."""
+    rng = random.Random(seed)
+    records = _records(rng, 60, (0.0, 1.5, 8.0, 72.0))
+    batches.store(store, "visits", "b1", records)
+    contacts = [
+        {
+            "subject": r["subject"],
+            "event_day": r["event_day"] - rng.randrange(40),
+            "district": rng.choice(DISTRICTS),
+            "incident_type": "other",
+        }
+        for r in records
+        if rng.random() < 0.4
+    ]
+    batches.store(store, "contacts", "c1", contacts)
+    link = LinkPredicate("contacts", 30, 0)
+    months = MONTHS[:3]
+    grid = [CellPredicate("visits", (("district", (d,)),), (m,), link) for d in DISTRICTS for m in months]
+    new: list[CellPredicate | None] = [
+        *(CellPredicate("visits", (("district", (d,)),), months, link) for d in DISTRICTS),
+        CellPredicate("visits", (), months, link),
+    ]
+    released = [*grid, CellPredicate("visits", (), months, link)]
+    checks = plan_checks(new, [LedgerCell("old", p) for p in released], {"district": DISTRICTS})
+    groups, _ = grouped_pairs(checks)
+    assert groups and all(container.link == link for container, _ in groups)
+
+    alone = [store.ledger_differences("visits", [check])[0] for check in checks]
+    assert store.ledger_differences("visits", list(checks)) == alone
+    items = [(check, "stay_hours") for check in checks]
+    exact = [store.ledger_sum_differences("visits", [item], 2)[0] for item in items]
+    _assert_bounded_alike(store, items, 2, exact)
