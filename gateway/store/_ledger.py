@@ -815,9 +815,12 @@ def _labelled(
             return and_(true(), *_box_without(near, part, target, skip), *_flag(near, part, links))
 
         by_container.append((near.c._c == _inline(c), _labelling(near, own, target, inside)))
-    parted = select(
-        near.c._c, case(*by_container).label("_p"), near.c.subject.label("_s"), *values(near)
-    ).subquery("parted")
+    # fenced as well: _p is tested and then grouped on, and PostgreSQL worked it out for each
+    parted = (
+        select(near.c._c, case(*by_container).label("_p"), near.c.subject.label("_s"), *values(near))
+        .offset(0)
+        .subquery("parted")
+    )
     return people, parted
 
 
