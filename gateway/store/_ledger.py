@@ -481,9 +481,8 @@ def _grouped_sums(
             .subquery("maxima")
         )
         d, m = per_subject.c.d, maxima.c.m
-        top: ColumnElement[Any] = func.max(
-            m
-        )  # one maxima row per container: its value, as the grouping needs
+        # one maxima row per container: its value, as the grouping needs
+        top: ColumnElement[Any] = func.max(m)
         if top_n == 2:
             shared = func.count(case((d == m, _inline(1)))) >= _inline(2)
             top = top + case((shared, top), else_=func.coalesce(func.max(case((d < m, d))), _inline(0)))
@@ -751,8 +750,8 @@ def _labelled(
     containers are read from the table alone unless one needs a link, and a record is tried
     against its own container's parts only. Labelling every row with both at once, against
     every part, cost a linked question asked after a 720-cell grid (60 parts, 1M rows) 2.8 s of
-    its 3.8 s of counts, and a grid asked again by year (720 parts under 60 containers) ran past
-    the statement timeout."""
+    its 3.8 s of counts; the whole check of that grid asked again by year (720 parts under 60
+    containers) took 47 s, 13 s this way (PostgreSQL)."""
     target = tables.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")

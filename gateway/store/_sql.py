@@ -542,7 +542,7 @@ class SqlStore:
         With ``as_of`` (an answer's watermark), over the data that answer read.
 
         With ``near_percent`` (the dominance rule's percentage), an item's top-n figure may be an
-        upper bound instead (``sum_bound_statements``: the container's own top n) wherever that
+        upper bound instead (``sum_bounds``: the container's own top n) wherever that
         bound already holds at most ``near_percent`` % of the difference's sum, as the aggregate
         bounds a cell's: the rule then gives the same answer on either. The others, and any
         item whose container holds a negative value, get the exact figures."""
