@@ -266,7 +266,8 @@ def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple
     pairwise disjoint, each row lies in one part at most: the rows, each labelled with its
     container and part, counted per container and per (container, part), answer every such
     check at once (a grid asked again by fewer dimensions gives one check per old cell, hundreds
-    of them). Containers must be pairwise disjoint too, so that each row has one label.
+    of them). Each grouped statement needs its containers pairwise disjoint too, so that each row
+    has one label: ``container_layers`` splits the groups into such statements.
 
     A container's parts are taken finest first (most dimensions constrained, then fewest months;
     check order among equals), each one that is disjoint from those already taken: a part
@@ -281,8 +282,6 @@ def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple
     groups: list[PairGroup] = []
     terms = 0
     for container, pairs in by_container.items():
-        if any(not disjoint(container, other) for other, _ in groups):
-            continue
         taken: list[tuple[int, CellPredicate]] = []
         for number, part in sorted(pairs, key=_coarseness):
             if terms + 2 + len(taken) > GROUPED_TERMS_MAX:
@@ -295,6 +294,23 @@ def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple
         terms += 1 + len(taken)
     grouped = {number for _, pairs in groups for number, _ in pairs}
     return tuple(groups), tuple(n for n in range(len(checks)) if n not in grouped)
+
+
+def container_layers(groups: Sequence[PairGroup]) -> tuple[tuple[PairGroup, ...], ...]:
+    """The groups split into layers of pairwise disjoint containers, each group in the first
+    layer it fits, in order: one grouped statement per layer. A grid asked again by year has the
+    old grid's total as one container and the new year cells as sixty others inside it: two
+    layers, where one layer left the total's sixty checks to be counted one by one (on SQLite,
+    16 s of a 34 s check at 1M rows)."""
+    layers: list[list[PairGroup]] = []
+    for group in groups:
+        for layer in layers:
+            if all(disjoint(group[0], other) for other, _ in layer):
+                layer.append(group)
+                break
+        else:
+            layers.append([group])
+    return tuple(tuple(layer) for layer in layers)
 
 
 def _coarseness(pair: tuple[int, CellPredicate]) -> tuple[int, int, int]:

@@ -44,6 +44,7 @@ from gateway.disclosure._ledger import (
     LedgerCell,
     LinkPredicate,
     PairGroup,
+    container_layers,
     from_canonical,
     grouped_pairs,
 )
@@ -387,24 +388,23 @@ def sum_bounds(
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
     checks = list(dict.fromkeys(check for check, _ in items))
-    groups, _ = grouped_pairs(checks)
-    labels = {checks[n]: (c, number) for c, number, n in _numbered(groups)}
     figures: dict[tuple[Check, str], tuple[int, int | None, int, int]] = {}  # sum, least, top, in parts
-    labelled_items = [(check, field) for check, field in items if check in labels]
-    wholes: dict[tuple[int, str], tuple[int, int | None, int]] = {}
-    if labelled_items:
-        fields = sorted({field for _, field in labelled_items})
-        wholes, parts = _grouped_sums(conn, dataset, groups, tables, fields, top_n=top_n, as_of=as_of)
-        for check, field in labelled_items:
+    # a grouped container's figures serve its other checks too (a new question's total beside
+    # its cells): it is grouped by person once
+    whole: dict[tuple[CellPredicate, str], tuple[int, int | None, int]] = {}  # sum, least, top
+    labelled: set[Check] = set()
+    for layer in container_layers(grouped_pairs(checks)[0]):
+        labels = {checks[n]: (c, number) for c, number, n in _numbered(layer)}
+        layer_items = [(check, field) for check, field in items if check in labels]
+        fields = sorted({field for _, field in layer_items})
+        wholes, parts = _grouped_sums(conn, dataset, layer, tables, fields, top_n=top_n, as_of=as_of)
+        for check, field in layer_items:
             c, number = labels[check]
             total, least, top = wholes.get((c, field), (0, None, 0))
             figures[check, field] = (total, least, top, parts.get((c, number, field), 0))
-    others = [(check, field) for check, field in items if check not in labels]
-    # a grouped container's figures serve its other checks too (a new question's total beside
-    # its cells): it is grouped by person once
-    whole: dict[tuple[CellPredicate, str], tuple[int, int | None, int]] = {  # sum, least, top
-        (groups[c][0], field): figure for (c, field), figure in wholes.items()
-    }
+        whole |= {(layer[c][0], field): figure for (c, field), figure in wholes.items()}
+        labelled |= set(labels)
+    others = [(check, field) for check, field in items if check not in labelled]
     keys = [
         key for key in dict.fromkeys((check.container, field) for check, field in others) if key not in whole
     ]

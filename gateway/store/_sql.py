@@ -23,7 +23,7 @@ from gateway.audit._checkpoint import Checkpoint, CheckpointPolicy
 from gateway.audit._types import GENESIS_HASH, AuditDraft, AuditEntry, AuditFilter
 from gateway.catalogue import Catalogue
 from gateway.disclosure._dominance import dominated
-from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, grouped_pairs
+from gateway.disclosure._ledger import CellPredicate, Check, LedgerCell, container_layers, grouped_pairs
 from gateway.errors import (
     AuditWriteError,
     BudgetSpent,
@@ -483,10 +483,9 @@ class SqlStore:
             with self._db.snapshot() as conn:
                 bound = self._bound(conn, as_of)
                 statements = difference_statements(dataset, [checks[n] for n in rest], tables, bound)
-                grouped = grouped_statement(dataset, groups, tables, bound) if groups else None
                 counted = dict(zip(rest, count_differences(conn, statements), strict=True))
-                if grouped is not None:
-                    counted |= count_grouped(conn, grouped, groups)
+                for layer in container_layers(groups):
+                    counted |= count_grouped(conn, grouped_statement(dataset, layer, tables, bound), layer)
             return [counted[n] for n in range(len(checks))]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))

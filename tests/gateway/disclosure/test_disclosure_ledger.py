@@ -13,6 +13,7 @@ from gateway.disclosure._ledger import (
     LedgerCell,
     LinkPredicate,
     cells_to_withhold,
+    container_layers,
     contains,
     covered,
     describe_cells,
@@ -239,6 +240,26 @@ def test_a_part_overlapping_the_others_is_counted_alone_and_the_rest_stay_groupe
     groups, rest = grouped_pairs(checks)
     assert [(container, [n for n, _ in pairs]) for container, pairs in groups] == [(_p(), [1, 2, 3, 4])]
     assert rest == (0,)
+
+
+def test_groups_whose_containers_overlap_are_counted_in_separate_layers() -> None:
+    """A released total with new year cells as its parts, and each new year cell as the container
+    of its released months: both kinds are grouped, the total in a layer of its own."""
+    months = {"2024": ("2024-01", "2024-02"), "2025": ("2025-01", "2025-02")}
+    years = {y: _p({"district": ("D01",)}, ms) for y, ms in months.items()}
+    checks = [Check(_p(), (cell,), frozenset({n}), "q") for n, cell in enumerate(years.values())]
+    checks += [
+        Check(years[y], (_p({"district": ("D01",)}, (m,)),), frozenset({2}), "q")
+        for y, ms in months.items()
+        for m in ms
+    ]
+    groups, rest = grouped_pairs(checks)
+    assert rest == ()
+    layers = container_layers(groups)
+    assert [[container for container, _ in layer] for layer in layers] == [
+        [_p()],
+        [years["2024"], years["2025"]],
+    ]
 
 
 def test_disjoint_needs_a_dimension_or_the_months_with_no_value_in_common() -> None:

@@ -22,6 +22,7 @@ from gateway.disclosure._ledger import (
     Check,
     LedgerCell,
     LinkPredicate,
+    container_layers,
     grouped_pairs,
     plan_checks,
 )
@@ -356,3 +357,31 @@ def test_linked_checks_counted_together_equal_each_counted_alone(
     items = [(check, "stay_hours") for check in checks]
     exact = [store.ledger_sum_differences("visits", [item], 2)[0] for item in items]
     _assert_bounded_alike(store, items, 2, exact)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_grid_asked_again_by_fewer_dimensions_counts_as_each_check_alone(
+    store: SqlStore, batches: Any, seed: int
+) -> None:
+    """A district x month grid and its total released, then the same question by district over
+    two three-month quarters: the old total's checks and each new cell's checks are grouped, in
+    two layers (their containers overlap), and count and sum what each check counts alone."""
+    rng = random.Random(seed)
+    records = _records(rng, 60, (0.0, 1.5, 8.0, 72.0))
+    batches.store(store, "visits", "b1", records)
+    quarters = (MONTHS[:3], MONTHS[3:])
+    released = [CellPredicate("visits", (("district", (d,)),), (m,)) for d in DISTRICTS for m in MONTHS]
+    released.append(CellPredicate("visits", (), MONTHS))
+    new: list[CellPredicate | None] = [
+        CellPredicate("visits", (("district", (d,)),), q) for d in DISTRICTS for q in quarters
+    ]
+    new.append(CellPredicate("visits", (), MONTHS))
+    checks = plan_checks(new, [LedgerCell("old", p) for p in released], {"district": DISTRICTS})
+    groups, _ = grouped_pairs(checks)
+    assert len(container_layers(groups)) == 2
+
+    alone = [store.ledger_differences("visits", [check])[0] for check in checks]
+    assert store.ledger_differences("visits", list(checks)) == alone
+    assert alone == [_expected_within(records, check) for check in checks]
+    items = [(check, "stay_hours") for check in checks]
+    _assert_bounded_alike(store, items, 2, [_expected_sums(records, check, 2) for check in checks])
