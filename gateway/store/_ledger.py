@@ -712,9 +712,10 @@ def _with_links(
 def grouped_statement(
     dataset: str, groups: Sequence[PairGroup], tables: Mapping[str, DatasetTable], as_of: AsOf = None
 ) -> CompoundSelect[Any]:
-    """One statement for the one-part checks of ``groups`` (see ``grouped_pairs``): people counted
-    per container (part -1) over its records, and per (container, part) over the part's records
-    inside its own container (``_labelled``).
+    """One statement for the one-part checks of ``groups``, one layer of ``container_layers`` (its
+    containers pairwise disjoint; see ``grouped_pairs``): people counted per container (part -1)
+    over its records, and per (container, part) over the part's records inside its own container
+    (``_labelled``).
 
     |C| and, per part, the people with a record in it: what each check counted alone counts (a
     person with records in P and elsewhere in C is not outside P; counting "people with a record
@@ -745,9 +746,9 @@ def _labelled(
     their container and with the number of the part they are in inside it (``_p``, parts
     numbered in group order: NULL in none). Each field's micro-units ride along as ``v<n>``.
 
-    Containers are disjoint and so are a group's parts, and a part is labelled only inside its own
-    container: each record has one container label at most and one part label at most. The
-    containers are read from the table alone unless one needs a link, and a record is tried
+    The containers are disjoint (one layer) and so are a group's parts, and a part is labelled
+    only inside its own container: each record has one container label at most and one part
+    label at most. The containers are read from the table alone unless one needs a link, and a record is tried
     against its own container's parts only. Labelling every row with both at once, against
     every part, cost a linked question asked after a 720-cell grid (60 parts, 1M rows) 2.8 s of
     its 3.8 s of counts; the whole check of that grid asked again by year (720 parts under 60
