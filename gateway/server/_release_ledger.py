@@ -32,9 +32,9 @@ from gateway.store._ledger import LedgerWrite
 # Each check is one exact distinct-subject count over the dataset, and a statement holds 64 of them
 # (gateway/store/_ledger.py); the one-part checks of disjoint parts are answered together, a
 # grouped statement per layer of containers (grouped_pairs, container_layers), and do not count.
-# Beyond one statement's worth of the others,
-# a query nested in a large earlier release would scan the table over and over for minutes.
-# Such a query is refused, on what the request and the ledger say alone (never on a count).
+# Beyond one statement's worth of the others, a query nested in a large earlier release would
+# scan the table over and over for minutes. Such a query is refused, on what the request and the
+# ledger say alone (never on a count).
 MAX_LEDGER_CHECKS = 64
 
 # A cell the ledger withholds re-enters suppression as a small cell of one subject: withheld, and
