@@ -257,6 +257,13 @@ PairGroup = tuple[CellPredicate, tuple[tuple[int, CellPredicate], ...]]
 GROUPED_TERMS_MAX = 4096
 """Containers and parts counted in one grouped statement, at most (one CASE term each per row)."""
 
+GROUPED_LAYERS_MAX = 4
+"""Grouped statements (layers of disjoint containers, ``container_layers``) a check may take, at
+most: each reads the table, for the counts and again for the sums. A group fitting none of them
+is counted with the rest, one check at a time, where MAX_LEDGER_CHECKS (gateway/server/
+_release_ledger.py) bounds the work: nested totals under ever other filters (a review found 28
+layers from 63 earlier releases) would otherwise add a table scan each, unrefused."""
+
 
 def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple[int, ...]]:
     """Split the checks into those one grouped count answers together, and the rest (numbers).
@@ -267,7 +274,8 @@ def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple
     container and part, counted per container and per (container, part), answer every such
     check at once (a grid asked again by fewer dimensions gives one check per old cell, hundreds
     of them). Each grouped statement needs its containers pairwise disjoint too, so that each row
-    has one label: ``container_layers`` splits the groups into such statements.
+    has one label: ``container_layers`` splits the groups into such statements, GROUPED_LAYERS_MAX
+    of them at most (a group that fits none is left with the rest).
 
     A container's parts are taken finest first (most dimensions constrained, then fewest months;
     check order among equals), each one that is disjoint from those already taken: a part
@@ -280,6 +288,7 @@ def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple
         if len(check.parts) == 1:
             by_container.setdefault(check.container, []).append((number, check.parts[0]))
     groups: list[PairGroup] = []
+    layers: list[list[PairGroup]] = []
     terms = 0
     for container, pairs in by_container.items():
         taken: list[tuple[int, CellPredicate]] = []
@@ -288,9 +297,10 @@ def grouped_pairs(checks: Sequence[Check]) -> tuple[tuple[PairGroup, ...], tuple
                 break
             if all(disjoint(part, other) for _, other in taken):
                 taken.append((number, part))
-        if len(taken) < 2:
+        group = (container, tuple(taken))
+        if len(taken) < 2 or not _placed(group, layers, GROUPED_LAYERS_MAX):
             continue
-        groups.append((container, tuple(taken)))
+        groups.append(group)
         terms += 1 + len(taken)
     grouped = {number for _, pairs in groups for number, _ in pairs}
     return tuple(groups), tuple(n for n in range(len(checks)) if n not in grouped)
@@ -304,13 +314,21 @@ def container_layers(groups: Sequence[PairGroup]) -> tuple[tuple[PairGroup, ...]
     16 s of a 34 s check at 1M rows)."""
     layers: list[list[PairGroup]] = []
     for group in groups:
-        for layer in layers:
-            if all(disjoint(group[0], other) for other, _ in layer):
-                layer.append(group)
-                break
-        else:
-            layers.append([group])
+        _placed(group, layers, len(groups))
     return tuple(tuple(layer) for layer in layers)
+
+
+def _placed(group: PairGroup, layers: list[list[PairGroup]], most: int) -> bool:
+    """Put ``group`` in the first layer whose containers its container is disjoint from, or in a
+    new one if there are fewer than ``most``; False when it fits nowhere."""
+    for layer in layers:
+        if all(disjoint(group[0], other) for other, _ in layer):
+            layer.append(group)
+            return True
+    if len(layers) < most:
+        layers.append([group])
+        return True
+    return False
 
 
 def _coarseness(pair: tuple[int, CellPredicate]) -> tuple[int, int, int]:

@@ -31,7 +31,8 @@ from gateway.store._ledger import LedgerWrite
 
 # Each check is one exact distinct-subject count over the dataset, and a statement holds 64 of them
 # (gateway/store/_ledger.py); the one-part checks of disjoint parts are answered together, a
-# grouped statement per layer of containers (grouped_pairs, container_layers), and do not count.
+# grouped statement per layer of containers, GROUPED_LAYERS_MAX at most (grouped_pairs,
+# container_layers), and do not count.
 # Beyond one statement's worth of the others, a query nested in a large earlier release would
 # scan the table over and over for minutes. Such a query is refused, on what the request and the
 # ledger say alone (never on a count).

@@ -8,6 +8,7 @@ import pytest
 from gateway.catalogue import Catalogue
 from gateway.disclosure import build_grid
 from gateway.disclosure._ledger import (
+    GROUPED_LAYERS_MAX,
     CellPredicate,
     Check,
     LedgerCell,
@@ -260,6 +261,28 @@ def test_groups_whose_containers_overlap_are_counted_in_separate_layers() -> Non
         [_p()],
         [years["2024"], years["2025"]],
     ]
+
+
+def test_groups_beyond_the_last_layer_are_counted_one_by_one() -> None:
+    """Six nested containers, two disjoint parts each: the first GROUPED_LAYERS_MAX are grouped, a
+    layer each; the checks of the others are left with the rest (and so count towards the limit
+    of checks a query may need)."""
+    filters = [
+        ("age_band", ("0-17",)),
+        ("sex", ("F",)),
+        ("presentation", ("overdose",)),
+        ("district", ("D01",)),
+    ]
+    containers = [_p(dict(filters[:depth])) for depth in range(GROUPED_LAYERS_MAX + 2)]
+    checks = [
+        Check(container, (_p(dict(container.dims), (month,)),), frozenset({n}), "q")
+        for n, container in enumerate(containers)
+        for month in ("2025-01", "2025-02")
+    ]
+    groups, rest = grouped_pairs(checks)
+    assert [container for container, _ in groups] == containers[:GROUPED_LAYERS_MAX]
+    assert len(container_layers(groups)) == GROUPED_LAYERS_MAX
+    assert rest == tuple(range(2 * GROUPED_LAYERS_MAX, len(checks)))
 
 
 def test_disjoint_needs_a_dimension_or_the_months_with_no_value_in_common() -> None:
