@@ -315,12 +315,9 @@ def _flagged_rows(
     """The records inside any of the checks' containers: the subject (``s``), each item field's
     micro-units (``v<n>``, n in the returned field list) and a 0/1 flag per distinct container and
     union of parts (``f<n>``, n in the returned map), below an OFFSET 0 fence."""
-    target = tables.get(dataset)
-    if target is None:
-        raise GatewayError("a ledger check names a dataset the store does not hold")
-    t = _rows(target.table, "t", as_of)
-    links = _links_of([p for check in checks for p in (check.container, *check.parts)])
-    row = _with_links(t, target, links, tables, as_of=as_of)
+    target, row, links = _checked_rows(
+        dataset, [p for check in checks for p in (check.container, *check.parts)], tables, as_of
+    )
     flags: dict[object, int] = {}
     conditions: list[ColumnElement[bool]] = []
     containers: list[ColumnElement[bool]] = []
@@ -630,12 +627,9 @@ def difference_statements(
     (``linked``), against the other dataset's filtered side materialised once (SQLite then
     builds an automatic index on it): written inside every count instead, it was one probe per
     row per count, and over a million rows with no index on the other side it ran for minutes."""
-    target = tables.get(dataset)
-    if target is None:
-        raise GatewayError("a ledger check names a dataset the store does not hold")
-    t = _rows(target.table, "t", as_of)
-    links = _links_of([p for check in checks for p in (check.container, *check.parts)])
-    row = _with_links(t, target, links, tables, as_of=as_of)
+    target, row, links = _checked_rows(
+        dataset, [p for check in checks for p in (check.container, *check.parts)], tables, as_of
+    )
     out: list[tuple[Select[Any], list[tuple[int, int]]]] = []
     counts: list[ColumnElement[Any]] = []
     where: list[ColumnElement[bool]] = []
@@ -668,6 +662,18 @@ def difference_statements(
     if counts:
         out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
     return out
+
+
+def _checked_rows(
+    dataset: str, predicates: Sequence[CellPredicate], tables: Mapping[str, DatasetTable], as_of: AsOf
+) -> tuple[DatasetTable, FromClause, dict[LinkPredicate, str]]:
+    """The dataset's table, its rows (by ``as_of``) with a 0/1 column per link the predicates
+    need, and those columns' names."""
+    target = tables.get(dataset)
+    if target is None:
+        raise GatewayError("a ledger check names a dataset the store does not hold")
+    links = _links_of(predicates)
+    return target, _with_links(_rows(target.table, "t", as_of), target, links, tables, as_of=as_of), links
 
 
 def _links_of(predicates: Sequence[CellPredicate]) -> dict[LinkPredicate, str]:
@@ -753,13 +759,9 @@ def _labelled(
     every part, cost a linked question asked after a 720-cell grid (60 parts, 1M rows) 2.8 s of
     its 3.8 s of counts; the whole check of that grid asked again by year (720 parts under 60
     containers) took 47 s, 13 s this way (PostgreSQL)."""
-    target = tables.get(dataset)
-    if target is None:
-        raise GatewayError("a ledger check names a dataset the store does not hold")
     containers = [container for container, _ in groups]
     every_part = [part for _, pairs in groups for _, part in pairs]
-    links = _links_of([*containers, *every_part])
-    row = _with_links(_rows(target.table, "t", as_of), target, links, tables, as_of=as_of)
+    target, row, links = _checked_rows(dataset, [*containers, *every_part], tables, as_of)
     # the containers are read from ``row`` when one needs a link: a second link join, built apart,
     # would name its CTEs as ``row``'s do and the statement would not compile
     base, base_links = (row, links) if _links_of(containers) else (_rows(target.table, "t", as_of), {})
