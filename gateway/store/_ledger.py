@@ -30,6 +30,7 @@ from sqlalchemy import (
     case,
     distinct,
     exists,
+    false,
     func,
     literal_column,
     or_,
@@ -618,7 +619,11 @@ def sum_differences(conn: Connection, statement: Select[Any], items: int) -> lis
 
 
 def difference_statements(
-    dataset: str, checks: Sequence[Check], tables: Mapping[str, DatasetTable], as_of: AsOf = None
+    dataset: str,
+    checks: Sequence[Check],
+    tables: Mapping[str, DatasetTable],
+    as_of: AsOf = None,
+    known: Mapping[CellPredicate, int] | None = None,
 ) -> list[tuple[Select[Any], list[tuple[int, int]]]]:
     """Statements counting, for each check, people of the container and of the union of its
     parts; with each statement, per check (column of the container, column of the parts).
@@ -626,7 +631,12 @@ def difference_statements(
     Each distinct link of the checks is worked out once per row, as a column of a derived table
     (``linked``), against the other dataset's filtered side materialised once (SQLite then
     builds an automatic index on it): written inside every count instead, it was one probe per
-    row per count, and over a million rows with no index on the other side it ran for minutes."""
+    row per count, and over a million rows with no index on the other side it ran for minutes.
+
+    A container in ``known`` (its people, counted in the same snapshot by a grouped statement)
+    is not counted again: its checks' statement reads only the records of its parts inside it,
+    where a new question's total beside its cells read every record of the released total."""
+    known = known or {}
     target, row, links = _checked_rows(
         dataset, [p for check in checks for p in (check.container, *check.parts)], tables, as_of
     )
@@ -640,13 +650,16 @@ def difference_statements(
     numbers: dict[object, int] = {}
     for check in checks:
         if len(counts) + 2 > COLUMNS_PER_STATEMENT and counts:
-            out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
+            out.append((_counted(row, counts, where), pairs))
             counts, where, pairs, numbers = [], [], [], {}
         container = condition(row, check.container, links, target)
         if ("c", check.container) not in numbers:
             numbers["c", check.container] = len(counts)
-            counts.append(_people(row, container).label(f"c{len(counts)}"))
-            where.append(container)
+            if check.container in known:
+                counts.append(_inline(known[check.container]).label(f"c{len(counts)}"))
+            else:
+                counts.append(_people(row, container).label(f"c{len(counts)}"))
+                where.append(container)
         # the parts' people among the container's records only, as the check counted alone would:
         # a part reaching outside its container (an older contract's cell) otherwise counted
         # people of the other checks' containers too, and the figure hung on the batching
@@ -656,12 +669,21 @@ def difference_statements(
             if check.parts:
                 parts = and_(union_condition(row, check.parts, links, target), container)
                 counts.append(_people(row, parts).label(f"c{len(counts)}"))
+                if check.container in known:
+                    where.append(parts)
             else:  # an overlap check has none: the cell's own people must number k
                 counts.append(_inline(0).label(f"c{len(counts)}"))
         pairs.append((numbers["c", check.container], numbers[key]))
     if counts:
-        out.append((select(*counts).select_from(row).where(or_(*where)), pairs))
+        out.append((_counted(row, counts, where), pairs))
     return out
+
+
+def _counted(
+    row: FromClause, counts: Sequence[ColumnElement[Any]], where: Sequence[ColumnElement[bool]]
+) -> Select[Any]:
+    # no record to read when every container is known and no check has parts: one row of literals
+    return select(*counts).select_from(row).where(or_(*where) if where else false())
 
 
 def _checked_rows(
@@ -887,8 +909,9 @@ def _box_without(
 
 def count_grouped(
     conn: Connection, statement: CompoundSelect[Any], groups: Sequence[PairGroup]
-) -> dict[int, int]:
-    """Per check number of ``groups``: people of its container with no record in its part."""
+) -> tuple[dict[int, int], dict[CellPredicate, int]]:
+    """Per check number of ``groups``: people of its container with no record in its part; and
+    per container, its people."""
     people: dict[int, int] = {}
     inside: dict[tuple[int, int], int] = {}
     for c, part, count in conn.execute(statement).all():
@@ -902,7 +925,7 @@ def count_grouped(
         for check, _ in pairs:
             out[check] = people.get(c, 0) - inside.get((c, number), 0)
             number += 1
-    return out
+    return out, {container: people.get(c, 0) for c, (container, _) in enumerate(groups)}
 
 
 def _flag(

@@ -482,10 +482,16 @@ class SqlStore:
         def work() -> list[int]:
             with self._db.snapshot() as conn:
                 bound = self._bound(conn, as_of)
-                statements = difference_statements(dataset, [checks[n] for n in rest], tables, bound)
-                counted = dict(zip(rest, count_differences(conn, statements), strict=True))
+                counted: dict[int, int] = {}
+                known: dict[CellPredicate, int] = {}  # a grouped container's people, for the rest
                 for layer in container_layers(groups):
-                    counted |= count_grouped(conn, grouped_statement(dataset, layer, tables, bound), layer)
+                    figures, people = count_grouped(
+                        conn, grouped_statement(dataset, layer, tables, bound), layer
+                    )
+                    counted |= figures
+                    known |= people
+                statements = difference_statements(dataset, [checks[n] for n in rest], tables, bound, known)
+                counted |= dict(zip(rest, count_differences(conn, statements), strict=True))
             return [counted[n] for n in range(len(checks))]
 
         return guarded(work, lambda: StoreError("store: release ledger check failed"), (SQLAlchemyError,))
