@@ -15,7 +15,7 @@ two agree so, a grid's cells become one box, and the union selects exactly the r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, FromClause, and_, literal_column, or_, true
@@ -76,17 +76,22 @@ def narrowing(
     at a fifth of the speed for lists that held everywhere."""
     if not target.rows_in_domain:
         return list(dims)
-    domains = {d.name: frozenset(d.domain) for d in target.dataset.dimensions if d.domain}
-    return [(name, values) for name, values in dims if not (name in domains and domains[name] <= set(values))]
+    return [(name, values) for name, values in dims if not _whole_domain(target, name, values)]
 
 
 def _free_whole_domains(box: Box, names: Sequence[str], target: DatasetTable) -> Box:
-    domains = {d.name: frozenset(d.domain) for d in target.dataset.dimensions if d.domain}
     axes = [
-        None if values is not None and name in domains and domains[name] <= values else values
+        None if values is not None and _whole_domain(target, name, values) else values
         for name, values in zip(names, box.axes[:-1], strict=True)
     ]
     return Box(box.link, (*axes, box.axes[-1]))
+
+
+def _whole_domain(target: DatasetTable, name: str, values: Iterable[str]) -> bool:
+    """Whether ``values`` hold every value of the dimension's current domain (never for a
+    dimension without one)."""
+    domain = next((d.domain for d in target.dataset.dimensions if d.name == name), ())
+    return bool(domain) and set(domain) <= set(values)
 
 
 def merge_boxes(boxes: Sequence[Box]) -> list[Box]:

@@ -507,16 +507,16 @@ def _grouped_sums(
     return wholes, parts
 
 
-def _container_rows(
+def _linked_rows(
     target: DatasetTable,
-    containers: Sequence[CellPredicate],
+    predicates: Sequence[CellPredicate],
     tables: Mapping[str, DatasetTable],
     as_of: AsOf,
 ) -> tuple[FromClause, dict[LinkPredicate, str]]:
-    """The rows the containers are read from: the table alone unless one of them needs a link."""
-    links = _links_of(containers)
-    t = _rows(target.table, "t", as_of)
-    return _with_links(t, target, links, tables, as_of=as_of), links
+    """The table's rows (by ``as_of``) with a 0/1 column per link the predicates need (the table
+    alone when none does), and those columns' names."""
+    links = _links_of(predicates)
+    return _with_links(_rows(target.table, "t", as_of), target, links, tables, as_of=as_of), links
 
 
 def _container_sums(
@@ -526,7 +526,7 @@ def _container_sums(
     as_of: AsOf,
 ) -> Select[Any]:
     """Per (container, field): the field's sum over the container, then its smallest value."""
-    row, links = _container_rows(target, [c for c, _ in keys], tables, as_of)
+    row, links = _linked_rows(target, [c for c, _ in keys], tables, as_of)
     conditions = {c: condition(row, c, links, target) for c, _ in keys}
     figures: list[ColumnElement[Any]] = []
     for j, (container, field) in enumerate(keys):
@@ -545,7 +545,7 @@ def _container_tops(
 ) -> Select[Any]:
     """Per (container, field), as ``_top_two`` writes them: the sum, and the top ``top_n``
     per-subject sums over the container (with n of three and more, the largest alone)."""
-    row, links = _container_rows(target, [c for c, _ in keys], tables, as_of)
+    row, links = _linked_rows(target, [c for c, _ in keys], tables, as_of)
     conditions = {c: condition(row, c, links, target) for c, _ in keys}
     per_key = [
         func.sum(case((conditions[container], micro_units(row.c[field])))).label(f"d{j}")
@@ -575,8 +575,9 @@ def _part_sums(
     if not with_parts:
         return None
     every_part = [part for check in with_parts for part in check.parts]
-    links = _links_of([p for check in with_parts for p in (check.container, *check.parts)])
-    row = _with_links(_rows(target.table, "t", as_of), target, links, tables, as_of=as_of)
+    row, links = _linked_rows(
+        target, [p for check in with_parts for p in (check.container, *check.parts)], tables, as_of
+    )
     figures: list[ColumnElement[Any]] = []
     for i, (check, field) in enumerate(items):
         if not check.parts:
@@ -694,8 +695,7 @@ def _checked_rows(
     target = tables.get(dataset)
     if target is None:
         raise GatewayError("a ledger check names a dataset the store does not hold")
-    links = _links_of(predicates)
-    return target, _with_links(_rows(target.table, "t", as_of), target, links, tables, as_of=as_of), links
+    return (target, *_linked_rows(target, predicates, tables, as_of))
 
 
 def _links_of(predicates: Sequence[CellPredicate]) -> dict[LinkPredicate, str]:
@@ -786,7 +786,9 @@ def _labelled(
     target, row, links = _checked_rows(dataset, [*containers, *every_part], tables, as_of)
     # the containers are read from ``row`` when one needs a link: a second link join, built apart,
     # would name its CTEs as ``row``'s do and the statement would not compile
-    base, base_links = (row, links) if _links_of(containers) else (_rows(target.table, "t", as_of), {})
+    base, base_links = (
+        (row, links) if _links_of(containers) else _linked_rows(target, containers, tables, as_of)
+    )
     everything = set(target.dimension_names)
     free = [everything - {name for name, _ in container.dims} for container in containers]
     common = set.intersection(*free) if free else set()
