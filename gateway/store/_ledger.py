@@ -138,12 +138,16 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite) -> bool:
     if ledger_version(current) != write.seen:
         return False
     present = {str(r.digest): _released_values(r.released) for r in current}
+    # never back: newcomers count from the newest data a cell was released from; a cell released
+    # again from the data it was last released from (a repeat) keeps its row as it is
+    older = {str(r.digest) for r in current if str(r.released_at) < write.released_at}
     rows: dict[str, dict[str, Any]] = {}
     again: set[str] = set()
     for predicate, values in write.cells:
         digest = predicate.digest
         if digest in present:
-            again.add(digest)  # released again: newcomers are counted from now on
+            if digest in older:
+                again.add(digest)  # released again from newer data: newcomers count from now on
             shown = present[digest]
             if not set(values) <= set(shown):  # a measure it had not released before: kept too
                 merged = {**values, **shown}
@@ -178,7 +182,6 @@ def write_ledger(conn: Connection, table: Table, write: LedgerWrite) -> bool:
                 table.c.agreement_id == write.agreement_id,
                 table.c.dataset == write.dataset,
                 table.c.digest.in_(sorted(again)),
-                # never back: newcomers count from the newest data a cell was released from
                 table.c.released_at < write.released_at,
             )
             .values(released_at=write.released_at)

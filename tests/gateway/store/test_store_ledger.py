@@ -114,6 +114,23 @@ def test_a_release_checked_before_a_racing_repeat_writes_nothing(store: SqlStore
     assert cell.released_at == later
 
 
+def test_a_repeat_from_the_same_data_leaves_the_ledger_as_it_was(store: SqlStore) -> None:
+    """A cell released again from the data it was last released from writes nothing: the ledger's
+    version stays, so a release checked beside that repeat is not refused for it."""
+    store.append_audit(
+        _draft("dec-1"),
+        ledger=LedgerWrite("ag-1", "visits", "dec-1", 0, ((_p("D01"), {"subjects": 30.0}),), AT),
+    )
+    _, seen = store.release_ledger("ag-1", "visits")
+    again = LedgerWrite("ag-1", "visits", "dec-2", seen, ((_p("D01"), {"subjects": 30.0}),), AT)
+    store.append_audit(_draft("dec-2"), ledger=again)
+    ((cell,), version) = store.release_ledger("ag-1", "visits")
+    assert (version, cell.released_at, cell.decision_id) == (seen, AT, "dec-1")
+    beside = LedgerWrite("ag-1", "visits", "dec-3", seen, ((_p("D02"), {"subjects": 25.0}),), AT)
+    store.append_audit(_draft("dec-3"), ledger=beside)
+    assert sorted(c.decision_id for c in store.release_ledger("ag-1", "visits")[0]) == ["dec-1", "dec-3"]
+
+
 def test_a_cell_released_again_from_older_data_keeps_the_newer_watermark(store: SqlStore) -> None:
     """Newcomers count from the newest data a cell was released from: written again with an older
     watermark, the cell keeps the newer one."""
