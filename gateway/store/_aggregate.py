@@ -84,6 +84,7 @@ def compile_aggregate(
     versions: Table | None = None,
     older_rows: bool = True,
     fast_total: FastTotal = "distinct",
+    by_number: bool = False,
 ) -> AggregateStatements:
     """The statements for ``spec``. With ``top_n`` > 0 and sums asked for, each row also ends with
     one figure per sum field: the sum of the ``top_n`` largest per-subject sums in that group.
@@ -95,7 +96,9 @@ def compile_aggregate(
     cells' parallel plan), a grouping by subject first (SQLite: its sorter groups a million
     rows in about four fifths of the time its DISTINCT b-tree takes), or as the last grouping
     set of the cells' own statement (PostgreSQL, with a link: the semi-join, which costs more
-    than counting the few rows it keeps, then runs once, not once for each statement)."""
+    than counting the few rows it keeps, then runs once, not once for each statement).
+    ``by_number`` counts and groups people by ``subject_n``, which the caller has found to be one
+    number per subject (gateway/store/_subject_numbers.py), not by the subject itself."""
     if top_n < 0:
         raise GatewayError("the dominance rule needs a non-negative number of contributors")
     target = _table_for(spec.dataset, "dataset", tables)
@@ -104,8 +107,9 @@ def compile_aggregate(
         if f not in target.measure_names:
             raise InvalidRequest(f"measures.{f}", "is not a measure of the dataset")
     keys = [_key(t, target, name, f"group_by.{name}").label(f"k{i}") for i, name in enumerate(spec.group_by)]
+    person = t.c.subject_n if by_number else t.c.subject
     figures = [
-        func.count(distinct(t.c.subject)).label("subjects"),
+        func.count(distinct(person)).label("subjects"),
         func.count().label("records"),
         *(func.sum(micro_units(t.c[f])).label(f"s{i}") for i, f in enumerate(spec.sum_fields)),
     ]
@@ -154,7 +158,15 @@ def compile_aggregate(
             )
         )
     return _statements(
-        spec, t, keys, figures, conditions, top_n=top_n, versions=versions, fast_total=fast_total
+        spec,
+        t,
+        keys,
+        figures,
+        conditions,
+        top_n=top_n,
+        versions=versions,
+        fast_total=fast_total,
+        person=person,
     )
 
 
@@ -168,14 +180,19 @@ def _statements(
     top_n: int,
     versions: Table | None,
     fast_total: FastTotal,
+    person: ColumnElement[Any],
 ) -> AggregateStatements:
     digest = versions is not None
     cells_fast: Select[*tuple[Any, ...]] | None = None
     total_fast: Select[*tuple[Any, ...]] | None = None
     combined = False
     if top_n and spec.sum_fields:
-        cells = _with_top_contributions(t, keys, conditions, spec.sum_fields, top_n=top_n, digest=digest)
-        total = _with_top_contributions(t, [], conditions, spec.sum_fields, top_n=top_n, digest=digest)
+        cells = _with_top_contributions(
+            t, keys, conditions, spec.sum_fields, top_n=top_n, digest=digest, person=person
+        )
+        total = _with_top_contributions(
+            t, [], conditions, spec.sum_fields, top_n=top_n, digest=digest, person=person
+        )
         if top_n >= 2:
             plain = [*figures, func.sum(distinct(t.c.subject_h)).label("h")] if digest else list(figures)
             extremes = _extremes(t, spec.sum_fields)
@@ -187,7 +204,9 @@ def _statements(
             else:
                 if keys:
                     cells_fast = cells_fast.group_by(*(k.element for k in keys))
-                total_fast = _fast_total(t, spec.sum_fields, plain, conditions, fast_total, digest=digest)
+                total_fast = _fast_total(
+                    t, spec.sum_fields, plain, conditions, fast_total, digest=digest, person=person
+                )
     else:
         if digest:
             figures = [*figures, func.sum(distinct(t.c.subject_h)).label("h")]
@@ -218,6 +237,7 @@ def _with_top_contributions(
     *,
     top_n: int,
     digest: bool,
+    person: ColumnElement[Any],
 ) -> Select[*tuple[Any, ...]]:
     """Subjects, records, sums and the top-``top_n`` per-subject sums per group, in one statement.
 
@@ -228,7 +248,7 @@ def _with_top_contributions(
     share it), found through the per-group maxima: a hash aggregate each, where a window function
     would sort every (group, person) row (measured: 2.4 times the plain GROUP BY on PostgreSQL
     at 300k rows, the maxima 1.4 times). Three and more rank with a window function."""
-    per_subject_query = _per_subject(t, keys, conditions, sum_fields, digest=digest)
+    per_subject_query = _per_subject(t, keys, conditions, sum_fields, digest=digest, person=person)
     fields = range(len(sum_fields))
     if top_n == 1:
         ps: FromClause = per_subject_query.subquery("per_subject")
@@ -274,11 +294,12 @@ def _fast_total(
     how: FastTotal,
     *,
     digest: bool,
+    person: ColumnElement[Any],
 ) -> Select[*tuple[Any, ...]]:
     """The total's figures without tops: ``plain`` over the selection, or grouped by subject first."""
     if how != "grouped":
         return select(*plain).select_from(t).where(*conditions)
-    people = _per_subject(t, [], conditions, sum_fields, digest=digest).subquery("per_subject")
+    people = _per_subject(t, [], conditions, sum_fields, digest=digest, person=person).subquery("per_subject")
     return _figures_over(people, people, [], range(len(sum_fields)), [], digest=digest)
 
 
@@ -289,9 +310,10 @@ def _per_subject(
     sum_fields: tuple[str, ...],
     *,
     digest: bool,
+    person: ColumnElement[Any],
 ) -> Select[*tuple[Any, ...]]:
-    """One row per group and subject: its records (``r``), its sum of each field (``c0``...),
-    and for noise its subject digest (``h``)."""
+    """One row per group and subject (``person``: the subject or its number): its records
+    (``r``), its sum of each field (``c0``...), and for noise its subject digest (``h``)."""
     return (
         select(
             *keys,
@@ -302,7 +324,7 @@ def _per_subject(
         )
         .select_from(t)
         .where(*conditions)
-        .group_by(*(k.element for k in keys), t.c.subject)
+        .group_by(*(k.element for k in keys), person)
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.errors import InvalidRequest
 from gateway.store._base import BatchMeta, RecordColumns
-from gateway.store._schema import BATCH_ID_MAX, NAME_MAX, SUBJECT_BYTES, DatasetTable, subject_hs
+from gateway.store._schema import BATCH_ID_MAX, NAME_MAX, SUBJECT_BYTES, DatasetTable, subject_hs, subject_ns
 
 _EPOCH = dt.date(1970, 1, 1)
 # ``YYYY-MM`` by day number, shared by every batch: strftime per distinct day per batch was a
@@ -63,6 +63,7 @@ def rows_for(meta: BatchMeta, records: RecordColumns, target: DatasetTable) -> R
         "batch_id",
         "subject",
         "subject_h",
+        "subject_n",
         "event_day",
         "event_month",
         *target.dimension_names,
@@ -73,6 +74,7 @@ def rows_for(meta: BatchMeta, records: RecordColumns, target: DatasetTable) -> R
         batch_ids,
         records.subjects,
         subject_hs(subjects, SUBJECT_BYTES),  # every subject is SUBJECT_BYTES long, checked above
+        subject_ns(subjects, SUBJECT_BYTES),
         records.event_days,
         months,
         *(records.dimensions[d] for d in target.dimension_names),

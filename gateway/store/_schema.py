@@ -88,12 +88,19 @@ BATCH_ID_MAX = 128
 NAME_MAX = 64
 DIMENSION_MIN_WIDTH = 64
 _IDENTIFIER_MAX = 63  # PostgreSQL silently truncates longer identifiers; refuse them instead
-_FIXED_COLUMNS = ("batch_id", "subject", "subject_h", "event_day", "event_month")
+_FIXED_COLUMNS = ("batch_id", "subject", "subject_h", "subject_n", "event_day", "event_month")
 # subject_h: the first bytes of the (re-keyed) subject as a number, so SQL can digest the set of
 # people in a cell order-independently (SUM(DISTINCT subject_h)) to key the noise of an agreement
 # with `noise` (DESIGN §9.6). Four bytes: a sum of up to 2^31 of them fits in a BIGINT, where
 # SQLite's SUM raises on overflow. Nullable: tables made before it hold NULL in old rows.
 SUBJECT_H_BYTES = 4
+# subject_n: the first eight bytes of the subject as a signed BIGINT, the number the store counts
+# people by. Counting distinct 8-byte numbers costs well under what 32-byte subjects cost (1M rows
+# on PostgreSQL: 0.26 s against 0.44 s, the total beside every grid). It counts people exactly
+# only while no two subjects of a dataset share a number; the store checks that before it trusts
+# a count (gateway/store/_subject_numbers.py). Nullable: tables made before it hold NULL in old
+# rows until migration 0006 fills them.
+SUBJECT_N_BYTES = 8
 
 
 def subject_h(subject: bytes) -> int:
@@ -101,20 +108,37 @@ def subject_h(subject: bytes) -> int:
     return int.from_bytes(subject[:SUBJECT_H_BYTES], "big")
 
 
-# an unsigned array type of exactly SUBJECT_H_BYTES per item, where the platform has one
+def subject_n(subject: bytes) -> int:
+    """The number the store counts one stored subject's person by."""
+    return int.from_bytes(subject[:SUBJECT_N_BYTES], "big", signed=True)
+
+
+# array types of exactly 4 (unsigned) and 8 (signed) bytes per item, where the platform has them
 _WORD = next((code for code in "IL" if array(code).itemsize == SUBJECT_H_BYTES), None)
+_LONG = next((code for code in "lq" if array(code).itemsize == SUBJECT_N_BYTES), None)
 
 
 def subject_hs(subjects: Sequence[bytes], width: int) -> list[int]:
     """subject_h of each subject, all ``width`` bytes long (the caller has checked): read as
     big-endian words of one joined buffer, in C; a Python call per subject cost ~0.25 µs of the
     gateway's ~4 µs a record (issue 7)."""
-    if _WORD is None or width % SUBJECT_H_BYTES:
-        return list(map(subject_h, subjects))
-    words = array(_WORD, b"".join(subjects))
+    return _leading(subjects, width, _WORD, SUBJECT_H_BYTES) or list(map(subject_h, subjects))
+
+
+def subject_ns(subjects: Sequence[bytes], width: int) -> list[int]:
+    """subject_n of each subject, all ``width`` bytes long, as ``subject_hs`` reads them."""
+    return _leading(subjects, width, _LONG, SUBJECT_N_BYTES) or list(map(subject_n, subjects))
+
+
+def _leading(subjects: Sequence[bytes], width: int, code: str | None, size: int) -> list[int] | None:
+    """The first ``size`` bytes of each subject as a big-endian number of array type ``code``;
+    None where the platform has no such type or ``size`` does not divide ``width``."""
+    if code is None or width % size or not subjects:
+        return None
+    words = array(code, b"".join(subjects))
     if sys.byteorder == "little":
         words.byteswap()
-    return words[:: width // SUBJECT_H_BYTES].tolist()
+    return words[:: width // size].tolist()
 
 
 IndexProfile = Literal["ingest", "query"]
@@ -306,6 +330,7 @@ def _dataset_table(
         Column("batch_id", String(BATCH_ID_MAX), *batch_ref, nullable=False),
         subject,
         Column("subject_h", BigInteger, nullable=True),
+        Column("subject_n", BigInteger, nullable=True),
         Column("event_day", Integer, nullable=False),
         Column("event_month", String(7), nullable=False),
         *dimension_columns,

@@ -64,6 +64,7 @@ from gateway.store._paired import PairedReader
 from gateway.store._records import check_meta, rows_for
 from gateway.store._schema import DEFAULT_INDEX_PROFILE, DatasetTable, Schema, build_schema, reconcile_indexes
 from gateway.store._statistics import PlannerStatistics
+from gateway.store._subject_numbers import SubjectNumbers
 from gateway.store._watermark import Stamper, with_watermark
 
 AUDIT_PAGE = 1000
@@ -135,6 +136,7 @@ class SqlStore:
         self._statistics = PlannerStatistics(database)  # ANALYZE as ingest grows a table
         # per dataset: (batches stored, domains) -> whether rows outside the domains exist
         self._outside_domain: dict[str, tuple[tuple[int, Any], bool]] = {}
+        self._numbers = SubjectNumbers(database, schema.batches)  # whether people count by number
         # Built once and executed with parameters: building a statement per call (and
         # ``insert().values(**row)``, which also defeats the compiled cache) cost ~2 ms a batch.
         batches, log = schema.batches, schema.audit_log
@@ -261,8 +263,29 @@ class SqlStore:
         answer. The bound is conservative wherever tops are used (a larger top only ever
         withholds more), and it spares grouping every (cell, subject) row and every subject of
         the selection: the exact ranking and the per-subject total each cost about as much as
-        the analyst's GROUP BY."""
+        the analyst's GROUP BY.
+
+        People are counted by their numbers (``subject_n``) unless a shared number has been seen;
+        an answer from data not yet seen free of them is read again counting subjects
+        (gateway/store/_subject_numbers.py)."""
         self._check_open()
+        target = self._schema.datasets.get(spec.dataset)
+        by_number = target is not None and self._numbers.usable(spec.dataset)
+        answer = partial(self._answer, spec, top_n=top_n, digest=digest, near_percent=near_percent)
+        result = answer(by_number=by_number)
+        if target is not None and by_number and not self._numbers_exact(target, result.watermark):
+            result = answer(by_number=False)
+        return result
+
+    def _numbers_exact(self, target: DatasetTable, watermark: str) -> bool:
+        def work() -> bool:
+            return self._numbers.exact_through(target, watermark)
+
+        return guarded(work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,))
+
+    def _answer(
+        self, spec: QuerySpec, *, top_n: int, digest: bool, near_percent: int | None, by_number: bool
+    ) -> RawResult:
         versions = self._schema.batches if digest else None
         statements = compile_aggregate(
             spec,
@@ -271,6 +294,7 @@ class SqlStore:
             versions=versions,
             older_rows=self._older_contract_rows(spec.dataset),
             fast_total=_total_counting(self._db.backend, spec),
+            by_number=by_number,
         )
         statements = with_watermark(statements, self._schema.batches)
         if near_percent is not None and statements.cells_fast is not None:

@@ -18,7 +18,7 @@ from gateway.catalogue import Catalogue
 from gateway.errors import ConfigError
 from gateway.query import MeasureRef, QuerySpec
 from gateway.store import StoreSettings, database_revision, head_revision, open_store, upgrade_database
-from gateway.store._schema import build_schema
+from gateway.store._schema import build_schema, subject_n
 
 QUESTION = QuerySpec(
     "visits", (MeasureRef("subjects"), MeasureRef("sum", "stay_hours")), ("district", "presentation")
@@ -54,7 +54,7 @@ def _visits(n: int) -> list[dict[str, Any]]:
 def _make_old_store(url: str, catalogue: Catalogue, batches: Any, rows: list[dict[str, Any]]) -> None:
     """The layout stores had before migrations came in: no alembic_version, no release ledger,
     no budget index on the audit log, no audit checkpoints nor event schema v2 columns, no index
-    on the batches' stamps, dataset tables without subject_h and with a foreign key to
+    on the batches' stamps, dataset tables without subject_h nor subject_n and with a foreign key to
     batches (on both backends); and data in it, written as the store wrote it then."""
     old = build_schema(catalogue, backend="sqlite")  # the foreign key included
     engine = create_engine(url, poolclass=NullPool)
@@ -69,6 +69,7 @@ def _make_old_store(url: str, catalogue: Catalogue, batches: Any, rows: list[dic
                 conn.exec_driver_sql(f"ALTER TABLE audit_log DROP COLUMN {column}")
             for target in old.datasets.values():
                 conn.exec_driver_sql(f"ALTER TABLE {target.table.name} DROP COLUMN subject_h")
+                conn.exec_driver_sql(f"ALTER TABLE {target.table.name} DROP COLUMN subject_n")
             meta = batches.meta("visits", "old-1", len(rows))
             conn.execute(
                 old.batches.insert(),
@@ -131,7 +132,7 @@ def test_an_old_store_with_data_upgrades_and_answers_as_a_new_one(
     sql: Callable[..., list[Any]],
 ) -> None:
     """Upgraded (by upgrade_database, or at start-up under migrate = "auto"), an old store gains
-    subject_h filled in for its old rows, loses nothing, matches the metadata, takes new batches,
+    subject_h and subject_n filled in for its old rows, loses nothing, matches the metadata, takes new batches,
     and gives the same cells and noise digests as a store that held the same rows from the start."""
     rows = _visits(120)
     _make_old_store(store_url, catalogue, batches, rows)
@@ -142,7 +143,10 @@ def test_an_old_store_with_data_upgrades_and_answers_as_a_new_one(
     fresh = open_store(f"sqlite:///{tmp_path / 'fresh.db'}", catalogue)
     try:
         assert _diff(store_url, store._schema.metadata) == []
-        assert sql("SELECT count(*) FROM ds_visits WHERE subject_h IS NULL") == [(0,)]
+        assert sql("SELECT count(*) FROM ds_visits WHERE subject_h IS NULL OR subject_n IS NULL") == [(0,)]
+        assert sorted(n for (n,) in sql("SELECT subject_n FROM ds_visits")) == sorted(
+            subject_n(batches.token(row["subject"])) for row in rows
+        )
         batches.store(fresh, "visits", "old-1", rows)
         upgraded_answer = store.aggregate(QUESTION, digest=True)
         fresh_answer = fresh.aggregate(QUESTION, digest=True)

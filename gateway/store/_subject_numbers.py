@@ -1,0 +1,105 @@
+"""Whether a dataset's ``subject_n`` counts its people exactly: no two subjects share a number.
+
+Counting distinct people is the costliest part of every answer, and an 8-byte number is counted
+in about half the time of a 32-byte subject (gateway/store/_schema.py). The number is the
+subject's first eight bytes: two different subjects share one with a chance of about n²/2⁶⁵ (one in
+forty million for a million people), and were that ever to happen, a count by numbers would be one
+person short. So a count by numbers is trusted only for data the store has seen to be free of
+shared numbers, and an answer read from newer data is read again by subjects:
+
+- Per dataset, the store keeps the newest batch stamp through which it has looked, and what it
+  found. Batches are stamped in the order they become visible (gateway/store/_watermark.py), so
+  the batches after that stamp are exactly the ones it has not looked at.
+- The first look reads the whole table once (two distinct counts, which agree only if no number is
+  shared); later looks read only the numbers of the batches stamped since, and every row holding
+  one of them. A row without a number (written before migration 0006 filled them, or by hand)
+  counts as shared.
+- A shared number, once seen, stays: records are never deleted, so the dataset is counted by
+  subjects from then on.
+
+The look is made after the answer's read, so every record the answer counted (its batches are
+stamped at or before its watermark) was stored before the look began.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Table, and_, distinct, func, select
+
+from gateway.store._engine import Database
+from gateway.store._schema import DatasetTable
+from gateway.store._watermark import NOTHING_STORED, watermark_column
+
+
+@dataclass(frozen=True)
+class _Looked:
+    through: str  # the newest batch stamp the look's snapshot saw
+    shared: bool  # whether some number was held by two subjects (or a row had none)
+
+
+class SubjectNumbers:
+    """What the store has seen of each dataset's numbers; safe to share between threads."""
+
+    def __init__(self, db: Database, batches: Table) -> None:
+        self._db = db
+        self._batches = batches
+        self._looked: dict[str, _Looked] = {}
+        self._lock = threading.Lock()  # one look at a time: the others wait for its finding
+
+    def usable(self, dataset: str) -> bool:
+        """Whether counting ``dataset`` by numbers is worth trying (no shared number seen)."""
+        seen = self._looked.get(dataset)
+        return seen is None or not seen.shared
+
+    def exact_through(self, target: DatasetTable, watermark: str) -> bool:
+        """Whether counts by numbers of ``target``'s records in batches stamped at or before
+        ``watermark`` are exact; looks at the batches stored since the last look if needed."""
+        if watermark == NOTHING_STORED:
+            return True  # the answer counted no record
+        dataset = target.dataset.name
+        with self._lock:
+            seen = self._looked.get(dataset)
+            if seen is None or (not seen.shared and seen.through < watermark):
+                with self._db.snapshot() as conn:
+                    seen = _look(conn, target, self._batches, seen)
+                self._looked[dataset] = seen
+        return not seen.shared and watermark <= seen.through
+
+
+def _look(conn: Connection, target: DatasetTable, batches: Table, before: _Looked | None) -> _Looked:
+    through = str(conn.execute(select(watermark_column(batches))).scalar_one())
+    t = target.table
+    if before is None or before.through == NOTHING_STORED:
+        row = conn.execute(
+            select(
+                func.count(distinct(t.c.subject_n)),
+                func.count(distinct(t.c.subject)),
+                func.count(t.c.subject_n),
+                func.count(),
+            )
+        ).one()
+        return _Looked(through, shared=row[0] != row[1] or row[2] != row[3])
+    if through == before.through:
+        return before
+    fresh_batches = select(batches.c.batch_id).where(
+        batches.c.dataset == target.dataset.name, batches.c.received_at > before.through
+    )
+    fresh = t.alias("fresh")
+    numbers = select(fresh.c.subject_n).where(fresh.c.batch_id.in_(fresh_batches))
+    unnumbered = select(fresh.c.batch_id).where(
+        and_(fresh.c.batch_id.in_(fresh_batches), fresh.c.subject_n.is_(None))
+    )
+    held = t.alias("held")
+    twice = (
+        select(held.c.subject_n)
+        .where(held.c.subject_n.in_(numbers))
+        .group_by(held.c.subject_n)
+        .having(func.count(distinct(held.c.subject)) > 1)
+    )
+    shared = (
+        conn.execute(unnumbered.limit(1)).first() is not None
+        or conn.execute(twice.limit(1)).first() is not None
+    )
+    return _Looked(through, shared=shared)

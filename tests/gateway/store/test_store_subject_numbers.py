@@ -1,0 +1,127 @@
+"""People are counted by their subject numbers (``subject_n``) only where that is exact: two
+people whose subjects share a number, or a row without one, never make a count one person short."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from gateway.query import MeasureRef, QuerySpec
+from gateway.store import SqlStore
+from gateway.store._schema import subject_n, subject_ns
+
+COUNTS = QuerySpec("visits", (MeasureRef("subjects"), MeasureRef("records")), ("district",))
+SUMS = QuerySpec("visits", (MeasureRef("subjects"), MeasureRef("sum", "stay_hours")), ("district",))
+SHARED = b"\x80\x01\x02\x03\x04\x05\x06\x07"  # the high bit set: a negative number
+
+
+def _row(person: int, district: str) -> dict[str, Any]:
+    return {
+        "subject": f"p{person}",
+        "event_day": 19_800 + person,
+        "district": district,
+        "age_band": "18-34",
+        "sex": "F",
+        "presentation": "other",
+        "stay_hours": 1.0 + person,
+    }
+
+
+def _store(
+    store: SqlStore, batches: Any, batch_id: str, rows: list[dict[str, Any]], *, sharing: int = 0
+) -> None:
+    """Store ``rows``; the first ``sharing`` of them get subjects that all begin with SHARED (and
+    differ after it), so their people share one subject number."""
+    columns = batches.columns("visits", rows)
+    subjects = list(columns.subjects)
+    for i in range(sharing):
+        subjects[i] = SHARED + hashlib.sha256(f"{batch_id}-{i}".encode()).digest()[:24]
+    columns = dataclasses.replace(columns, subjects=subjects)
+    store.store_batch(batches.meta("visits", batch_id, len(rows)), columns)
+
+
+def _people(store: SqlStore, spec: QuerySpec) -> tuple[dict[tuple[str, ...], int], int]:
+    result = store.aggregate(spec, top_n=2, near_percent=85)
+    return {cell.key: cell.subjects for cell in result.cells}, result.total.subjects
+
+
+@contextmanager
+def _statements(store: SqlStore) -> Iterator[list[str]]:
+    """The SQL text of every statement the store sends meanwhile."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    engine = store._db.engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_subject_ns_is_subject_n_of_each_subject() -> None:
+    """The whole-batch form gives each subject's own signed number, in order, a width the words do
+    not divide included."""
+    subjects = [SHARED + bytes(24), bytes(range(32)), b"\xff" * 32]
+    assert subject_ns(subjects, 32) == [subject_n(s) for s in subjects]
+    assert subject_n(b"\xff" * 32) == -1
+    assert subject_n(SHARED + bytes(24)) < 0
+    assert subject_ns([bytes(range(9))], 9) == [subject_n(bytes(range(9)))]
+
+
+@pytest.mark.parametrize("spec", [COUNTS, SUMS], ids=["counts", "sums"])
+def test_people_sharing_a_number_are_counted_apart(store: SqlStore, batches: Any, spec: QuerySpec) -> None:
+    """Six people whose subjects share a number, beside four who do not, count as ten: in their
+    cell and in the total, with and without sums."""
+    rows = [_row(i, "D01") for i in range(6)] + [_row(i, "D02") for i in range(6, 10)]
+    _store(store, batches, "b1", rows, sharing=6)
+    assert _people(store, spec) == ({("D01",): 6, ("D02",): 4}, 10)
+    assert _people(store, spec) == ({("D01",): 6, ("D02",): 4}, 10)  # and after the look
+
+
+def test_a_shared_number_arriving_later_is_found(store: SqlStore, batches: Any) -> None:
+    """A dataset seen free of shared numbers, then sent a batch whose person shares a number with
+    a stored one: the next answer still counts every person."""
+    first = [_row(i, "D01") for i in range(5)]
+    _store(store, batches, "b1", first, sharing=1)
+    assert _people(store, COUNTS) == ({("D01",): 5}, 5)
+    _store(store, batches, "b2", [_row(7, "D01"), _row(8, "D02")], sharing=1)
+    assert _people(store, COUNTS) == ({("D01",): 6, ("D02",): 1}, 7)
+    assert not store._numbers.usable("visits")  # counted by subjects from now on
+
+
+@pytest.mark.parametrize("when", ["first", "later"])
+def test_a_row_without_a_number_is_never_left_out(
+    store: SqlStore, batches: Any, sql: Callable[..., list[Any]], when: str
+) -> None:
+    """Records with no subject number (written before the numbers, or by hand) are counted: the
+    dataset is then counted by subjects, whether they are there at the first look or arrive after."""
+    if when == "later":
+        _store(store, batches, "b0", [_row(20, "D02")])
+        assert _people(store, COUNTS) == ({("D02",): 1}, 1)
+    _store(store, batches, "b1", [_row(i, "D01") for i in range(4)])
+    sql("UPDATE ds_visits SET subject_n = NULL WHERE batch_id = 'b1'")
+    expected = ({("D01",): 4, ("D02",): 1}, 5) if when == "later" else ({("D01",): 4}, 4)
+    assert _people(store, COUNTS) == expected
+
+
+def test_people_are_counted_by_number_once_seen_distinct(store: SqlStore, batches: Any) -> None:
+    """With every stored number held by one subject, the answer counts people by number and looks
+    at the numbers once, not again while no batch lands."""
+    _store(store, batches, "b1", [_row(i, ("D01", "D02")[i % 2]) for i in range(8)])
+    with _statements(store) as first:
+        assert _people(store, SUMS) == ({("D01",): 4, ("D02",): 4}, 8)
+    with _statements(store) as again:
+        assert _people(store, SUMS) == ({("D01",): 4, ("D02",): 4}, 8)
+    counted = [s for s in again if "count(DISTINCT" in s]
+    assert counted
+    assert all("subject_n" in s for s in counted)
+    assert len(again) < len(first)  # no second look
