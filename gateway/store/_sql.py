@@ -270,18 +270,12 @@ class SqlStore:
         (gateway/store/_subject_numbers.py)."""
         self._check_open()
         target = self._schema.datasets.get(spec.dataset)
-        by_number = target is not None and self._numbers.usable(spec.dataset)
+        by_number = target is not None and self._numbers.usable(target)
         answer = partial(self._answer, spec, top_n=top_n, digest=digest, near_percent=near_percent)
         result = answer(by_number=by_number)
-        if target is not None and by_number and not self._numbers_exact(target, result.watermark):
+        if target is not None and by_number and not self._numbers.exact_through(target, result.watermark):
             result = answer(by_number=False)
         return result
-
-    def _numbers_exact(self, target: DatasetTable, watermark: str) -> bool:
-        def work() -> bool:
-            return self._numbers.exact_through(target, watermark)
-
-        return guarded(work, lambda: StoreError("store: aggregate query failed"), (SQLAlchemyError,))
 
     def _answer(
         self, spec: QuerySpec, *, top_n: int, digest: bool, near_percent: int | None, by_number: bool

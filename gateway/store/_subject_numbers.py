@@ -10,15 +10,22 @@ shared numbers, and an answer read from newer data is read again by subjects:
 - Per dataset, the store keeps the newest batch stamp through which it has looked, and what it
   found. Batches are stamped in the order they become visible (gateway/store/_watermark.py), so
   the batches after that stamp are exactly the ones it has not looked at.
-- The first look reads the whole table once (two distinct counts, which agree only if no number is
-  shared); later looks read only the numbers of the batches stamped since, and every row holding
-  one of them. A row without a number (written before migration 0006 filled them, or by hand)
-  counts as shared.
+- The first look reads the whole table once: the distinct numbers and the distinct (number,
+  subject) pairs, which are as many only if every number has one subject. (Distinct numbers
+  against distinct subjects would not do: a subject holding two numbers, which a row edited by
+  hand can, would hide two subjects sharing one.) Later looks read the numbers of the batches of
+  the dataset stamped since, if there are any, and every row holding one of them. A row without a
+  number (written before migration 0006 filled them, or by hand) counts as shared.
 - A shared number, once seen, stays: records are never deleted, so the dataset is counted by
   subjects from then on.
 
 The look is made after the answer's read, so every record the answer counted (its batches are
-stamped at or before its watermark) was stored before the look began.
+stamped at or before its watermark) was stored before the look began. A look that fails (a
+timeout, a lost connection) trusts nothing: the answer is read again by subjects.
+
+Only tables without the ``query`` profile's covering indexes are counted by numbers: those
+indexes hold the subject, not its number, and answer the query alone (by numbers the table itself
+would be read, about three times slower).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Table, and_, distinct, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.store._engine import Database
 from gateway.store._schema import DatasetTable
@@ -46,12 +54,14 @@ class SubjectNumbers:
         self._db = db
         self._batches = batches
         self._looked: dict[str, _Looked] = {}
-        self._lock = threading.Lock()  # one look at a time: the others wait for its finding
+        self._locks: dict[str, threading.Lock] = {}  # one look per dataset at a time
+        self._locks_lock = threading.Lock()
 
-    def usable(self, dataset: str) -> bool:
-        """Whether counting ``dataset`` by numbers is worth trying (no shared number seen)."""
-        seen = self._looked.get(dataset)
-        return seen is None or not seen.shared
+    def usable(self, target: DatasetTable) -> bool:
+        """Whether counting ``target`` by numbers is worth trying: no covering index to read the
+        subjects from, and no shared number seen."""
+        seen = self._looked.get(target.dataset.name)
+        return not target.table.indexes and (seen is None or not seen.shared)
 
     def exact_through(self, target: DatasetTable, watermark: str) -> bool:
         """Whether counts by numbers of ``target``'s records in batches stamped at or before
@@ -59,33 +69,41 @@ class SubjectNumbers:
         if watermark == NOTHING_STORED:
             return True  # the answer counted no record
         dataset = target.dataset.name
-        with self._lock:
+        with self._lock_of(dataset):
             seen = self._looked.get(dataset)
             if seen is None or (not seen.shared and seen.through < watermark):
-                with self._db.snapshot() as conn:
-                    seen = _look(conn, target, self._batches, seen)
+                try:
+                    with self._db.snapshot() as conn:
+                        seen = _look(conn, target, self._batches, seen)
+                except SQLAlchemyError:
+                    return False  # nothing learnt, nothing trusted: counted by subjects
                 self._looked[dataset] = seen
         return not seen.shared and watermark <= seen.through
+
+    def _lock_of(self, dataset: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(dataset, threading.Lock())
 
 
 def _look(conn: Connection, target: DatasetTable, batches: Table, before: _Looked | None) -> _Looked:
     through = str(conn.execute(select(watermark_column(batches))).scalar_one())
     t = target.table
     if before is None or before.through == NOTHING_STORED:
-        row = conn.execute(
+        pairs = select(t.c.subject_n, t.c.subject).where(t.c.subject_n.is_not(None)).distinct().subquery()
+        numbers, held, numbered, rows = conn.execute(
             select(
                 func.count(distinct(t.c.subject_n)),
-                func.count(distinct(t.c.subject)),
+                select(func.count()).select_from(pairs).scalar_subquery(),
                 func.count(t.c.subject_n),
                 func.count(),
             )
         ).one()
-        return _Looked(through, shared=row[0] != row[1] or row[2] != row[3])
-    if through == before.through:
-        return before
+        return _Looked(through, shared=numbers != held or numbered != rows)
     fresh_batches = select(batches.c.batch_id).where(
         batches.c.dataset == target.dataset.name, batches.c.received_at > before.through
     )
+    if conn.execute(fresh_batches.limit(1)).first() is None:
+        return _Looked(through, shared=before.shared)  # batches of other datasets only
     fresh = t.alias("fresh")
     numbers = select(fresh.c.subject_n).where(fresh.c.batch_id.in_(fresh_batches))
     unnumbered = select(fresh.c.batch_id).where(

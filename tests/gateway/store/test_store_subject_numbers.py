@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
-from gateway.query import MeasureRef, QuerySpec
-from gateway.store import SqlStore
-from gateway.store._schema import subject_n, subject_ns
+from gateway.catalogue import Catalogue
+from gateway.query import LinkSpec, MeasureRef, QuerySpec
+from gateway.store import SqlStore, open_store
+from gateway.store import _subject_numbers as subject_numbers
+from gateway.store._schema import DatasetTable, subject_n, subject_ns
 
 COUNTS = QuerySpec("visits", (MeasureRef("subjects"), MeasureRef("records")), ("district",))
 SUMS = QuerySpec("visits", (MeasureRef("subjects"), MeasureRef("sum", "stay_hours")), ("district",))
@@ -95,7 +98,7 @@ def test_a_shared_number_arriving_later_is_found(store: SqlStore, batches: Any) 
     assert _people(store, COUNTS) == ({("D01",): 5}, 5)
     _store(store, batches, "b2", [_row(7, "D01"), _row(8, "D02")], sharing=1)
     assert _people(store, COUNTS) == ({("D01",): 6, ("D02",): 1}, 7)
-    assert not store._numbers.usable("visits")  # counted by subjects from now on
+    assert not store._numbers.usable(store._schema.datasets["visits"])  # by subjects from now on
 
 
 @pytest.mark.parametrize("when", ["first", "later"])
@@ -125,3 +128,123 @@ def test_people_are_counted_by_number_once_seen_distinct(store: SqlStore, batche
     assert counted
     assert all("subject_n" in s for s in counted)
     assert len(again) < len(first)  # no second look
+
+
+def test_a_subject_partly_unnumbered_at_the_first_look_is_counted_once(
+    store: SqlStore, batches: Any, sql: Callable[..., list[Any]]
+) -> None:
+    """One of a person's two records lost its number before the first look: the dataset is
+    counted by subjects, and the person's cell still holds them."""
+    _store(store, batches, "b1", [_row(0, "D01"), _row(0, "D02"), _row(1, "D02")])
+    sql("UPDATE ds_visits SET subject_n = NULL WHERE district = 'D02' AND event_day = 19800")
+    assert _people(store, COUNTS) == ({("D01",): 1, ("D02",): 2}, 2)
+
+
+def test_a_shared_number_hidden_by_a_subject_with_two_numbers_is_found(
+    store: SqlStore, batches: Any, sql: Callable[..., list[Any]]
+) -> None:
+    """Two people share a number while a third holds two (rows edited by hand): as many distinct
+    numbers as subjects, yet the first look finds the shared one and every person is counted."""
+    _store(store, batches, "b1", [_row(0, "D01"), _row(0, "D02"), _row(1, "D03"), _row(2, "D03")])
+    sql("UPDATE ds_visits SET subject_n = 12345 WHERE district = 'D02'")
+    sql("UPDATE ds_visits SET subject_n = 777 WHERE district = 'D03'")
+    assert _people(store, COUNTS) == ({("D01",): 1, ("D02",): 1, ("D03",): 2}, 3)
+
+
+def test_an_answer_newer_than_every_look_is_not_trusted(store: SqlStore, batches: Any) -> None:
+    """Numbers are trusted through the stamp the store has looked at, not beyond it."""
+    _store(store, batches, "b1", [_row(0, "D01")])
+    _people(store, COUNTS)
+    visits = store._schema.datasets["visits"]
+    assert store._numbers.exact_through(visits, "2025-01-01T00:00:00.000000Z")
+    assert not store._numbers.exact_through(visits, "9999-12-31T23:59:59.999999Z")
+
+
+@pytest.mark.parametrize("top_n", [1, 3])
+@pytest.mark.parametrize("digest", [False, True], ids=["plain", "digest"])
+def test_shared_numbers_on_the_exact_tops_and_digest_paths(
+    store: SqlStore, batches: Any, top_n: int, digest: bool
+) -> None:
+    """The exact top-n ranking and the noise digest's statements count people apart too."""
+    _store(
+        store,
+        batches,
+        "b1",
+        [_row(i, "D01") for i in range(6)] + [_row(i, "D02") for i in range(6, 10)],
+        sharing=6,
+    )
+    for _ in range(2):
+        result = store.aggregate(SUMS, top_n=top_n, digest=digest)
+        assert ({c.key: c.subjects for c in result.cells}, result.total.subjects) == (
+            {("D01",): 6, ("D02",): 4},
+            10,
+        )
+
+
+def test_shared_numbers_in_a_linked_question(store: SqlStore, batches: Any) -> None:
+    """People sharing a number, linked to their contacts in another dataset, count apart."""
+    rows = [_row(i, "D01") for i in range(6)]
+    _store(store, batches, "b1", rows, sharing=6)
+    contacts = [
+        {"subject": r["subject"], "event_day": 19_800 + i, "district": "D01", "incident_type": "other"}
+        for i, r in enumerate(rows)
+    ]
+    columns = batches.columns("contacts", contacts)
+    linked = [SHARED + hashlib.sha256(f"b1-{i}".encode()).digest()[:24] for i in range(6)]
+    store.store_batch(batches.meta("contacts", "c1", 6), dataclasses.replace(columns, subjects=linked))
+    spec = dataclasses.replace(COUNTS, link=LinkSpec("contacts", 0, 0))
+    for _ in range(2):
+        assert store.aggregate(spec).total.subjects == 6
+
+
+@pytest.mark.parametrize("looked", [False, True], ids=["first-look", "later-look"])
+def test_a_shared_number_landing_between_the_answer_and_its_look(
+    store_url: str, catalogue: Catalogue, batches: Any, looked: bool
+) -> None:
+    """Another gateway stores a person sharing a number after the answer was read and before the
+    look: that answer is exact for the rows it read, and the next one counts the newcomer."""
+    store, writer = open_store(store_url, catalogue), open_store(store_url, catalogue)
+    try:
+        _store(store, batches, "b1", [_row(i, "D01") for i in range(3)], sharing=1)
+        if looked:
+            assert _people(store, COUNTS) == ({("D01",): 3}, 3)
+        original, landed = store._numbers.exact_through, []
+
+        def late(target: DatasetTable, watermark: str) -> bool:
+            if not landed:
+                landed.append(True)
+                _store(writer, batches, "b2", [_row(9, "D01")], sharing=1)
+            return original(target, watermark)
+
+        store._numbers.exact_through = late  # type: ignore[method-assign]
+        assert _people(store, COUNTS) in [({("D01",): 3}, 3), ({("D01",): 4}, 4)]  # either side of it
+        assert _people(store, COUNTS) == ({("D01",): 4}, 4)
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_a_failed_look_trusts_nothing(store: SqlStore, batches: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the look cannot be made, the answer is read again by subjects and is exact."""
+
+    def fails(*_args: Any) -> None:
+        raise OperationalError("look", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(subject_numbers, "_look", fails)
+    _store(store, batches, "b1", [_row(i, "D01") for i in range(4)], sharing=4)
+    assert _people(store, COUNTS) == ({("D01",): 4}, 4)
+
+
+def test_covering_indexes_are_read_by_subject(store_url: str, catalogue: Catalogue, batches: Any) -> None:
+    """With the query profile's covering indexes (which hold subjects, not numbers), people are
+    counted by subject, and exactly."""
+    store = open_store(store_url, catalogue, indexes="query")
+    try:
+        _store(store, batches, "b1", [_row(i, "D01") for i in range(4)], sharing=4)
+        with _statements(store) as sent:
+            assert _people(store, COUNTS) == ({("D01",): 4}, 4)
+        counted = [s for s in sent if "count(DISTINCT" in s]
+        assert counted
+        assert not any("subject_n" in s for s in counted)
+    finally:
+        store.close()
