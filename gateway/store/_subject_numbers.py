@@ -21,7 +21,8 @@ shared numbers, and an answer read from newer data is read again by subjects:
 
 The look is made after the answer's read, so every record the answer counted (its batches are
 stamped at or before its watermark) was stored before the look began. A look that fails (a
-timeout, a lost connection) trusts nothing: the answer is read again by subjects.
+timeout, a lost connection) trusts nothing: the answer is read again by subjects, and so is
+every later one of the dataset until the gateway restarts.
 
 Only tables without the ``query`` profile's covering indexes are counted by numbers: those
 indexes hold the subject, not its number, and answer the query alone (by numbers the table itself
@@ -76,7 +77,10 @@ class SubjectNumbers:
                     with self._db.snapshot() as conn:
                         seen = _look(conn, target, self._batches, seen)
                 except SQLAlchemyError:
-                    return False  # nothing learnt, nothing trusted: counted by subjects
+                    # nothing learnt, nothing trusted; and not tried again by every answer (a
+                    # look past the statement timeout would cost each one that long)
+                    self._looked[dataset] = _Looked(NOTHING_STORED, shared=True)
+                    return False
                 self._looked[dataset] = seen
         return not seen.shared and watermark <= seen.through
 

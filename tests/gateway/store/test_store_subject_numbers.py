@@ -225,7 +225,8 @@ def test_a_shared_number_landing_between_the_answer_and_its_look(
 
 
 def test_a_failed_look_trusts_nothing(store: SqlStore, batches: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """When the look cannot be made, the answer is read again by subjects and is exact."""
+    """When the look cannot be made, the answer is read again by subjects and is exact, and the
+    dataset is counted by subjects from then on (no look tried again by every answer)."""
 
     def fails(*_args: Any) -> None:
         raise OperationalError("look", {}, Exception("the database went away"))
@@ -233,6 +234,7 @@ def test_a_failed_look_trusts_nothing(store: SqlStore, batches: Any, monkeypatch
     monkeypatch.setattr(subject_numbers, "_look", fails)
     _store(store, batches, "b1", [_row(i, "D01") for i in range(4)], sharing=4)
     assert _people(store, COUNTS) == ({("D01",): 4}, 4)
+    assert not store._numbers.usable(store._schema.datasets["visits"])
 
 
 def test_covering_indexes_are_read_by_subject(store_url: str, catalogue: Catalogue, batches: Any) -> None:
