@@ -337,7 +337,7 @@ def _flagged_rows(
     # dataset columns are NOT NULL and link columns 0 or 1: a condition is never NULL, its flag exact
     flagged = (
         select(
-            row.c.subject.label("s"),
+            target.person(row).label("s"),
             *(micro_units(row.c[field]).label(f"v{n}") for n, field in enumerate(fields)),
             *(case((when, _inline(1)), else_=_inline(0)).label(f"f{n}") for n, when in enumerate(conditions)),
         )
@@ -555,10 +555,10 @@ def _container_tops(
         for j, (container, field) in enumerate(keys)
     ]
     people = (
-        select(row.c.subject.label("s"), *per_key)
+        select(target.person(row).label("s"), *per_key)
         .select_from(row)
         .where(or_(*conditions.values()))
-        .group_by(row.c.subject)
+        .group_by(target.person(row))
         .cte("per_subject")
     )
     if SQLITE_MATERIALIZED:
@@ -662,7 +662,7 @@ def difference_statements(
             if check.container in known:
                 counts.append(_inline(known[check.container]).label(f"c{len(counts)}"))
             else:
-                counts.append(_people(row, container).label(f"c{len(counts)}"))
+                counts.append(_people(row, container, target).label(f"c{len(counts)}"))
                 where.append(container)
         # the parts' people among the container's records only, as the check counted alone would:
         # a part reaching outside its container (an older contract's cell) otherwise counted
@@ -672,7 +672,7 @@ def difference_statements(
             numbers[key] = len(counts)
             if check.parts:
                 parts = and_(union_condition(row, check.parts, links, target), container)
-                counts.append(_people(row, parts).label(f"c{len(counts)}"))
+                counts.append(_people(row, parts, target).label(f"c{len(counts)}"))
                 if check.container in known:
                     where.append(parts)
             else:  # an overlap check has none: the cell's own people must number k
@@ -813,7 +813,7 @@ def _labelled(
         return [micro_units(on.c[field]).label(f"v{n}") for n, field in enumerate(fields)]
 
     people = (
-        select(label(base, base_links).label("_c"), base.c.subject.label("_s"), *values(base))
+        select(label(base, base_links).label("_c"), target.person(base).label("_s"), *values(base))
         .select_from(base)
         .where(*current_domain(base, target, exclude=everything - common))
         .subquery("people")
@@ -846,7 +846,7 @@ def _labelled(
         by_container.append((near.c._c == _inline(c), _labelling(near, own, target, inside)))
     # fenced as well: _p is tested and then grouped on, and PostgreSQL worked it out for each
     parted = (
-        select(near.c._c, case(*by_container).label("_p"), near.c.subject.label("_s"), *values(near))
+        select(near.c._c, case(*by_container).label("_p"), target.person(near).label("_s"), *values(near))
         .offset(0)
         .subquery("parted")
     )
@@ -963,9 +963,9 @@ def condition(
     return and_(true(), *parts)
 
 
-def _people(t: FromClause, when: ColumnElement[bool]) -> ColumnElement[int]:
+def _people(t: FromClause, when: ColumnElement[bool], target: DatasetTable) -> ColumnElement[int]:
     # CASE rather than FILTER, which SQLite has only since 3.30 (the store runs on older ones)
-    return func.count(distinct(case((when, t.c.subject))))
+    return func.count(distinct(case((when, target.person(t)))))
 
 
 def _linked_pairs(

@@ -66,9 +66,11 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    ColumnElement,
     Connection,
     Double,
     ForeignKey,
+    FromClause,
     Index,
     Integer,
     LargeBinary,
@@ -156,6 +158,14 @@ class DatasetTable:
     # it has found no stored row with a dimension value outside the current domains: a condition
     # holding a dimension to its whole domain then holds on every row and is left out
     rows_in_domain: bool = False
+    # True only on such a copy too, once the store has seen the rows the statements read (by an
+    # answer's watermark) hold one subject per subject_n: people are then counted by number
+    count_by_number: bool = False
+
+    def person(self, rows: FromClause) -> ColumnElement[Any]:
+        """The column of ``rows`` (this table's, or a derived table of them) people are counted
+        and grouped by: the subject, or its number on a copy marked ``count_by_number``."""
+        return rows.c.subject_n if self.count_by_number else rows.c.subject
 
     @property
     def subject_indexed(self) -> bool:

@@ -298,15 +298,23 @@ class SqlStore:
         exact = bool(statements.top_n)
         return self._aggregate_rows(statements.cells, statements.total, statements, tops=exact)
 
-    def _ledger_tables(self, dataset: str) -> Mapping[str, DatasetTable]:
+    def _ledger_tables(self, dataset: str, as_of: str | None) -> Mapping[str, DatasetTable]:
         """The dataset tables for the ledger's counts of ``dataset``: marked rows_in_domain when no
-        stored row of it lies outside the current domains. Asked after the answer whose cells are
-        checked was read, so every record the counts see (the answer's, by its watermark) was
-        stored before the look."""
+        stored row of it lies outside the current domains, and count_by_number when the rows the
+        counts read (by ``as_of``, an answer's watermark) hold one subject per number. Asked after
+        the answer whose cells are checked was read, so every record the counts see (the
+        answer's, by its watermark) was stored before the look."""
         target = self._schema.datasets.get(dataset)
-        if target is None or self._older_contract_rows(dataset):
+        if target is None:
             return self._schema.datasets
-        return {**self._schema.datasets, dataset: dataclasses.replace(target, rows_in_domain=True)}
+        in_domain = not self._older_contract_rows(dataset)
+        by_number = (
+            as_of is not None and self._numbers.usable(target) and self._numbers.exact_through(target, as_of)
+        )
+        if not (in_domain or by_number):
+            return self._schema.datasets
+        marked = dataclasses.replace(target, rows_in_domain=in_domain, count_by_number=by_number)
+        return {**self._schema.datasets, dataset: marked}
 
     def _older_contract_rows(self, dataset: str) -> bool:
         """Whether any stored row of ``dataset`` holds a dimension value outside the catalogue's
@@ -495,7 +503,7 @@ class SqlStore:
         With ``as_of`` (an answer's watermark), over the data that answer read."""
         self._check_open()
         groups, rest = grouped_pairs(checks)
-        tables = self._ledger_tables(dataset)
+        tables = self._ledger_tables(dataset, as_of)
 
         def work() -> list[int]:
             with self._db.snapshot() as conn:
@@ -577,7 +585,7 @@ class SqlStore:
         # grouped for the counts, so hundreds reach here) broke SQLite's expression depth (1000
         # ORed terms) and PostgreSQL's 1664 result columns, and the query failed
         step = COLUMNS_PER_STATEMENT // 2
-        tables = self._ledger_tables(dataset)
+        tables = self._ledger_tables(dataset, as_of)
 
         def exact(
             conn: Connection, bound: AsOf, chosen: Sequence[tuple[Check, str]]

@@ -26,6 +26,7 @@ from gateway.disclosure._ledger import (
     grouped_pairs,
     plan_checks,
 )
+from gateway.query import MeasureRef, QuerySpec
 from gateway.store import SqlStore
 from gateway.store._cell_union import Box, box_of, merge_boxes, narrowing, union_condition
 from gateway.store._schema import build_schema
@@ -125,13 +126,23 @@ def _expected_sums(records: list[dict[str, Any]], check: Check, top_n: int) -> t
     return sum(per_subject.values()) / 1_000_000, sum(top) / 1_000_000
 
 
+def _as_of(store: SqlStore, answered: bool) -> str | None:
+    """None (every stored record), or the watermark of an answer just read: the ledger then counts
+    the records that answer read, by subject number once the store has seen them distinct."""
+    if not answered:
+        return None
+    return store.aggregate(QuerySpec("visits", (MeasureRef("subjects"),), ())).watermark
+
+
+@pytest.mark.parametrize("answered", [False, True], ids=["all-rows", "as-of-an-answer"])
 @pytest.mark.parametrize("seed", range(4))
 def test_ledger_counts_and_sums_equal_counting_the_records_one_by_one(
-    store: SqlStore, batches: Any, seed: int
+    store: SqlStore, batches: Any, seed: int, answered: bool
 ) -> None:
     """For random records and random checks (a container, parts inside it: random cells or the
     cells of a grid, or none), every difference count and every (sum, top-n sum) for n of 1, 2
-    and 3 is what counting the records one by one gives, people tied for the largest sum too."""
+    and 3 is what counting the records one by one gives, people tied for the largest sum too;
+    over every stored record, and over an answer's (where people are counted by number)."""
     rng = random.Random(seed)
     # odd seeds: two values only, so that people often tie for the largest sums
     records = _records(rng, 60, (24.0, 72.0) if seed % 2 else (0.0, 1.5, 2.25, 8.0, 24.0, 72.0))
@@ -139,23 +150,30 @@ def test_ledger_counts_and_sums_equal_counting_the_records_one_by_one(
     # as the counts: people in the container are in the parts only by records in the container
     checks = [c for c in _checks(rng, 40) if all(_within(p, c.container) for p in c.parts)]
 
-    assert store.ledger_differences("visits", checks) == [_expected_difference(records, c) for c in checks]
+    as_of = _as_of(store, answered)
+    assert store.ledger_differences("visits", checks, as_of) == [
+        _expected_difference(records, c) for c in checks
+    ]
     items = [(check, "stay_hours") for check in checks]
     for top_n in (1, 2, 3):
-        figures = store.ledger_sum_differences("visits", items, top_n)
+        figures = store.ledger_sum_differences("visits", items, top_n, as_of)
         expected = [_expected_sums(records, check, top_n) for check in checks]
         flat = [figure for pair in figures for figure in pair]
         assert flat == pytest.approx([figure for pair in expected for figure in pair], abs=1e-6), top_n
-        _assert_bounded_alike(store, items, top_n, expected)
+        _assert_bounded_alike(store, items, top_n, expected, as_of)
 
 
 def _assert_bounded_alike(
-    store: SqlStore, items: list[tuple[Check, str]], top_n: int, expected: list[tuple[float, float]]
+    store: SqlStore,
+    items: list[tuple[Check, str]],
+    top_n: int,
+    expected: list[tuple[float, float]],
+    as_of: str | None = None,
 ) -> None:
     """With the rule's percentage given, each sum is still exact and each top-n figure is at least
     the exact one, and the rule withholds exactly where the exact figures would have it withhold."""
     for percent in (50, 85, 100):
-        bounded = store.ledger_sum_differences("visits", items, top_n, near_percent=percent)
+        bounded = store.ledger_sum_differences("visits", items, top_n, as_of, near_percent=percent)
         for (total, top), (exact_total, exact_top) in zip(bounded, expected, strict=True):
             assert total == pytest.approx(exact_total, abs=1e-6)
             assert top >= exact_top - 1e-6
@@ -359,9 +377,10 @@ def test_linked_checks_counted_together_equal_each_counted_alone(
     _assert_bounded_alike(store, items, 2, exact)
 
 
+@pytest.mark.parametrize("answered", [False, True], ids=["all-rows", "as-of-an-answer"])
 @pytest.mark.parametrize("seed", range(2))
 def test_a_grid_asked_again_by_fewer_dimensions_counts_as_each_check_alone(
-    store: SqlStore, batches: Any, seed: int
+    store: SqlStore, batches: Any, seed: int, answered: bool
 ) -> None:
     """A district x month grid and its total released, then the same question by district over
     two three-month quarters: the old total's checks and each new cell's checks are grouped, in
@@ -380,8 +399,9 @@ def test_a_grid_asked_again_by_fewer_dimensions_counts_as_each_check_alone(
     groups, _ = grouped_pairs(checks)
     assert len(container_layers(groups)) == 2
 
-    alone = [store.ledger_differences("visits", [check])[0] for check in checks]
-    assert store.ledger_differences("visits", list(checks)) == alone
+    as_of = _as_of(store, answered)
+    alone = [store.ledger_differences("visits", [check], as_of)[0] for check in checks]
+    assert store.ledger_differences("visits", list(checks), as_of) == alone
     assert alone == [_expected_within(records, check) for check in checks]
     items = [(check, "stay_hours") for check in checks]
-    _assert_bounded_alike(store, items, 2, [_expected_sums(records, check, 2) for check in checks])
+    _assert_bounded_alike(store, items, 2, [_expected_sums(records, check, 2) for check in checks], as_of)

@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from gateway.catalogue import Catalogue
+from gateway.disclosure._ledger import CellPredicate, Check
 from gateway.query import LinkSpec, MeasureRef, QuerySpec
 from gateway.store import SqlStore, open_store
 from gateway.store import _subject_numbers as subject_numbers
@@ -250,3 +251,42 @@ def test_covering_indexes_are_read_by_subject(store_url: str, catalogue: Catalog
         assert not any("subject_n" in s for s in counted)
     finally:
         store.close()
+
+
+def _check(container_district: str | None) -> Check:
+    container = CellPredicate("visits", (("district", (container_district,)),) if container_district else ())
+    return Check(container, (CellPredicate("visits", (("district", ("D02",)),)),), frozenset({0}), "q")
+
+
+@pytest.mark.parametrize("sharing", [0, 6], ids=["distinct", "shared"])
+def test_ledger_checks_count_people_apart_by_an_answers_watermark(
+    store: SqlStore, batches: Any, sharing: int
+) -> None:
+    """The release ledger's differences, read by an answer's watermark, count people by number
+    where the store has seen them distinct and by subject where two share one: exact either way,
+    the dominance sums too."""
+    rows = [_row(i, "D01") for i in range(6)] + [_row(i, "D02") for i in range(6, 9)]
+    _store(store, batches, "b1", rows, sharing=sharing)
+    as_of = store.aggregate(COUNTS).watermark
+    check = _check(None)
+    with _statements(store) as sent:
+        assert store.ledger_differences("visits", [check], as_of) == [6]
+        (total, top) = store.ledger_sum_differences("visits", [(check, "stay_hours")], 2, as_of)[0]
+    assert (total, top) == (sum(1.0 + i for i in range(6)), 6.0 + 5.0)
+    counted = [s for s in sent if "count(DISTINCT" in s]
+    assert counted
+    assert all(("subject_n" in s) == (not sharing) for s in counted)
+
+
+def test_ledger_checks_by_a_watermark_newer_than_the_last_look_look_again(
+    store: SqlStore, batches: Any
+) -> None:
+    """Numbers seen distinct through one batch are not trusted for a watermark past a later batch
+    whose person shares a number: the ledger's look finds it, and counts people apart."""
+    _store(store, batches, "b1", [_row(i, "D01") for i in range(4)], sharing=1)
+    store.aggregate(COUNTS)  # b1 looked at: its numbers are distinct
+    _store(store, batches, "b2", [_row(9, "D01")], sharing=1)  # shares the number of b1's first
+    contacts = [{"subject": "p0", "event_day": 19_800, "district": "D01", "incident_type": "other"}]
+    store.store_batch(batches.meta("contacts", "c1", 1), batches.columns("contacts", contacts))
+    newest = store.aggregate(dataclasses.replace(COUNTS, dataset="contacts")).watermark  # past b2
+    assert store.ledger_differences("visits", [_check(None)], newest) == [5]
