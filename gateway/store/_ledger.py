@@ -7,8 +7,10 @@ already in the agreement's ledger (same people by description) adds no row.
 
 The counts are conditional aggregation over the dataset table: one ``COUNT(DISTINCT CASE WHEN
 <predicate> THEN subject END)`` per container and per union of parts, a batch of checks to a
-statement, no row ever leaving the database. The ledger is read by ``(agreement_id, dataset)``
-through its unique index.
+statement, no row ever leaving the database. (By an answer's watermark, once the store has seen
+its numbers match its subjects one to one, people are counted by ``subject_n``:
+``DatasetTable.person``.) The ledger is read by ``(agreement_id, dataset)`` through its unique
+index.
 """
 
 from __future__ import annotations

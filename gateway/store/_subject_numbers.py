@@ -10,13 +10,16 @@ shared numbers, and an answer read from newer data is read again by subjects:
 - Per dataset, the store keeps the newest batch stamp through which it has looked, and what it
   found. Batches are stamped in the order they become visible (gateway/store/_watermark.py), so
   the batches after that stamp are exactly the ones it has not looked at.
-- The first look reads the whole table once: the distinct numbers and the distinct (number,
-  subject) pairs, which are as many only if every number has one subject. (Distinct numbers
-  against distinct subjects would not do: a subject holding two numbers, which a row edited by
-  hand can, would hide two subjects sharing one.) Later looks read the numbers of the batches of
-  the dataset stamped since, if there are any, and every row holding one of them. A row without a
-  number (written before migration 0006 filled them, or by hand) counts as shared.
-- A shared number, once seen, stays: records are never deleted, so the dataset is counted by
+- Numbers and subjects must match one to one. A number held by two subjects makes a count one
+  person short; a subject holding two numbers (a row edited by hand can) counts one person twice,
+  which in the release ledger's differences is as bad: a person inside a part by one number is
+  outside it by the other, and a dominant person's sum is split in two.
+- The first look reads the whole table once: the distinct numbers, subjects and (number, subject)
+  pairs, all three equal only for a one-to-one match. Later looks, if the dataset has batches
+  stamped since, read every row holding a number of those batches, and every row of a subject
+  of them. A row without a number (written before migration 0006 filled them, or by hand)
+  counts as shared.
+- A mismatch, once seen, stays: records are never deleted, so the dataset is counted by
   subjects from then on.
 
 The look is made after the answer's read, so every record the answer counted (its batches are
@@ -94,15 +97,16 @@ def _look(conn: Connection, target: DatasetTable, batches: Table, before: _Looke
     t = target.table
     if before is None or before.through == NOTHING_STORED:
         pairs = select(t.c.subject_n, t.c.subject).where(t.c.subject_n.is_not(None)).distinct().subquery()
-        numbers, held, numbered, rows = conn.execute(
+        numbers, subjects, held, numbered, rows = conn.execute(
             select(
                 func.count(distinct(t.c.subject_n)),
+                func.count(distinct(t.c.subject)),
                 select(func.count()).select_from(pairs).scalar_subquery(),
                 func.count(t.c.subject_n),
                 func.count(),
             )
         ).one()
-        return _Looked(through, shared=numbers != held or numbered != rows)
+        return _Looked(through, shared=numbers != held or subjects != held or numbered != rows)
     fresh_batches = select(batches.c.batch_id).where(
         batches.c.dataset == target.dataset.name, batches.c.received_at > before.through
     )
@@ -120,8 +124,16 @@ def _look(conn: Connection, target: DatasetTable, batches: Table, before: _Looke
         .group_by(held.c.subject_n)
         .having(func.count(distinct(held.c.subject)) > 1)
     )
+    people = select(fresh.c.subject).where(fresh.c.batch_id.in_(fresh_batches))
+    split = (
+        select(held.c.subject)
+        .where(held.c.subject.in_(people))
+        .group_by(held.c.subject)
+        .having(func.count(distinct(held.c.subject_n)) > 1)
+    )
     shared = (
         conn.execute(unnumbered.limit(1)).first() is not None
         or conn.execute(twice.limit(1)).first() is not None
+        or conn.execute(split.limit(1)).first() is not None
     )
     return _Looked(through, shared=shared)

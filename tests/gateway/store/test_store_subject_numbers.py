@@ -290,3 +290,90 @@ def test_ledger_checks_by_a_watermark_newer_than_the_last_look_look_again(
     store.store_batch(batches.meta("contacts", "c1", 1), batches.columns("contacts", contacts))
     newest = store.aggregate(dataclasses.replace(COUNTS, dataset="contacts")).watermark  # past b2
     assert store.ledger_differences("visits", [_check(None)], newest) == [5]
+
+
+def test_ledger_by_an_answer_reads_only_that_answers_batches(store: SqlStore, batches: Any) -> None:
+    """Seen distinct through the answer; a later batch brings a person sharing a number and a
+    newcomer: the ledger by the answer's watermark counts by number over the answer's records
+    only, and over everything stored by subject, both of them counted."""
+    _store(store, batches, "b1", [_row(i, "D01") for i in range(4)] + [_row(5, "D02")], sharing=1)
+    as_of = store.aggregate(COUNTS).watermark
+    _store(store, batches, "b2", [_row(9, "D01"), _row(10, "D01")], sharing=1)
+    check = _check(None)
+    with _statements(store) as sent:
+        assert store.ledger_differences("visits", [check], as_of) == [4]
+        figures = store.ledger_sum_differences("visits", [(check, "stay_hours")], 1, as_of)
+        bounded = store.ledger_sum_differences("visits", [(check, "stay_hours")], 2, as_of, near_percent=85)
+    assert figures == [(1.0 + 2.0 + 3.0 + 4.0, 4.0)]
+    assert bounded[0][0] == 10.0
+    counted = [s for s in sent if "count(DISTINCT" in s]
+    assert counted
+    assert all("subject_n" in s for s in counted)
+    assert store.ledger_differences("visits", [check]) == [6]
+
+
+def test_ledger_without_an_answers_watermark_counts_by_subject(store: SqlStore, batches: Any) -> None:
+    """Checks over every stored record (no watermark) count people by subject, even where no
+    look has been made at the numbers they share."""
+    _store(store, batches, "b1", [_row(i, "D01") for i in range(6)], sharing=6)
+    assert store.ledger_differences("visits", [_check(None)]) == [6]
+
+
+def _split(store: SqlStore, batches: Any, sql: Callable[..., list[Any]], rows: list[dict[str, Any]]) -> str:
+    """Store ``rows`` (person 0 twice), give person 0's D02/D03 record another number by hand,
+    and answer once: the watermark of that answer."""
+    _store(store, batches, "b1", rows)
+    sql(
+        "UPDATE ds_visits SET subject_n = 4242 WHERE subject_n IS NOT NULL AND district IN ('D02', 'D03')"
+        " AND event_day = 19850"
+    )
+    return store.aggregate(COUNTS).watermark
+
+
+def test_a_subject_holding_two_numbers_is_one_person_in_a_difference(
+    store: SqlStore, batches: Any, sql: Callable[..., list[Any]]
+) -> None:
+    """A person whose records hold two numbers (one edited by hand) is inside the part by one of
+    them: the difference is not inflated by counting the other as a second person."""
+    rows = [_row(0, "D01"), {**_row(0, "D02"), "event_day": 19_850}, _row(1, "D01"), _row(2, "D03")]
+    as_of = _split(store, batches, sql, rows)
+    assert store.ledger_differences("visits", [_check(None)], as_of) == [2]
+    assert store.ledger_differences("visits", [_check(None)]) == [2]
+
+
+def test_a_subject_holding_two_numbers_still_dominates_a_sum(
+    store: SqlStore, batches: Any, sql: Callable[..., list[Any]]
+) -> None:
+    """One person's 100 + 100 hours of a 201-hour difference, under two numbers, is still one
+    person's 200: the dominance figure is not split into two people of 100."""
+    rows = [
+        {**_row(0, "D01"), "stay_hours": 100.0},
+        {**_row(0, "D03"), "event_day": 19_850, "stay_hours": 100.0},
+        {**_row(1, "D01"), "stay_hours": 1.0},
+    ]
+    as_of = _split(store, batches, sql, rows)
+    item = [(_check(None), "stay_hours")]
+    assert store.ledger_sum_differences("visits", item, 1, as_of) == [(201.0, 200.0)]
+
+
+def test_a_subject_holding_two_numbers_is_one_person_in_a_cell(
+    store: SqlStore, batches: Any, sql: Callable[..., list[Any]]
+) -> None:
+    """A one-person cell whose person's records hold two numbers counts one person."""
+    _store(store, batches, "b1", [_row(0, "D01"), {**_row(0, "D01"), "event_day": 19_850}, _row(1, "D02")])
+    sql("UPDATE ds_visits SET subject_n = 4242 WHERE event_day = 19850")
+    assert _people(store, COUNTS) == ({("D01",): 1, ("D02",): 1}, 2)
+    assert _people(store, COUNTS) == ({("D01",): 1, ("D02",): 1}, 2)
+
+
+def test_a_subject_given_a_second_number_later_is_found(
+    store: SqlStore, batches: Any, sql: Callable[..., list[Any]]
+) -> None:
+    """A dataset seen one-to-one, then a batch whose record of a stored person holds another
+    number (edited by hand): the next look finds it, and the person counts once."""
+    _store(store, batches, "b1", [_row(0, "D01"), _row(1, "D01")])
+    assert _people(store, COUNTS) == ({("D01",): 2}, 2)
+    _store(store, batches, "b2", [{**_row(0, "D01"), "event_day": 19_850}])
+    sql("UPDATE ds_visits SET subject_n = 4242 WHERE batch_id = 'b2'")
+    assert _people(store, COUNTS) == ({("D01",): 2}, 2)
+    assert not store._numbers.usable(store._schema.datasets["visits"])
