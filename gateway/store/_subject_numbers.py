@@ -1,4 +1,4 @@
-"""Whether a dataset's ``subject_n`` counts its people exactly: no two subjects share a number.
+"""Whether a dataset's ``subject_n`` counts its people exactly: numbers match subjects one to one.
 
 Counting distinct people is the costliest part of every answer, and an 8-byte number is counted
 in about half the time of a 32-byte subject (gateway/store/_schema.py). The number is the
