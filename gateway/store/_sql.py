@@ -273,7 +273,7 @@ class SqlStore:
         by_number = target is not None and self._numbers.usable(target)
         answer = partial(self._answer, spec, top_n=top_n, digest=digest, near_percent=near_percent)
         result = answer(by_number=by_number)
-        if target is not None and by_number and not self._numbers.exact_through(target, result.watermark):
+        if by_number and target is not None and not self._numbers.exact_through(target, result.watermark):
             result = answer(by_number=False)
         return result
 
