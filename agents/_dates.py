@@ -24,7 +24,7 @@ _FAST = {
 }
 _DIRECTIVE = re.compile(r"%(.)|(\s+)|([^%\s]+)")
 _ISO_DAY = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
-_ISO = {
+ISO_PATTERNS = {
     "%Y-%m-%d": re.compile(_ISO_DAY),
     "%Y-%m-%d %H:%M": re.compile(_ISO_DAY + " [0-9]{2}:[0-9]{2}"),
     "%Y-%m-%d %H:%M:%S": re.compile(_ISO_DAY + " [0-9]{2}:[0-9]{2}:[0-9]{2}"),
@@ -39,7 +39,7 @@ class DateParser:
     def __init__(self, fmt: str) -> None:
         self.format = fmt
         # the ISO fast path's pattern, or None; the mapper inlines that path (agents/_mapping.py)
-        self.iso_pattern = _ISO.get(fmt)
+        self.iso_pattern = ISO_PATTERNS.get(fmt)
         self._last: tuple[str, datetime] | None = None
         self._pattern, order = _compile(fmt)
         # positions in [*parsed groups, 1, 0] of year, month, day, hour, minute, second

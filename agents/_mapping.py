@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agents._config import (
     EVENT_DATE,
@@ -40,8 +40,11 @@ from agents._config import (
     PseudonymiseField,
 )
 from agents._contract import Contract, ContractDimension, ContractMeasure
-from agents._dates import EPOCH, DateParser
+from agents._dates import EPOCH, ISO_PATTERNS, DateParser
 from agents.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agents._columnar import ColumnarBuilder, ColumnarMapper
 
 ID_SEPARATOR = "\x1f"
 FIRST_EVENT_YEAR, LAST_EVENT_YEAR = 1900, 2199  # what the gateway accepts; anything else is a typo
@@ -131,6 +134,9 @@ class Mapper:
     _map: MapFn
     _append: AppendFn
     source_code: str  # the compiled functions, for review and debugging (holds no key or value)
+    # the same mapping over whole blocks of rows (agents/_columnar.py); None when a field has a
+    # shape it does not know, or pyarrow is missing: then every row takes the row mapper
+    columnar: ColumnarMapper | None = None
 
     def map(self, row: Mapping[str, str]) -> MappedRecord:
         """The record for one row; raises Rejected naming the first field that does not fit."""
@@ -150,8 +156,11 @@ class Mapper:
         return [[] for _ in range(2 + len(self.contract.dimensions) + len(self.contract.measures))]
 
 
-def build_mapper(config: AgentConfig, contract: Contract, linkage_key: bytes) -> Mapper:
-    """Check the field mappings against the contract and compile them; ConfigError names the field."""
+def build_mapper(
+    config: AgentConfig, contract: Contract, linkage_key: bytes, *, columnar: bool = True
+) -> Mapper:
+    """Check the field mappings against the contract and compile them; ConfigError names the field.
+    ``columnar=False`` leaves out the block mapper (tests compare the two paths with it)."""
     where = f"{config.path}: fields"
     contract_names = set(contract.column_names())
     for spec in config.fields:
@@ -170,14 +179,19 @@ def build_mapper(config: AgentConfig, contract: Contract, linkage_key: bytes) ->
     subject, event = specs[SUBJECT], specs[EVENT_DATE]
     if not isinstance(subject, PseudonymiseField) or not isinstance(event, DateField):
         raise ConfigError(f"{where}: subject must use pseudonymise and event_date must use date")
-    code = _Compiler()
+    code = _Compiler(columnar=columnar)
     code.subject(subject, Pseudonymiser(linkage_key))
     code.event(event, contract.granularity)
     dims = [code.dimension(config, specs[d.name], d) for d in contract.dimensions]
     measures = [code.measure(config, specs[m.name], m) for m in contract.measures]
     source, map_fn, append_fn = code.finish(dims, measures)
     return Mapper(
-        contract=contract, columns=config.source_columns(), _map=map_fn, _append=append_fn, source_code=source
+        contract=contract,
+        columns=config.source_columns(),
+        _map=map_fn,
+        _append=append_fn,
+        source_code=source,
+        columnar=None if code.columnar is None else code.columnar.build(),
     )
 
 
@@ -195,7 +209,8 @@ class _Compiler:
     invented name, never written into the code, so a config cannot inject code.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, columnar: bool) -> None:
+        self.columnar = _columnar_builder() if columnar else None
         self.namespace: dict[str, object] = {
             "Rejected": Rejected,
             "_normalise": normalise_identifier,
@@ -275,6 +290,8 @@ class _Compiler:
             parts.append(f"_p{index}")
         joined = parts[0] if len(parts) == 1 else f"_SEP_BYTES.join(({', '.join(parts)},))"
         self.emit(f"_mac = {keyed}.copy()", f"_mac.update({joined})", "_token = _mac.digest()")
+        if self.columnar is not None:
+            self.columnar.subject(spec, pseudonymiser.keyed, ID_SEPARATOR.encode())
 
     def event(self, spec: DateField, granularity: str) -> None:
         event = self.date(EVENT_DATE, spec.column, self.parser(spec.format, cached=False))
@@ -289,6 +306,15 @@ class _Compiler:
             self.emit(f"_coarse = _day.replace(day=1).toordinal() - {epoch}")
         else:
             self.emit(f"_coarse = _day.toordinal() - {epoch}")
+        if self.columnar is not None and self._columnar_reads(spec.format):
+            self.columnar.event_day(spec, granularity, FIRST_EVENT_YEAR, LAST_EVENT_YEAR)
+
+    def _columnar_reads(self, fmt: str) -> bool:
+        """Whether the block mapper reads dates in ``fmt``; when it does not, there is none."""
+        if fmt in ISO_PATTERNS:
+            return True
+        self.columnar = None
+        return False
 
     def dimension(self, config: AgentConfig, spec: FieldSpec, dimension: ContractDimension) -> str:
         where = f"{config.path}: fields.{spec.name}"
@@ -301,6 +327,8 @@ class _Compiler:
                     f"{where}.map: every value must be in the contract's domain for {spec.name}"
                 )
             mapped = self.const({raw: codes[value] for raw, value in spec.mapping.items()})
+            if self.columnar is not None:
+                self.columnar.dimension(spec, codes, None, None)
             self.emit(
                 f"{var} = {mapped}.get(row[{self.const(spec.column)}].strip())",
                 f"if {var} is None:",
@@ -308,9 +336,10 @@ class _Compiler:
             )
             return var
         if isinstance(spec, LookupField):
-            table = self.const(
-                {key: codes[value] for key, value in _read_lookup(spec.file, where, codes).items()}
-            )
+            coded = {key: codes[value] for key, value in _read_lookup(spec.file, where, codes).items()}
+            table = self.const(coded)
+            if self.columnar is not None:
+                self.columnar.dimension(spec, codes, coded, None)
             self.emit(
                 f"_v = row[{self.const(spec.column)}].strip().upper()",
                 "if not _v:",
@@ -323,6 +352,8 @@ class _Compiler:
         if isinstance(spec, AgeBandField):
             by_age = _age_codes(dimension, where)
             bands = self.const(by_age)
+            if self.columnar is not None and self._columnar_reads(spec.format):
+                self.columnar.dimension(spec, codes, None, by_age)
             birth = self.date(spec.name, spec.column, self.parser(spec.format, cached=True))
             self.emit(
                 f"_b = {birth}.date()",
@@ -355,6 +386,8 @@ class _Compiler:
                 f"{var} = {low} if _x < {low} else {high} if _x > {high} else _x",
             )
             self.namespace["_INF"] = math.inf
+            if self.columnar is not None:
+                self.columnar.measure(spec, measure.min, measure.max)
             return var
         if isinstance(spec, HoursBetweenField):
             parse = self.parser(spec.format, cached=False)
@@ -365,6 +398,8 @@ class _Compiler:
                 f"_h = ({end} - {start}).total_seconds() / 3600.0",
                 f"{var} = {low} if _h < {low} else {high} if _h > {high} else _h",
             )
+            if self.columnar is not None and self._columnar_reads(spec.format):
+                self.columnar.measure(spec, measure.min, measure.max)
             return var
         raise ConfigError(f"{where}.transform: {spec.name} is a measure; use number or hours_between")
 
@@ -385,6 +420,14 @@ class _Compiler:
         )
         exec(compile(source, "<agents mapper>", "exec"), self.namespace)  # noqa: S102 - see the class docstring
         return source, self.namespace["map_row"], self.namespace["append_row"]  # type: ignore[return-value]
+
+
+def _columnar_builder() -> ColumnarBuilder | None:
+    try:
+        from agents._columnar import ColumnarBuilder
+    except ImportError:  # pyarrow is not installed: every row takes the row mapper
+        return None
+    return ColumnarBuilder()
 
 
 def _read_lookup(path: Path, where: str, domain: Mapping[str, int]) -> dict[str, str]:

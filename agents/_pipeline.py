@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from itertools import compress
+from typing import Any, Protocol
 
 from agents._config import AgentConfig
 from agents._contract import Contract, ensure_state_dir, save_contract
@@ -35,7 +37,7 @@ from agents._pb import ingest_pb2
 from agents._push import GatewayClient, TlsMaterial
 from agents._rejects import write_reject_file
 from agents._seal import Sealer
-from agents._source import BadRow, Position, RecordSource, RowStream, open_source
+from agents._source import BadRow, Position, RecordSource, RowBlock, RowStream, open_source
 from agents._state import AgentState, RejectRow, encode_position
 from agents.errors import AgentError, ConfigError, PermanentPushError
 
@@ -88,12 +90,21 @@ def iter_stretches(
     stream: RowStream, mapper: Mapper, batch_size: int, summary: PushSummary, start: Position
 ) -> Iterator[Stretch]:
     """The source cut into stretches of `batch_size` accepted records (the last may be shorter or
-    hold only rejects). Cuts depend only on the rows and the start, so a re-read cuts the same."""
+    hold only rejects). Cuts depend only on the rows and the start, so a re-read cuts the same,
+    whether its rows were read one by one or in blocks (agents/_columnar.py)."""
     current = Stretch(encode_position(start), start, mapper.new_columns())
     append = mapper.append_fn
     read = rejected = 0
+    blocks = getattr(stream, "blocks", None)
+    items = blocks() if mapper.columnar is not None and blocks is not None else iter(stream)
     try:
-        for line, row in stream:
+        for item in items:
+            if isinstance(item, RowBlock):
+                state = _Cutting(current, read, rejected)
+                yield from _block_stretches(item, mapper, batch_size, summary, stream=stream, state=state)
+                current, read, rejected = state.current, state.read, state.rejected
+                continue
+            line, row = item
             read += 1
             if isinstance(row, BadRow):
                 current.rejects.append(RejectRow(line, ROW, row.problem))
@@ -123,6 +134,104 @@ def iter_stretches(
     finally:
         summary.read += read
         summary.rejected += rejected
+
+
+@dataclass
+class _Cutting:
+    """iter_stretches' running state, handed to _block_stretches and back."""
+
+    current: Stretch
+    read: int  # rows read since the last stretch was yielded
+    rejected: int  # rejects among them
+
+
+def _block_stretches(
+    block: RowBlock,
+    mapper: Mapper,
+    batch_size: int,
+    summary: PushSummary,
+    *,
+    stream: RowStream,
+    state: _Cutting,
+) -> Iterator[Stretch]:
+    """A block's rows into the running stretch, yielding every stretch they fill, cut where the
+    row path would cut it: after the record that makes it `batch_size`."""
+    mapped = _map_block(block, mapper)
+    accepted, current = mapped.accepted, state.current
+    taken = done_reads = done_rejects = 0
+    while taken < len(accepted):
+        more = min(batch_size - current.count, len(accepted) - taken)
+        last = accepted[taken + more - 1]
+        for column, values in zip(current.columns, mapped.values, strict=True):
+            column.extend(values[taken : taken + more])
+        taken += more
+        current.count += more
+        reads, rejects = bisect_right(mapped.reads, last), bisect_right(mapped.reject_lines, last)
+        current.rejects += mapped.rejects[done_rejects:rejects]
+        state.read += reads - done_reads
+        state.rejected += rejects - done_rejects
+        done_reads, done_rejects = reads, rejects
+        if current.count >= batch_size:
+            current.end = stream.position_at(  # type: ignore[attr-defined]
+                block.start + block.parsed.line_ends[last], block.first_line + last + 1
+            )
+            summary.read += state.read
+            summary.rejected += state.rejected
+            state.read = state.rejected = 0
+            yield current
+            current = Stretch(encode_position(current.end), current.end, mapper.new_columns())
+    current.rejects += mapped.rejects[done_rejects:]
+    state.read += len(mapped.reads) - done_reads
+    state.rejected += len(mapped.rejects) - done_rejects
+    state.current = current
+
+
+@dataclass(frozen=True)
+class _MappedBlock:
+    """A block's records and rejects, by line index within the block."""
+
+    accepted: list[int]  # line index of each accepted record, in order
+    values: list[list[Any]]  # the accepted records as batch columns
+    reads: list[int]  # line index of every row read (accepted, rejected or unreadable), in order
+    reject_lines: list[int]  # line index of each reject, in order
+    rejects: list[RejectRow]
+
+
+def _map_block(block: RowBlock, mapper: Mapper) -> _MappedBlock:
+    """Map a block with the block mapper, and the rows it cannot vouch for with the row mapper."""
+    parsed, first = block.parsed, block.first_line + 1
+    from agents._columnar import rows_of  # pyarrow is there: the mapper has a block mapper
+
+    columnar = mapper.columnar
+    assert columnar is not None
+    problems: list[tuple[int, RejectRow]] = [
+        (index, RejectRow(first + index, ROW, problem)) for index, problem in parsed.bad
+    ]
+    if parsed.rows:
+        fits, values = columnar.map_block(parsed.columns)
+    else:
+        fits, values = [], [[] for _ in mapper.new_columns()]
+    unsure = [position for position, fit in enumerate(fits) if not fit]
+    rows = rows_of(parsed.columns, unsure) if unsure else []
+    for position, row in zip(unsure, rows, strict=True):
+        record = mapper.new_columns()
+        try:
+            mapper.append_fn(row, record)
+        except Rejected as problem:
+            index = parsed.rows[position]
+            problems.append((index, RejectRow(first + index, problem.field, problem.problem)))
+            continue
+        fits[position] = True
+        for column, value in zip(values, record, strict=True):
+            column[position] = value[0]
+    problems.sort(key=lambda item: item[0])
+    return _MappedBlock(
+        accepted=list(compress(parsed.rows, fits)),
+        values=[list(compress(column, fits)) for column in values],
+        reads=sorted(parsed.rows + [index for index, _ in parsed.bad]),
+        reject_lines=[index for index, _ in problems],
+        rejects=[reject for _, reject in problems],
+    )
 
 
 def push(

@@ -13,6 +13,7 @@ and hands one back to `open(columns, resume=...)` to read only what is new.
 from __future__ import annotations
 
 import _csv
+import codecs
 import csv
 import hashlib
 import os
@@ -22,15 +23,25 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from agents._config import CsvSourceSettings, SourceSettings
 from agents.errors import ConfigError, SourceChangedError, SourceError
+
+if TYPE_CHECKING:
+    from agents._csv_blocks import BlockReader, ParsedBlock
+
+WRONG_WIDTH = "wrong number of fields"
 
 # errors="surrogateescape" turns every undecodable byte into a lone surrogate in this range,
 # so one regex search finds a bad line without stopping the stream.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _FINGERPRINT_BYTES = 64 * 1024
+# blocks of lines read at once (agents/_csv_blocks.py): big enough that per-block costs vanish,
+# small enough to keep the agent's memory flat
+_BLOCK_BYTES = 2 << 20
+_MIN_BLOCK_BYTES = 64 << 10
+_BLOCK_ENCODINGS = frozenset({"utf-8"})
 MAX_RECORD_LINES = 200  # a quoted field over more lines than this is a stray quote, not a note
 SETTLE_SECONDS = 2.0
 
@@ -154,6 +165,7 @@ class _CsvStream:
                 raise ConfigError(f"{path}: column '{column}' {problem} the header row")
             positions.append((column, names.index(column)))
         self._positions = tuple(positions)
+        self._as_row = row_builder(self._positions)
         self._line_base = 0
         if resume is not None:
             self._resume(resume)
@@ -234,11 +246,7 @@ class _CsvStream:
         return self._names
 
     def position(self) -> Position:
-        return {
-            "offset": self._offset,
-            "line": self._line_base + self._reader.line_num,
-            "fingerprint": self._fingerprint(self._offset),
-        }
+        return self.position_at(self._offset, self._line_base + self._reader.line_num)
 
     def _resync(self, record_start: int, first_line: int) -> None:
         """After a broken record that ran over several lines (a stray quote swallows the lines after
@@ -253,8 +261,11 @@ class _CsvStream:
         self._line_base = first_line
 
     def __iter__(self) -> Iterator[SourceRow]:
-        width = self._width
-        as_row = row_builder(self._positions)
+        while (row := self._next_row()) is not None:
+            yield row
+
+    def _next_row(self) -> SourceRow | None:
+        """The next record read by the csv module (blank lines skipped), or None at the end."""
         record = self._record_lines
         while True:
             reader = self._reader
@@ -265,22 +276,89 @@ class _CsvStream:
             try:
                 fields = next(reader)
             except StopIteration:
-                return
+                return None
             except (csv.Error, _RecordTooLongError):
-                yield start, BadRow("the line is not well-formed CSV (an unclosed quote?)")
                 if len(record) > 1:
                     self._resync(record_start, start)
-                continue
+                return start, BadRow("the line is not well-formed CSV (an unclosed quote?)")
             if not fields:
                 continue  # blank line
-            if len(fields) != width:
-                yield start, BadRow("wrong number of fields")
+            if len(fields) != self._width:
                 if len(record) > 1:
                     self._resync(record_start, start)
-            elif undecodable != self._undecodable_lines:
-                yield start, BadRow("bytes that are not valid text in the configured encoding")
-            else:
-                yield start, as_row(fields)
+                return start, BadRow(WRONG_WIDTH)
+            if undecodable != self._undecodable_lines:
+                return start, BadRow("bytes that are not valid text in the configured encoding")
+            return start, self._as_row(fields)
+
+    def blocks(self) -> Iterator[RowBlock | SourceRow]:
+        """The rest of the file as blocks of many lines (agents/_csv_blocks.py) where it can be
+        read that way, and as single records read by the csv module where it cannot."""
+        reader = self._block_reader()
+        if reader is None:
+            yield from self
+            return
+        size = _BLOCK_BYTES
+        while True:
+            raw = self._complete_lines(size)
+            parsed = reader.parse(raw) if raw else None
+            if parsed is not None and parsed.lines:
+                block = RowBlock(self._line_base + self._reader.line_num, self._offset, parsed)
+                self._skip(parsed.line_ends[-1], parsed.lines)
+                yield block
+                if parsed.line_ends[-1] == len(raw):
+                    size = min(size * 2, _BLOCK_BYTES)
+                    continue
+            # the row reader reads what the block could not: a short block next time, so that a
+            # file full of multi-line records is not decoded again and again
+            size = max(size // 4, _MIN_BLOCK_BYTES)
+            until = self._offset + (len(raw) if parsed is None and raw else 1)
+            while self._offset < until:
+                row = self._next_row()
+                if row is None:
+                    return
+                yield row
+
+    def _block_reader(self) -> BlockReader | None:
+        try:
+            if codecs.lookup(self._encoding).name not in _BLOCK_ENCODINGS:
+                return None
+            from agents._csv_blocks import BlockReader
+        except (LookupError, ImportError):  # pyarrow is not installed: every record by the csv module
+            return None
+        settings = self._settings
+        return BlockReader(settings.delimiter, settings.quotechar, self._width, self._positions)
+
+    def _complete_lines(self, size: int) -> bytes:
+        """Up to ``size`` bytes from the current offset, cut after their last line break."""
+        try:
+            raw = os.pread(self._handle.fileno(), size, self._offset)
+        except OSError as exc:
+            raise SourceError(f"{self._path}: read failed ({exc.strerror or exc})") from exc
+        return raw[: raw.rfind(b"\n") + 1]
+
+    def _skip(self, length: int, lines: int) -> None:
+        """Move past ``lines`` lines (``length`` bytes) that a block has read."""
+        self._line_base += self._reader.line_num + lines
+        self._offset += length
+        try:
+            self._handle.seek(self._offset)
+        except OSError as exc:
+            raise SourceError(f"{self._path}: cannot seek past a block") from exc
+        self._reader = self._new_reader()
+
+    def position_at(self, offset: int, line: int) -> Position:
+        """The position after the line ``line`` ending at byte ``offset``."""
+        return {"offset": offset, "line": line, "fingerprint": self._fingerprint(offset)}
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """Lines read as one block: line ``i`` of it is line ``first_line + i + 1`` of the file."""
+
+    first_line: int
+    start: int  # byte offset of its first line
+    parsed: ParsedBlock
 
 
 def row_builder(positions: Sequence[tuple[str, int]]) -> Callable[[Sequence[str]], dict[str, str]]:

@@ -1,4 +1,4 @@
-"""The unit's MemoryDenyWriteExecute=yes is safe: grpcio, cryptography and CPython need no memory
+"""The unit's MemoryDenyWriteExecute=yes is safe: grpcio, cryptography, pyarrow and CPython need no memory
 that is both writable and executable, so a real push works under the same seccomp rules."""
 
 from __future__ import annotations

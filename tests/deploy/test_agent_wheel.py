@@ -26,7 +26,7 @@ pytestmark = [
     ),
 ]
 
-AGENT_DEPENDENCIES = {"grpcio", "protobuf", "cryptography", "rich"}
+AGENT_DEPENDENCIES = {"grpcio", "protobuf", "cryptography", "rich", "pyarrow"}
 SERVER_ONLY = {"sqlalchemy", "gordon-to-regorus", "pyyaml", "structlog", "prometheus-client", "psycopg"}
 
 
@@ -86,7 +86,7 @@ def test_wheel_holds_only_the_agent_package_and_its_deploy_files(wheel: Path) ->
 
 
 def test_wheel_requires_only_the_agents_dependencies(wheel: Path) -> None:
-    """Requires-Dist names grpcio, protobuf, cryptography and rich, plus sqlalchemy only under the `sql`
+    """Requires-Dist names grpcio, protobuf, cryptography, rich and pyarrow, plus sqlalchemy only under the `sql`
     extra; no other server dependency."""
     metadata = _metadata(wheel)
     plain = {_name(r) for r in metadata["Requires-Dist"] if "extra ==" not in r}
