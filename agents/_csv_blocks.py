@@ -15,8 +15,10 @@ record. A block of whole lines is read here instead, where every line is one of:
   reader takes over from there, so multi-line records, resynchronisation and every reject
   message stay the row reader's own.
 
-Only UTF-8 text is read this way (a newline byte is a line break and nothing else there); a block
-whose bytes do not decode is read by the row reader.
+Only UTF-8 text is read this way (a newline byte is a line break and nothing else there), with an
+ASCII delimiter and quote character (all Arrow's parser takes), and never a line longer than the
+csv module's field size limit (which the csv module refuses); a block whose bytes do not decode
+is read by the row reader.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, compress, repeat
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,6 +54,11 @@ class ParsedBlock:
 
 class BlockReader:
     """Reads blocks for one file's dialect, width and wanted columns."""
+
+    @staticmethod
+    def reads(delimiter: str, quotechar: str) -> bool:
+        """Whether Arrow's parser takes this dialect: one ASCII character each, NUL excluded."""
+        return all(len(c) == 1 and "\x00" < c < "\x80" for c in (delimiter, quotechar))
 
     def __init__(self, delimiter: str, quotechar: str, width: int, wanted: Sequence[tuple[str, int]]) -> None:
         self._delimiter, self._quotechar, self._width = delimiter, quotechar, width
@@ -95,7 +102,10 @@ class BlockReader:
         ends = list(accumulate(lengths))
         self._check_quoted(raw, ends, kinds)
         count, bad, module_rows, module_values = self._read_by_module(lines, kinds)
-        fast_rows = [i for i in range(count) if kinds[i] <= _QUOTED]
+        if _MODULE in kinds or _BLANK in kinds:
+            fast_rows = [i for i in range(count) if kinds[i] <= _QUOTED]
+        else:
+            fast_rows = list(range(count))
         if len(fast_rows) == count:  # every line: Arrow reads the bytes as they are
             data = raw[: ends[count - 1]] if count else b""
         else:
@@ -126,6 +136,13 @@ class BlockReader:
             else _MODULE
             for line in lines
         ]
+        # the csv module refuses a field over its size limit, and the row reader rejects the line;
+        # Arrow has no such limit: a line that long is the csv module's
+        limit = csv.field_size_limit()
+        if lines and max(map(len, lines)) > limit:
+            for index, line in enumerate(lines):
+                if len(line) > limit:
+                    kinds[index] = _MODULE
         if self._unusual(text, lines):
             for index, line in enumerate(lines):
                 if line == "\r":
@@ -147,7 +164,7 @@ class BlockReader:
         bad: list[tuple[int, str]] = []
         rows: list[int] = []
         values: list[list[str]] = []
-        for index in [i for i, kind in enumerate(kinds) if kind == _MODULE]:
+        for index in _indexes_of(_MODULE, kinds):
             try:
                 records = list(
                     csv.reader(
@@ -179,12 +196,12 @@ class BlockReader:
             return True
         if "\r" not in text:
             return False
-        line_ends = sum(1 for line in lines if line[-1:] == "\r")
+        line_ends = sum(map(str.endswith, lines, repeat("\r")))
         return text.count("\r") != line_ends or "\r" in lines
 
     def _check_quoted(self, raw: bytes, ends: list[int], kinds: list[int]) -> None:
         """Send the quoted lines that do not match the well-formed pattern to the csv module."""
-        quoted = [i for i, kind in enumerate(kinds) if kind == _QUOTED]
+        quoted = _indexes_of(_QUOTED, kinds)
         if not quoted:
             return
         offsets = array("i", [0])
@@ -199,12 +216,19 @@ class BlockReader:
     def _read_fast(self, data: bytes, lines: int) -> dict[str, pa.Array] | None:
         if not lines:
             return {name: pa.array([], pa.string()) for name, _ in self._wanted}
-        table = pcsv.read_csv(
-            io.BytesIO(data),
-            read_options=self._read_options,
-            parse_options=self._parse_options,
-            convert_options=self._convert_options,
-        )
+        try:
+            table = pcsv.read_csv(
+                io.BytesIO(data),
+                read_options=self._read_options,
+                parse_options=self._parse_options,
+                convert_options=self._convert_options,
+            )
+        except pa.ArrowException:  # never seen; its message would quote the line: the row reader reads it
+            return None
         if table.num_rows != lines:  # never seen: a line read as more or fewer than one row
             return None
         return {name: table.column(f"f{index}").combine_chunks() for name, index in self._wanted}
+
+
+def _indexes_of(kind: int, kinds: list[int]) -> list[int]:
+    return list(compress(range(len(kinds)), map(kind.__eq__, kinds)))

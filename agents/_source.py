@@ -327,6 +327,8 @@ class _CsvStream:
         except (LookupError, ImportError):  # pyarrow is not installed: every record by the csv module
             return None
         settings = self._settings
+        if not BlockReader.reads(settings.delimiter, settings.quotechar):
+            return None
         return BlockReader(settings.delimiter, settings.quotechar, self._width, self._positions)
 
     def _complete_lines(self, size: int) -> bytes:

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -354,3 +355,37 @@ def test_a_file_in_another_encoding_takes_the_row_path(plain: Paths) -> None:
         assert not any(isinstance(item, RowBlock) for item in stream.blocks())
     with CsvSource(utf8).open(plain.config.source_columns()) as stream:
         assert any(isinstance(item, RowBlock) for item in stream.blocks())
+
+
+def test_a_field_over_the_csv_modules_size_limit_is_rejected_both_ways(plain: Paths) -> None:
+    """The csv module refuses a field longer than csv.field_size_limit() and the row path rejects
+    its line; Arrow has no such limit, so the block path must leave that line to the csv module."""
+    lines = []
+    for n in range(3):
+        record = _fine_values(n)
+        if n == 1:
+            record["clinical_notes"] = "x" * (csv.field_size_limit() + 1)
+        lines.append((_csv([record[c] for c in ED_HEADER]) + "\n").encode())
+    _write(plain, lines)
+    cuts = _same_both_ways(plain, 3)
+    assert [cut[2] for cut in cuts] == [2] and [r[0] for r in cuts[0][4]] == [3]
+
+
+@pytest.mark.parametrize(("delimiter", "quotechar"), [("§", '"'), (",", "«"), ("\x00", '"')])
+def test_a_delimiter_or_quote_arrow_cannot_take_is_read_by_rows(
+    tmp_path: Path, pki: agent_testkit.TestPki, agency_keys: AgencyKeys, delimiter: str, quotechar: str
+) -> None:
+    """The config takes any one character as delimiter and quote character, and the csv module
+    reads them; Arrow's parser takes ASCII only, so such an export is read line by line."""
+    paths = _paths(
+        make_workspace(tmp_path / "agent", pki, agency_keys),
+        "day",
+        (('delimiter = ","', f"delimiter = {json.dumps(delimiter)}\nquotechar = {json.dumps(quotechar)}"),),
+    )
+    path = Path(paths.config.source.path)  # type: ignore[union-attr]
+    rows = [[{**_fine_values(n), "clinical_notes": "fine"}[c] for c in ED_HEADER] for n in range(4)]
+    path.write_text("\n".join(delimiter.join(row) for row in [ED_HEADER, *rows]) + "\n", encoding="utf-8")
+    old = path.stat().st_mtime - 3_600
+    os.utime(path, (old, old))
+    cuts = _same_both_ways(paths, 3)
+    assert sum(cut[2] for cut in cuts) == 4
