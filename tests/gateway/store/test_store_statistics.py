@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store import SqlStore
+from gateway.store import SqlStore, _statistics
 from gateway.store._statistics import MIN_CHANGED_ROWS, needs_analysis
 
 WAIT_S = 15.0  # the thread looks within a second of a batch; generous for a busy machine
@@ -90,6 +90,27 @@ def test_postgres_dataset_table_is_analysed_as_batches_grow_it(
 
     batches.store(store, "visits", "b3", _visits("c", 600))  # 1,600 changed >= 1,500 held
     assert _wait_for(sql, "ds_visits", 2) == (2, 3_100.0)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_an_analysis_due_soon_after_the_last_waits_then_runs_unasked(
+    store: SqlStore, batches: Any, sql: Callable[..., list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that doubles the table right after its analysis does not start another one within
+    REANALYSE_AFTER_S (a bulk load would run one a second); once that time has passed, the
+    analysis runs without any further batch."""
+    monkeypatch.setattr(_statistics, "REANALYSE_AFTER_S", 4.0)
+    batches.store(store, "visits", "b1", _visits("a", 1_500))
+    assert _wait_for(sql, "ds_visits", 1) == (1, 1_500.0)
+    held_back_from = time.monotonic()
+
+    batches.store(store, "visits", "b2", _visits("b", 1_600))  # 1,600 changed >= 1,500 held
+    time.sleep(2.5)  # two looks' worth: without the spacing it would have run by now
+    assert _analyses(sql, "ds_visits")[0] == 1
+
+    assert _wait_for(sql, "ds_visits", 2) == (2, 3_100.0)
+    assert time.monotonic() - held_back_from >= 4.0 - 0.5
 
 
 @pytest.mark.postgres
