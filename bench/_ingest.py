@@ -1,5 +1,6 @@
 """``ingest``: the bare pipeline vs the real agent push, per backend (and index profile), medians
-of --repeat runs, with each side's CPU seconds so the agent and the gateway can be tuned apart.
+of --repeat alternated runs, with each side's CPU seconds so the agent and the gateway can be
+tuned apart.
 
 Memory stays flat whatever --records: the export is generated streaming, the bare pipeline's
 batches are pre-parsed into a file and read back one at a time, and each run writes to a fresh
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from agents._config import DEFAULT_BATCH_SIZE
 from bench._bare_client import IN_FLIGHT
-from bench._baseline import run_bare
-from bench._real import run_agent_push
+from bench._baseline import BareRun, run_bare
+from bench._real import AgentRun, run_agent_push
 from bench._workspace import make_workspace, prepare_bare_batches
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -62,7 +63,16 @@ def run_ingest(
         bare_records = prepare_bare_batches(ws.ed_visits, bare_batches, BATCH)
         rows: list[Row] = []
         for backend in backends:
-            bare = [run_bare(bare_batches, bare_records, backend, ws.root, pg_url) for _ in range(repeat)]
+            # alternated, bare then each profile, round after round: a machine that slows down
+            # or speeds up during the run moves both sides of the ratio alike
+            bare: list[BareRun] = []
+            runs: dict[str, list[AgentRun]] = {profile: [] for profile in indexes}
+            for i in range(repeat):
+                bare.append(run_bare(bare_batches, bare_records, backend, ws.root, pg_url))
+                for profile in indexes:
+                    runs[profile].append(
+                        run_agent_push(ws, backend, pg_url, f"{backend}-{profile}-{i}", indexes=profile)
+                    )
             bare_s = _median([b.seconds for b in bare])
             bare_rate = bare_records / bare_s
             rows.append(
@@ -80,12 +90,8 @@ def run_ingest(
                 )
             )
             for profile in indexes:
-                runs = [
-                    run_agent_push(ws, backend, pg_url, f"{backend}-{profile}-{i}", indexes=profile)
-                    for i in range(repeat)
-                ]
-                sent = runs[0].sent
-                agent_s = _median([r.seconds for r in runs])
+                sent = runs[profile][0].sent
+                agent_s = _median([r.seconds for r in runs[profile]])
                 rows.append(
                     Row(
                         backend,
@@ -95,9 +101,9 @@ def run_ingest(
                         agent_s,
                         sent / agent_s,
                         sent / agent_s / bare_rate,
-                        _median([r.agent_cpu_s for r in runs]),
-                        _median([r.gateway_cpu_s for r in runs]),
-                        max(r.peak_rss_kb for r in runs) / 1024,
+                        _median([r.agent_cpu_s for r in runs[profile]]),
+                        _median([r.gateway_cpu_s for r in runs[profile]]),
+                        max(r.peak_rss_kb for r in runs[profile]) / 1024,
                     )
                 )
         return {
@@ -168,7 +174,7 @@ def format_table(result: dict[str, object]) -> str:
         )
     lines.append(
         f"(requested {result['requested_records']}, CSV rows {result['csv_rows']}, "
-        f"medians of {result['repeat']}, batches of {result['batch_size']})"
+        f"medians of {result['repeat']} alternated runs, batches of {result['batch_size']})"
     )
     notes = result["notes"]
     assert isinstance(notes, list)
