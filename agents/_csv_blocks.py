@@ -5,11 +5,13 @@ knows every record's byte offset and can reject a bad line and read on; that cos
 record. A block of whole lines is read here instead, where every line is one of:
 
 - blank (no fields): skipped, as the row reader skips it;
-- *plain*: no quote character, no NUL, no carriage return but one just before the line break, and
-  exactly width - 1 delimiters; or *quoted*: the same, but its fields may be quoted, and the
-  whole line matches a pattern of exactly `width` well-formed fields (a quoted field closes
-  right before a delimiter or the line's end, and doubles the quotes inside it). On such lines
-  Arrow's parser and the csv module (strict) read the same fields, so Arrow reads them all;
+- *plain*: no quote character, no NUL, no carriage return but one just before the line break,
+  and width - 1 delimiters (taken on trust first: Arrow refuses a row with another number of
+  fields, and a block it refuses has its lines' delimiters counted); or *quoted*: the same, but
+  its fields may be quoted, and the whole line matches a pattern of exactly `width` well-formed
+  fields (a quoted field closes right before a delimiter or the line's end, and doubles the
+  quotes inside it). On such lines Arrow's parser and the csv module (strict) read the same
+  fields, so Arrow reads them all;
 - anything else: the csv module reads that line alone. A line whose record would not end on that
   line (an open quote) or that the csv module refuses ends the block before it, and the row
   reader takes over from there, so multi-line records, resynchronisation and every reject
@@ -93,13 +95,24 @@ class BlockReader:
             return None
         lines = text.split("\n")
         lines.pop()  # after the last newline
-        kinds = self._kinds(text, lines)
         lengths = (
             [len(line) + 1 for line in lines]
             if text.isascii()
             else [len(line.encode()) + 1 for line in lines]
         )
         ends = list(accumulate(lengths))
+        # plain lines are first taken at their word: Arrow refuses a block where any row has the
+        # wrong number of fields, and only then are delimiters counted line by line
+        for counted in (False, True):
+            kinds = self._kinds(text, lines, counted=counted)
+            parsed = self._parse_kinds(raw, lines, ends, kinds)
+            if parsed is not None:
+                return parsed
+        return None
+
+    def _parse_kinds(
+        self, raw: bytes, lines: list[str], ends: list[int], kinds: list[int]
+    ) -> ParsedBlock | None:
         self._check_quoted(raw, ends, kinds)
         count, bad, module_rows, module_values = self._read_by_module(lines, kinds)
         if _MODULE in kinds or _BLANK in kinds:
@@ -122,20 +135,24 @@ class BlockReader:
             rows = sorted(fast_rows + module_rows)
         return ParsedBlock(count, ends[:count], rows, columns, bad)
 
-    def _kinds(self, text: str, lines: list[str]) -> list[int]:
-        """Each line's kind. Plain Python over the lines: str methods run at memchr speed, where
-        building an Arrow array of every line costs more than the whole classification."""
+    def _kinds(self, text: str, lines: list[str], *, counted: bool) -> list[int]:
+        """Each line's kind; a plain line's delimiters only ``counted`` when asked. Plain Python
+        over the lines: str methods run at memchr speed, where building an Arrow array of every
+        line costs more than the whole classification."""
         quote, delimiter, separators = self._quotechar, self._delimiter, self._width - 1
-        kinds = [
-            _BLANK
-            if not line
-            else _QUOTED
-            if quote in line
-            else _PLAIN
-            if line.count(delimiter) == separators
-            else _MODULE
-            for line in lines
-        ]
+        if counted:
+            kinds = [
+                _BLANK
+                if not line
+                else _QUOTED
+                if quote in line
+                else _PLAIN
+                if line.count(delimiter) == separators
+                else _MODULE
+                for line in lines
+            ]
+        else:
+            kinds = [_BLANK if not line else _QUOTED if quote in line else _PLAIN for line in lines]
         # the csv module refuses a field over its size limit, and the row reader rejects the line;
         # Arrow has no such limit: a line that long is the csv module's
         limit = csv.field_size_limit()

@@ -225,9 +225,16 @@ def _map_block(block: RowBlock, mapper: Mapper) -> _MappedBlock:
         for column, value in zip(values, record, strict=True):
             column[position] = value[0]
     problems.sort(key=lambda item: item[0])
+    if all(fits):
+        accepted, kept = parsed.rows, values
+    else:
+        accepted, kept = (
+            list(compress(parsed.rows, fits)),
+            [list(compress(column, fits)) for column in values],
+        )
     return _MappedBlock(
-        accepted=list(compress(parsed.rows, fits)),
-        values=[list(compress(column, fits)) for column in values],
+        accepted=accepted,
+        values=kept,
         reads=sorted(parsed.rows + [index for index, _ in parsed.bad]),
         reject_lines=[index for index, _ in problems],
         rejects=[reject for _, reject in problems],
