@@ -64,6 +64,7 @@ class BlockReader:
 
     def __init__(self, delimiter: str, quotechar: str, width: int, wanted: Sequence[tuple[str, int]]) -> None:
         self._delimiter, self._quotechar, self._width = delimiter, quotechar, width
+        self._counting = False  # whether plain lines' delimiters are counted (see parse)
         self._wanted = tuple(wanted)
         d, q = re.escape(delimiter), re.escape(quotechar)
         excluded = r"\r\n\x00"
@@ -101,13 +102,15 @@ class BlockReader:
             else [len(line.encode()) + 1 for line in lines]
         )
         ends = list(accumulate(lengths))
-        # plain lines are first taken at their word: Arrow refuses a block where any row has the
-        # wrong number of fields, and only then are delimiters counted line by line
-        for counted in (False, True):
+        # plain lines are taken at their word: Arrow refuses a block where any row has the wrong
+        # number of fields, and then (for this block and, as such a file may hold more, every
+        # later one) delimiters are counted line by line
+        for counted in (True,) if self._counting else (False, True):
             kinds = self._kinds(text, lines, counted=counted)
             parsed = self._parse_kinds(raw, lines, ends, kinds)
             if parsed is not None:
                 return parsed
+            self._counting = True
         return None
 
     def _parse_kinds(

@@ -107,10 +107,13 @@ class PlannerStatistics:
             self._stop.wait(LOOK_INTERVAL_S)
 
     def _refresh(self, table: Table) -> bool:
-        """Analyse ``table`` if it needs it; False when it does but was analysed too recently."""
+        """Analyse ``table`` if it needs it; False (look again later) when this process analysed it
+        less than REANALYSE_AFTER_S ago."""
         with self._guard:
             ours = self._stored.get(table, 0)
             last = self._analysed_at.get(table)
+        if last is not None and time.monotonic() - last < REANALYSE_AFTER_S:
+            return False  # looked at once its time is up, not before: one look, as without spacing
         # an advisory chore: a failure is logged, and the table looked at again after its next batch
         try:
             with self._db.engine.connect() as conn:
@@ -119,8 +122,6 @@ class PlannerStatistics:
                 row = conn.execute(_PLANNER_ROWS, {"name": name}).first()
                 if row is None or not needs_analysis(float(row[0]), ours):
                     return True
-                if float(row[0]) >= 0 and last is not None and time.monotonic() - last < REANALYSE_AFTER_S:
-                    return False
                 conn.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {name}")  # a name from our own schema
         except Exception as exc:  # noqa: BLE001 - whatever it was, the thread must go on for the next batch
             log.warning("planner_statistics_failed", table=table.name, error=type(exc).__name__)
