@@ -22,16 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agents._config import (
-    AgeBandField,
-    DateField,
-    FieldSpec,
-    HoursBetweenField,
-    LookupField,
-    MapField,
-    NumberField,
-    PseudonymiseField,
-)
+from agents._config import DateField, HoursBetweenField, PseudonymiseField
 
 # what str.strip() removes among ASCII characters: rows with other characters take the row path
 _ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
@@ -192,82 +183,57 @@ class ColumnarBuilder:
 
         self.steps.append(step)
 
-    def dimension(
-        self,
-        spec: FieldSpec,
-        codes: Mapping[str, int],
-        table: Mapping[str, int] | None,
-        by_age: Sequence[int | None] | None,
-    ) -> None:
-        if isinstance(spec, MapField):
-            mapped = {raw: codes[value] for raw, value in spec.mapping.items()}
-            column = spec.column
+    def coded(self, column: str, codes: Mapping[str, int], *, upper: bool) -> None:
+        """A dimension read through a table of codes (a map, or a lookup file when ``upper``)."""
 
-            def map_step(block: _Block) -> list[Any]:
-                found = _codes_of(block.text(column), mapped.get)
-                block.require(pc.is_valid(found))
-                return _listed(found)
+        def coded_step(block: _Block) -> list[Any]:
+            text = block.text(column)
+            found = _codes_of(pc.ascii_upper(text) if upper else text, codes.get)
+            block.require(pc.is_valid(found))
+            return _listed(found)
 
-            self.steps.append(map_step)
-        elif isinstance(spec, LookupField):
-            assert table is not None
-            lookup_column = spec.column
-            lookup = table.get
+        self.steps.append(coded_step)
 
-            def lookup_step(block: _Block) -> list[Any]:
-                found = _codes_of(pc.ascii_upper(block.text(lookup_column)), lookup)
-                block.require(pc.is_valid(found))
-                return _listed(found)
+    def age_band(self, column: str, fmt: str, by_age: Sequence[int | None]) -> None:
+        bands = pa.array(list(by_age), pa.int64())
 
-            self.steps.append(lookup_step)
-        elif isinstance(spec, AgeBandField):
-            assert by_age is not None
-            bands = pa.array(list(by_age), pa.int64())
-            birth_column, fmt = spec.column, spec.format
+        def age_step(block: _Block) -> list[Any]:
+            event = block.event
+            assert event is not None
+            born = block.date(column, fmt)
+            before_birthday = pc.or_(
+                pc.less(event.month, born.month),
+                pc.and_(pc.equal(event.month, born.month), pc.less(event.day, born.day)),
+            )
+            age = pc.subtract(pc.subtract(event.year, born.year), pc.cast(before_birthday, pa.int64()))
+            fits = pc.and_(pc.greater_equal(age, 0), pc.less(age, len(bands)))
+            block.require(fits)
+            found = pc.take(bands, pc.if_else(fits, age, 0))
+            block.require(pc.is_valid(found))
+            return _listed(found)
 
-            def age_step(block: _Block) -> list[Any]:
-                event = block.event
-                assert event is not None
-                born = block.date(birth_column, fmt)
-                before_birthday = pc.or_(
-                    pc.less(event.month, born.month),
-                    pc.and_(pc.equal(event.month, born.month), pc.less(event.day, born.day)),
-                )
-                age = pc.subtract(pc.subtract(event.year, born.year), pc.cast(before_birthday, pa.int64()))
-                fits = pc.and_(pc.greater_equal(age, 0), pc.less(age, len(bands)))
-                block.require(fits)
-                found = pc.take(bands, pc.if_else(fits, age, 0))
-                block.require(pc.is_valid(found))
-                return _listed(found)
+        self.steps.append(age_step)
 
-            self.steps.append(age_step)
-        else:  # pragma: no cover - build_mapper refuses other dimension transforms first
-            raise TypeError(spec)
+    def number(self, column: str, low: float, high: float) -> None:
+        def number_step(block: _Block) -> list[Any]:
+            text = block.text(column)
+            fits = pc.match_substring_regex(text, _DECIMAL)
+            block.require(fits)
+            values = pc.cast(pc.if_else(fits, text, "0"), pa.float64())
+            return _listed(_clamped(values, low, high))
 
-    def measure(self, spec: FieldSpec, low: float, high: float) -> None:
-        if isinstance(spec, NumberField):
-            column = spec.column
+        self.steps.append(number_step)
 
-            def number_step(block: _Block) -> list[Any]:
-                text = block.text(column)
-                fits = pc.match_substring_regex(text, _DECIMAL)
-                block.require(fits)
-                values = pc.cast(pc.if_else(fits, text, "0"), pa.float64())
-                return _listed(_clamped(values, low, high))
+    def hours_between(self, spec: HoursBetweenField, low: float, high: float) -> None:
+        start_column, end_column, fmt = spec.start_column, spec.end_column, spec.format
 
-            self.steps.append(number_step)
-        elif isinstance(spec, HoursBetweenField):
-            start_column, end_column, fmt = spec.start_column, spec.end_column, spec.format
+        def hours_step(block: _Block) -> list[Any]:
+            start = block.date(start_column, fmt)
+            end = block.date(end_column, fmt)
+            hours = pc.divide(pc.cast(pc.subtract(end.seconds, start.seconds), pa.float64()), 3600.0)
+            return _listed(_clamped(hours, low, high))
 
-            def hours_step(block: _Block) -> list[Any]:
-                start = block.date(start_column, fmt)
-                end = block.date(end_column, fmt)
-                hours = pc.divide(pc.cast(pc.subtract(end.seconds, start.seconds), pa.float64()), 3600.0)
-                return _listed(_clamped(hours, low, high))
-
-            self.steps.append(hours_step)
-        else:  # pragma: no cover - build_mapper refuses other measure transforms first
-            raise TypeError(spec)
+        self.steps.append(hours_step)
 
     def build(self) -> ColumnarMapper:
         return ColumnarMapper(self.steps)

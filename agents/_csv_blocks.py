@@ -102,21 +102,23 @@ class BlockReader:
             else [len(line.encode()) + 1 for line in lines]
         )
         ends = list(accumulate(lengths))
+        kinds = self._kinds(text, lines)
+        self._check_quoted(raw, ends, kinds)
         # plain lines are taken at their word: Arrow refuses a block where any row has the wrong
         # number of fields, and then (for this block and, as such a file may hold more, every
         # later one) delimiters are counted line by line
-        for counted in (True,) if self._counting else (False, True):
-            kinds = self._kinds(text, lines, counted=counted)
-            parsed = self._parse_kinds(raw, lines, ends, kinds)
-            if parsed is not None:
-                return parsed
+        if self._counting:
+            self._count_delimiters(lines, kinds)
+        parsed = self._parse_kinds(raw, lines, ends, kinds)
+        if parsed is None and not self._counting:
             self._counting = True
-        return None
+            self._count_delimiters(lines, kinds)
+            parsed = self._parse_kinds(raw, lines, ends, kinds)
+        return parsed
 
     def _parse_kinds(
         self, raw: bytes, lines: list[str], ends: list[int], kinds: list[int]
     ) -> ParsedBlock | None:
-        self._check_quoted(raw, ends, kinds)
         count, bad, module_rows, module_values = self._read_by_module(lines, kinds)
         if _MODULE in kinds or _BLANK in kinds:
             fast_rows = [i for i in range(count) if kinds[i] <= _QUOTED]
@@ -138,24 +140,12 @@ class BlockReader:
             rows = sorted(fast_rows + module_rows)
         return ParsedBlock(count, ends[:count], rows, columns, bad)
 
-    def _kinds(self, text: str, lines: list[str], *, counted: bool) -> list[int]:
-        """Each line's kind; a plain line's delimiters only ``counted`` when asked. Plain Python
-        over the lines: str methods run at memchr speed, where building an Arrow array of every
-        line costs more than the whole classification."""
-        quote, delimiter, separators = self._quotechar, self._delimiter, self._width - 1
-        if counted:
-            kinds = [
-                _BLANK
-                if not line
-                else _QUOTED
-                if quote in line
-                else _PLAIN
-                if line.count(delimiter) == separators
-                else _MODULE
-                for line in lines
-            ]
-        else:
-            kinds = [_BLANK if not line else _QUOTED if quote in line else _PLAIN for line in lines]
+    def _kinds(self, text: str, lines: list[str]) -> list[int]:
+        """Each line's kind, plain lines' delimiters not counted. Plain Python over the lines: str
+        methods run at memchr speed, where building an Arrow array of every line costs more than
+        the whole classification."""
+        quote = self._quotechar
+        kinds = [_BLANK if not line else _QUOTED if quote in line else _PLAIN for line in lines]
         # the csv module refuses a field over its size limit, and the row reader rejects the line;
         # Arrow has no such limit: a line that long is the csv module's
         limit = csv.field_size_limit()
@@ -174,6 +164,14 @@ class BlockReader:
                 ):
                     kinds[index] = _MODULE
         return kinds
+
+    def _count_delimiters(self, lines: list[str], kinds: list[int]) -> None:
+        """Send the plain lines without exactly width - 1 delimiters to the csv module."""
+        delimiter, separators = self._delimiter, self._width - 1
+        kinds[:] = [
+            _MODULE if kind == _PLAIN and line.count(delimiter) != separators else kind
+            for kind, line in zip(kinds, lines, strict=True)
+        ]
 
     def _read_by_module(
         self, lines: list[str], kinds: list[int]

@@ -326,9 +326,10 @@ class _Compiler:
                 raise ConfigError(
                     f"{where}.map: every value must be in the contract's domain for {spec.name}"
                 )
-            mapped = self.const({raw: codes[value] for raw, value in spec.mapping.items()})
+            by_raw = {raw: codes[value] for raw, value in spec.mapping.items()}
+            mapped = self.const(by_raw)
             if self.columnar is not None:
-                self.columnar.dimension(spec, codes, None, None)
+                self.columnar.coded(spec.column, by_raw, upper=False)
             self.emit(
                 f"{var} = {mapped}.get(row[{self.const(spec.column)}].strip())",
                 f"if {var} is None:",
@@ -339,7 +340,7 @@ class _Compiler:
             coded = {key: codes[value] for key, value in _read_lookup(spec.file, where, codes).items()}
             table = self.const(coded)
             if self.columnar is not None:
-                self.columnar.dimension(spec, codes, coded, None)
+                self.columnar.coded(spec.column, coded, upper=True)
             self.emit(
                 f"_v = row[{self.const(spec.column)}].strip().upper()",
                 "if not _v:",
@@ -353,7 +354,7 @@ class _Compiler:
             by_age = _age_codes(dimension, where)
             bands = self.const(by_age)
             if self.columnar is not None and self._columnar_reads(spec.format):
-                self.columnar.dimension(spec, codes, None, by_age)
+                self.columnar.age_band(spec.column, spec.format, by_age)
             birth = self.date(spec.name, spec.column, self.parser(spec.format, cached=True))
             self.emit(
                 f"_b = {birth}.date()",
@@ -387,7 +388,7 @@ class _Compiler:
             )
             self.namespace["_INF"] = math.inf
             if self.columnar is not None:
-                self.columnar.measure(spec, measure.min, measure.max)
+                self.columnar.number(spec.column, measure.min, measure.max)
             return var
         if isinstance(spec, HoursBetweenField):
             parse = self.parser(spec.format, cached=False)
@@ -399,7 +400,7 @@ class _Compiler:
                 f"{var} = {low} if _h < {low} else {high} if _h > {high} else _h",
             )
             if self.columnar is not None and self._columnar_reads(spec.format):
-                self.columnar.measure(spec, measure.min, measure.max)
+                self.columnar.hours_between(spec, measure.min, measure.max)
             return var
         raise ConfigError(f"{where}.transform: {spec.name} is a measure; use number or hours_between")
 
